@@ -1,0 +1,452 @@
+"""The jitted cohort core: every customer simulated period by period, aggregated on the fly.
+
+Public entry point: :func:`project`. The kernel :func:`_simulate_chunk` is private and
+array-only; :func:`project` validates, allocates and calls it.
+
+Reproducibility contract
+------------------------
+Customer ``c`` of replication ``r`` draws from its own streams, keyed by
+``(seed, r, c, component)`` (:mod:`sim._rng`): component 0 its attributes (segment,
+wallet, fit), 1 its perceived-performance noise, 2 its transition draws. Every period uses
+exactly one draw of each of components 1 and 2 whatever the state or policy, so all
+policies of an experiment see the same customers and the same shocks (common random
+numbers). Partial sums are kept per fixed block of ``BLOCK`` customers (aligned on the
+global customer index) and reduced in block order, so results are bitwise identical for
+any thread count and any chunking into multiples of ``BLOCK`` customers.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, prange
+
+from . import _rng
+from .model import (
+    DECLINE,
+    ENDED,
+    EXPLORATION,
+    N_STAGES,
+    ROW_ACQUISITION,
+    ROW_ADVANCE,
+    ROW_BASE_PERFORMANCE,
+    ROW_CROSS_SELL,
+    ROW_EFFECTIVENESS,
+    ROW_EXIT,
+    ROW_EXIT_ODDS,
+    ROW_MARGIN,
+    ROW_PRICE_PREMIUM,
+    ROW_SOW,
+    S_ADAPTATION,
+    S_AFFECTION_THRESHOLD,
+    S_ANCHOR,
+    S_ANNOYANCE,
+    S_BETA_ADVANCE,
+    S_BETA_EXIT,
+    S_CARE_GAIN,
+    S_CARE_SCALE,
+    S_COST_FLOOR,
+    S_COST_TO_SERVE,
+    S_CROSS_SELL_MARGIN,
+    S_DEFECTION_THRESHOLD,
+    S_DISCOUNT_FACTOR,
+    S_FIT_SD,
+    S_INDIFFERENCE_HIGH,
+    S_INDIFFERENCE_LOW,
+    S_INITIAL_EXPECTATION,
+    S_LONG_TERM,
+    S_MEMORY,
+    S_NEUTRAL_LOYALTY,
+    S_NOISE,
+    S_RELATIONSHIP_SHARE,
+    S_SAT_SCALE,
+    S_SAT_TOLERANCE,
+    S_SOW_GROWTH,
+    S_TENURE_SCALE,
+    S_TIER_A_WALLET,
+    S_TIER_B_WALLET,
+    S_WALLET_MEDIAN,
+    S_WALLET_SIGMA,
+    STABILITY,
+    care_response,
+    loyalty_from_satisfaction,
+    next_stage,
+    perceived_performance,
+    period_cash_flows,
+    satisfaction_type,
+    transition_probabilities,
+    update_expectation,
+    update_satisfaction,
+)
+
+__all__ = ["BLOCK", "SATISFACTION_BINS", "COMPONENT_ATTRIBUTES", "COMPONENT_PERFORMANCE", "COMPONENT_TRANSITIONS"]
+
+#: Customers per reduction block (partial sums are kept per block and reduced in order).
+BLOCK = 4096
+#: Equal-width satisfaction bins for the simulated satisfaction→retention relation.
+SATISFACTION_BINS = 10
+#: Random-stream components (see the module docstring).
+COMPONENT_ATTRIBUTES, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS = 0, 1, 2
+
+# Columns of the per-policy money partials ``money[block, policy, :]``.
+(
+    M_CLV1,
+    M_CLV2,
+    M_CLV3,
+    M_CLV4,
+    M_CLV5,
+    M_CLV6,
+    M_SPEND,
+    M_ACQUISITION,
+    M_CLV,
+    M_CLV_SQUARED,
+) = range(10)
+N_MONEY = 10
+# Columns of the per-stage and per-period partials (sums over customer-periods).
+K_PROFIT, K_SATISFACTION, K_LOYALTY, K_SPEND = range(4)
+N_PERIOD_SUMS = 4
+
+
+class ChunkPartials:
+    """Partial aggregates of one chunk of customers, one row per block of ``BLOCK`` customers.
+
+    Every array has the block as its first axis; the per-customer CLV array is
+    ``clv[policy, customer]``. Integer counts are ``int64``; money and satisfaction sums
+    are ``float64``.
+    """
+
+    FIELDS = (
+        "money",
+        "stage_sums",
+        "stage_periods",
+        "period_sums",
+        "occupancy",
+        "ended_at",
+        "pattern_count",
+        "pattern_clv",
+        "pair_sums",
+        "pair_wins",
+        "satisfaction_bins",
+    )
+    __slots__ = FIELDS + ("clv", "stage_trace")
+
+    def __init__(self, n_blocks: int, n_policies: int, horizon: int, n_customers: int):
+        p = n_policies
+        self.money = np.zeros((n_blocks, p, N_MONEY))
+        self.stage_sums = np.zeros((n_blocks, p, N_STAGES, N_PERIOD_SUMS))
+        self.stage_periods = np.zeros((n_blocks, p, N_STAGES), dtype=np.int64)
+        self.period_sums = np.zeros((n_blocks, p, horizon, N_PERIOD_SUMS))
+        self.occupancy = np.zeros((n_blocks, p, horizon + 1, N_STAGES), dtype=np.int64)
+        self.ended_at = np.zeros((n_blocks, p, horizon + 1), dtype=np.int64)
+        self.pattern_count = np.zeros((n_blocks, p, 4), dtype=np.int64)
+        self.pattern_clv = np.zeros((n_blocks, p, 4))
+        self.pair_sums = np.zeros((n_blocks, p, p, 2))
+        self.pair_wins = np.zeros((n_blocks, p, p), dtype=np.int64)
+        self.satisfaction_bins = np.zeros((n_blocks, p, N_STAGES, SATISFACTION_BINS, 2), dtype=np.int64)
+        self.clv = np.zeros((p, n_customers))
+
+
+@njit(cache=True)
+def _customer_attributes(seed, replication, customer, scalars):
+    """Segment (0 relationship, 1 transactional), wallet, fit and ABC tier of one customer."""
+    s0, s1 = _rng._seed_stream(seed, replication, customer, COMPONENT_ATTRIBUTES)
+    u, s0, s1 = _rng._uniform(s0, s1)
+    segment = 0 if u < scalars[S_RELATIONSHIP_SHARE] else 1
+    z, s0, s1 = _rng._normal(s0, s1)
+    wallet = scalars[S_WALLET_MEDIAN] * math.exp(scalars[S_WALLET_SIGMA] * z)
+    z, s0, s1 = _rng._normal(s0, s1)
+    fit = scalars[S_FIT_SD] * z
+    if wallet >= scalars[S_TIER_A_WALLET]:
+        tier = 0
+    elif wallet >= scalars[S_TIER_B_WALLET]:
+        tier = 1
+    else:
+        tier = 2
+    return segment, wallet, fit, tier
+
+
+@njit(cache=True)
+def _simulate_customer(
+    policy,
+    block,
+    segment,
+    wallet,
+    fit,
+    tier,
+    seed,
+    replication,
+    customer,
+    horizon,
+    stage_table,
+    segment_table,
+    referral,
+    scalars,
+    spend_tables,
+    reactive_drop,
+    money,
+    stage_sums,
+    stage_periods,
+    period_sums,
+    occupancy,
+    ended_at,
+    pattern_count,
+    pattern_clv,
+    satisfaction_bins,
+    local,
+    stage_trace,
+):
+    """One customer's whole trajectory under one policy; adds into the block's partials
+    and returns the customer's CLV. Equations: :mod:`sim.model` (M1)-(M7), (C1)-(C6).
+
+    Customers whose chunk-local index ``local`` is below ``stage_trace.shape[1]`` also
+    write their stage path (ENDED after the end) into ``stage_trace[policy, local]``."""
+    traced = local < stage_trace.shape[1]
+    perf0, perf1 = _rng._seed_stream(seed, replication, customer, COMPONENT_PERFORMANCE)
+    move0, move1 = _rng._seed_stream(seed, replication, customer, COMPONENT_TRANSITIONS)
+    initial_expectation = scalars[S_INITIAL_EXPECTATION]
+    expectation = initial_expectation
+    satisfaction = 0.5
+    previous_satisfaction = 0.5
+    stage = EXPLORATION
+    highest_stage = EXPLORATION
+    delta = scalars[S_DISCOUNT_FACTOR]
+    discount = 1.0
+    clv1 = 0.0
+    clv2 = 0.0
+    clv3 = 0.0
+    clv4 = 0.0
+    clv5 = 0.0
+    clv6 = 0.0
+    spend_value = 0.0
+    acquisition = segment_table[ROW_ACQUISITION, segment]
+    end_period = -1
+    drop_trigger = reactive_drop[policy]
+    for t in range(horizon):
+        occupancy[block, policy, t, stage] += 1
+        if traced:
+            stage_trace[policy, local, t] = stage
+        # retention spend, decided on what the firm observed up to last period
+        spend = spend_tables[policy, stage, segment, tier]
+        if drop_trigger > 0.0 and stage != DECLINE and previous_satisfaction - satisfaction <= drop_trigger:
+            spend = 0.0
+        # (M1)-(M6): perceived performance, satisfaction, loyalty, expectations
+        noise, perf0, perf1 = _rng._normal(perf0, perf1)
+        care = care_response(spend, scalars[S_CARE_GAIN], scalars[S_CARE_SCALE], scalars[S_ANNOYANCE])
+        performance = perceived_performance(
+            segment_table[ROW_BASE_PERFORMANCE, segment],
+            fit,
+            stage_table[ROW_EFFECTIVENESS, stage],
+            care,
+            scalars[S_NOISE],
+            noise,
+        )
+        disconfirmation = performance - expectation
+        previous_satisfaction = satisfaction
+        satisfaction = update_satisfaction(satisfaction, disconfirmation, scalars[S_MEMORY], scalars[S_SAT_SCALE])
+        kind = satisfaction_type(disconfirmation, scalars[S_SAT_TOLERANCE])
+        loyalty = loyalty_from_satisfaction(
+            satisfaction,
+            scalars[S_DEFECTION_THRESHOLD],
+            scalars[S_AFFECTION_THRESHOLD],
+            scalars[S_INDIFFERENCE_LOW],
+            scalars[S_INDIFFERENCE_HIGH],
+        )
+        expectation = update_expectation(
+            expectation, performance, initial_expectation, scalars[S_ADAPTATION], scalars[S_ANCHOR]
+        )
+        # (C1)-(C6): this period's cash, received at the end of the period
+        purchases, cross_sell, cost_saving, referral_value, premium = period_cash_flows(
+            wallet,
+            float(t),
+            stage_table[ROW_SOW, stage],
+            stage_table[ROW_MARGIN, stage],
+            stage_table[ROW_CROSS_SELL, stage],
+            referral[kind],
+            segment_table[ROW_PRICE_PREMIUM, segment],
+            loyalty,
+            scalars[S_INDIFFERENCE_HIGH],
+            scalars[S_SOW_GROWTH],
+            scalars[S_TENURE_SCALE],
+            scalars[S_CROSS_SELL_MARGIN],
+            scalars[S_COST_TO_SERVE],
+            scalars[S_COST_FLOOR],
+        )
+        discount *= delta
+        if t == 0:
+            clv1 += discount * purchases
+        else:
+            clv2 += discount * purchases
+        clv3 += discount * cross_sell
+        clv4 += discount * cost_saving
+        clv5 += discount * referral_value
+        clv6 += discount * premium
+        spend_value += discount * spend
+        profit = purchases + cross_sell + cost_saving + referral_value + premium - spend
+        stage_periods[block, policy, stage] += 1
+        stage_sums[block, policy, stage, K_PROFIT] += profit
+        stage_sums[block, policy, stage, K_SATISFACTION] += satisfaction
+        stage_sums[block, policy, stage, K_LOYALTY] += loyalty
+        stage_sums[block, policy, stage, K_SPEND] += spend
+        period_sums[block, policy, t, K_PROFIT] += profit
+        period_sums[block, policy, t, K_SATISFACTION] += satisfaction
+        period_sums[block, policy, t, K_LOYALTY] += loyalty
+        period_sums[block, policy, t, K_SPEND] += spend
+        # (M7): the stage transition, from one uniform draw
+        forward, leave = transition_probabilities(
+            stage,
+            loyalty,
+            scalars[S_NEUTRAL_LOYALTY],
+            stage_table[ROW_ADVANCE, stage],
+            stage_table[ROW_EXIT, stage],
+            scalars[S_BETA_ADVANCE],
+            scalars[S_BETA_EXIT],
+            segment_table[ROW_EXIT_ODDS, segment],
+        )
+        uniform, move0, move1 = _rng._uniform(move0, move1)
+        new_stage = next_stage(stage, forward, leave, uniform)
+        satisfaction_bin = min(int(satisfaction * SATISFACTION_BINS), SATISFACTION_BINS - 1)
+        satisfaction_bins[block, policy, stage, satisfaction_bin, 0] += 1
+        if new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE):
+            satisfaction_bins[block, policy, stage, satisfaction_bin, 1] += 1
+        stage = new_stage
+        if stage <= STABILITY and stage > highest_stage:
+            highest_stage = stage
+        if stage == ENDED:
+            end_period = t + 1
+            break
+    if end_period < 0:
+        occupancy[block, policy, horizon, stage] += 1
+    else:
+        ended_at[block, policy, end_period] += 1
+    if traced:
+        for t in range(end_period if end_period >= 0 else horizon, horizon + 1):
+            stage_trace[policy, local, t] = stage
+    clv = clv1 + clv2 + clv3 + clv4 + clv5 + clv6 - spend_value - acquisition
+    row = money[block, policy]
+    row[M_CLV1] += clv1
+    row[M_CLV2] += clv2
+    row[M_CLV3] += clv3
+    row[M_CLV4] += clv4
+    row[M_CLV5] += clv5
+    row[M_CLV6] += clv6
+    row[M_SPEND] += spend_value
+    row[M_ACQUISITION] += acquisition
+    row[M_CLV] += clv
+    row[M_CLV_SQUARED] += clv * clv
+    if highest_stage < STABILITY:
+        pattern = highest_stage  # I: ended in exploration, II: ended in formation
+    elif end_period >= 0 and end_period < scalars[S_LONG_TERM]:
+        pattern = 2  # III: reached stability, left early
+    else:
+        pattern = 3  # IV: long-term
+    pattern_count[block, policy, pattern] += 1
+    pattern_clv[block, policy, pattern] += clv
+    return clv
+
+
+@njit(cache=True, parallel=True)
+def _simulate_chunk(
+    stage_table,
+    segment_table,
+    referral,
+    scalars,
+    spend_tables,
+    reactive_drop,
+    seed,
+    replication,
+    first_customer,
+    horizon,
+    money,
+    stage_sums,
+    stage_periods,
+    period_sums,
+    occupancy,
+    ended_at,
+    pattern_count,
+    pattern_clv,
+    pair_sums,
+    pair_wins,
+    satisfaction_bins,
+    clv,
+    stage_trace,
+):
+    """Simulate customers ``first_customer .. first_customer + clv.shape[1] - 1`` of one
+    replication under every policy, in parallel over blocks of ``BLOCK`` customers.
+    ``first_customer`` must be a multiple of ``BLOCK``. Writes block partials in place."""
+    n_policies, n_customers = clv.shape
+    n_blocks = (n_customers + BLOCK - 1) // BLOCK
+    for block in prange(n_blocks):
+        start = block * BLOCK
+        stop = min(start + BLOCK, n_customers)
+        for local in range(start, stop):
+            customer = first_customer + local
+            segment, wallet, fit, tier = _customer_attributes(seed, replication, customer, scalars)
+            for policy in range(n_policies):
+                clv[policy, local] = _simulate_customer(
+                    policy,
+                    block,
+                    segment,
+                    wallet,
+                    fit,
+                    tier,
+                    seed,
+                    replication,
+                    customer,
+                    horizon,
+                    stage_table,
+                    segment_table,
+                    referral,
+                    scalars,
+                    spend_tables,
+                    reactive_drop,
+                    money,
+                    stage_sums,
+                    stage_periods,
+                    period_sums,
+                    occupancy,
+                    ended_at,
+                    pattern_count,
+                    pattern_clv,
+                    satisfaction_bins,
+                    local,
+                    stage_trace,
+                )
+            for policy in range(n_policies):
+                for other in range(n_policies):
+                    if policy != other:
+                        difference = clv[policy, local] - clv[other, local]
+                        pair_sums[block, policy, other, 0] += difference
+                        pair_sums[block, policy, other, 1] += difference * difference
+                        if difference > 0.0:
+                            pair_wins[block, policy, other] += 1
+
+
+def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: int, n_customers: int,
+                   horizon: int, trace_customers: int = 0) -> ChunkPartials:
+    """Run the kernel on one chunk and return its :class:`ChunkPartials` (checked wrapper).
+
+    With ``trace_customers = k > 0`` the stage paths of the chunk's first ``k`` customers
+    are kept in ``partials.stage_trace[policy, customer, period]`` (periods 0..horizon).
+    """
+    if first_customer % BLOCK:
+        raise ValueError(f"first_customer = {first_customer} must be a multiple of BLOCK = {BLOCK}")
+    n_blocks = (n_customers + BLOCK - 1) // BLOCK
+    partials = ChunkPartials(n_blocks, len(tables.names), horizon, n_customers)
+    partials.stage_trace = np.zeros((len(tables.names), min(trace_customers, n_customers), horizon + 1), dtype=np.int8)
+    _simulate_chunk(
+        arrays.stage,
+        arrays.segment,
+        arrays.referral,
+        arrays.scalars,
+        tables.spend,
+        tables.reactive_drop,
+        np.uint64(seed),
+        np.uint64(replication),
+        np.int64(first_customer),
+        np.int64(horizon),
+        *(getattr(partials, name) for name in ChunkPartials.FIELDS),
+        partials.clv,
+        partials.stage_trace,
+    )
+    return partials

@@ -1,0 +1,168 @@
+"""Plots drawn from the tidy tables: every function is ``plot_*(table, ..., ax=None) -> Axes``.
+
+No model logic lives here: each function reads a table of :class:`sim.ProjectionResult`
+and draws it. One palette for the lifecycle stages is used everywhere.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .config import STAGES
+
+__all__ = [
+    "STAGE_COLORS",
+    "plot_stage_occupancy",
+    "plot_clv_by_policy",
+    "plot_clv_parts",
+    "plot_patterns",
+    "plot_satisfaction_retention",
+    "result_figure",
+]
+
+#: One colour per state, used by every plot (exploration → decline, then ended).
+STAGE_COLORS = {
+    "exploration": "#9ecae1",
+    "formation": "#4292c6",
+    "stability": "#08519c",
+    "decline": "#fd8d3c",
+    "ended": "#d9d9d9",
+}
+_PART_COLORS = ["#1b9e77", "#66a61e", "#7570b3", "#e7298a", "#e6ab02", "#a6761d"]
+
+
+def _axes(ax):
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.4, 4.0))
+    return ax
+
+
+def _style(ax, title: str, xlabel: str, ylabel: str):
+    ax.set_title(title, loc="left", fontsize=11, fontweight="bold")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.spines[["top", "right"]].set_visible(False)
+    return ax
+
+
+def plot_stage_occupancy(stages: pd.DataFrame, policy: str | None = None, ax=None, *, period_label: str = "period (months)"):
+    """Stacked shares of the cohort in each lifecycle stage (and ended) over time.
+
+    Parameters
+    ----------
+    stages
+        The ``stages`` table (``policy, period, stage, share``).
+    policy
+        Which policy to draw; the first one if omitted.
+    """
+    ax = _axes(ax)
+    policy = policy if policy is not None else stages["policy"].iloc[0]
+    wide = stages[stages["policy"] == policy].pivot(index="period", columns="stage", values="share")
+    order = [stage for stage in list(STAGES) + ["ended"] if stage in wide.columns]
+    ax.stackplot(wide.index, [wide[stage] for stage in order], labels=order, colors=[STAGE_COLORS[s] for s in order])
+    ax.set_xlim(wide.index.min(), wide.index.max())
+    ax.set_ylim(0, 1)
+    ax.legend(loc="upper right", fontsize=8, frameon=False, ncols=1)
+    return _style(ax, f"Stage occupancy — {policy}", period_label, "share of cohort")
+
+
+def plot_clv_by_policy(summary: pd.DataFrame, ax=None):
+    """Mean CLV per policy with 95 % confidence intervals (±1.96 SE).
+
+    Parameters
+    ----------
+    summary
+        The ``summary`` table (``policy, clv_mean, clv_se``).
+    """
+    ax = _axes(ax)
+    positions = np.arange(len(summary))
+    ax.bar(positions, summary["clv_mean"], color="#4292c6", width=0.6)
+    ax.errorbar(positions, summary["clv_mean"], yerr=1.959964 * summary["clv_se"], fmt="none", ecolor="black", capsize=4)
+    ax.set_xticks(positions, summary["policy"], rotation=20, ha="right")
+    ax.axhline(0, color="black", linewidth=0.8)
+    return _style(ax, "Mean CLV per customer (95 % CI)", "policy", "CLV (money units)")
+
+
+def plot_clv_parts(summary: pd.DataFrame, ax=None):
+    """CLV decomposition per policy: CLV1..CLV6 stacked up, spend and acquisition down,
+    with the net CLV marked.
+
+    Parameters
+    ----------
+    summary
+        The ``summary`` table (``clv1`` … ``clv6``, ``retention_spend``, ``acquisition_cost``, ``clv_mean``).
+    """
+    ax = _axes(ax)
+    positions = np.arange(len(summary))
+    positive = np.zeros(len(summary))
+    negative = np.zeros(len(summary))
+    labels = ["CLV1 initial", "CLV2 repeat", "CLV3 cross-sell", "CLV4 cost to serve", "CLV5 referrals", "CLV6 price premium"]
+    for part, (label, color) in enumerate(zip(labels, _PART_COLORS), start=1):
+        values = summary[f"clv{part}"].to_numpy()
+        bottoms = np.where(values >= 0, positive, negative)
+        ax.bar(positions, values, bottom=bottoms, color=color, width=0.6, label=label)
+        positive += np.where(values >= 0, values, 0)
+        negative += np.where(values < 0, values, 0)
+    for column, label, color in (("retention_spend", "retention spend", "#bdbdbd"), ("acquisition_cost", "acquisition", "#636363")):
+        values = -summary[column].to_numpy()
+        ax.bar(positions, values, bottom=negative, color=color, width=0.6, label=label)
+        negative += values
+    ax.scatter(positions, summary["clv_mean"], color="black", marker="D", zorder=3, label="net CLV")
+    ax.set_xticks(positions, summary["policy"], rotation=20, ha="right")
+    ax.axhline(0, color="black", linewidth=0.8)
+    ax.legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    return _style(ax, "CLV decomposition (present value per customer)", "policy", "money units")
+
+
+def plot_patterns(patterns: pd.DataFrame, ax=None):
+    """Lifecycle patterns I–IV: share of customers per policy (bars).
+
+    Parameters
+    ----------
+    patterns
+        The ``patterns`` table (``policy, pattern, share``).
+    """
+    ax = _axes(ax)
+    wide = patterns.pivot(index="pattern", columns="policy", values="share")
+    width = 0.8 / max(len(wide.columns), 1)
+    for index, policy in enumerate(wide.columns):
+        ax.bar(np.arange(len(wide)) + index * width, wide[policy], width=width, label=policy)
+    ax.set_xticks(np.arange(len(wide)) + 0.4 - width / 2, [f"pattern {p}" for p in wide.index])
+    ax.legend(fontsize=8, frameon=False)
+    return _style(ax, "Lifecycle patterns", "", "share of customers")
+
+
+def plot_satisfaction_retention(satisfaction_retention: pd.DataFrame, policy: str | None = None, stage: str = "stability", ax=None):
+    """Simulated per-period retention against satisfaction (the satisfaction→loyalty curve
+    as it shows in behaviour): flat in the zone of indifference, steep at the top.
+
+    Parameters
+    ----------
+    satisfaction_retention
+        The ``satisfaction_retention`` table.
+    policy, stage
+        Which policy (first if omitted) and stage (``"all"`` pools the stages).
+    """
+    ax = _axes(ax)
+    table = satisfaction_retention
+    policy = policy if policy is not None else table["policy"].iloc[0]
+    rows = table[(table["policy"] == policy) & (table["stage"] == stage) & (table["customer_periods"] >= 30)]
+    middle = (rows["satisfaction_low"] + rows["satisfaction_high"]) / 2
+    ax.plot(middle, rows["retention"], marker="o", color=STAGE_COLORS.get(stage, "#08519c"))
+    ax.set_xlim(0, 1)
+    return _style(ax, f"Retention by satisfaction — {stage}, {policy}", "satisfaction", "P(no exit this period)")
+
+
+def result_figure(result, policy: str | None = None):
+    """The overview figure of a run: stage occupancy, CLV by policy, CLV parts and the
+    satisfaction→retention relation, on one 2×2 page. Returns the Figure."""
+    figure, axes = plt.subplots(2, 2, figsize=(13, 8.5), layout="constrained")
+    plot_stage_occupancy(result.stages, policy=policy, ax=axes[0, 0])
+    plot_clv_by_policy(result.summary, ax=axes[0, 1])
+    plot_clv_parts(result.summary, ax=axes[1, 0])
+    plot_satisfaction_retention(result.satisfaction_retention, policy=policy, ax=axes[1, 1])
+    figure.suptitle(f"{result.config.name}: {result.config.population.customers:,} customers × "
+                    f"{result.config.run.replications} replications, {result.config.run.horizon} periods", fontsize=12)
+    return figure

@@ -1,0 +1,169 @@
+"""Writing results safely: atomic files, and a manifest written last that marks a run complete.
+
+A result folder holds one CSV per tidy table, the figures, and ``manifest.json`` (resolved
+config, seed, package versions, git commit, command, timings, and the SHA-256 of every
+file). A folder whose manifest exists is complete and is never overwritten without
+``force=True``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "MANIFEST",
+    "ResultExistsError",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "package_versions",
+    "git_commit",
+    "save_result",
+    "prepare_result_dir",
+]
+
+#: Name of the manifest file; written last, it marks a result folder complete.
+MANIFEST = "manifest.json"
+
+
+class ResultExistsError(FileExistsError):
+    """A complete result folder is already there and ``force`` was not given."""
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
+    so that a reader never sees a half-written file (POSIX ``rename`` is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            stream.write(data)
+            stream.flush()
+            os.fsync(stream.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    """:func:`atomic_write_bytes` for UTF-8 text."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and of the packages that can change a number."""
+    versions = {"python": platform.python_version()}
+    for name in ("sim", "numpy", "numba", "llvmlite", "scipy", "pandas", "simpy", "pydantic", "matplotlib"):
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = "not installed"
+    return versions
+
+
+def git_commit(where: str | Path | None = None) -> dict[str, Any]:
+    """The git commit of the source tree (and whether it had uncommitted changes), if any."""
+    where = Path(where) if where else Path(__file__).resolve().parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        return {"commit": commit, "dirty": bool(dirty)}
+    except (OSError, subprocess.SubprocessError):
+        return {"commit": None, "dirty": None}
+
+
+def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
+    """Create ``directory`` for a new result; refuse a complete one unless ``force``.
+
+    Raises
+    ------
+    ResultExistsError
+        If ``directory/manifest.json`` exists and ``force`` is false.
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise ResultExistsError(f"{directory} exists and is not a folder")
+    manifest = directory / MANIFEST
+    if manifest.exists():
+        if not force:
+            raise ResultExistsError(
+                f"{directory} already holds a complete result (it has {MANIFEST}); "
+                "choose another --out or pass --force to overwrite it"
+            )
+        manifest.unlink()  # the folder is incomplete until the new manifest is written
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def save_result(result, directory, *, command: str | None = None, force: bool = False,
+                extra_manifest: dict | None = None, figures: dict | None = None) -> Path:
+    """Write a result's tables as CSV, then ``manifest.json`` last.
+
+    Parameters
+    ----------
+    result
+        A :class:`sim.ProjectionResult` (anything with ``TABLES``, ``table(name)``,
+        ``config`` and ``timings``).
+    directory
+        Target folder; created if needed.
+    command
+        The command line that produced the result (recorded in the manifest).
+    force
+        Overwrite a complete result folder.
+    extra_manifest
+        More entries for the manifest (e.g. the engine, figure names).
+    figures
+        ``{file name: matplotlib Figure}`` saved (PNG) before the manifest.
+    """
+    directory = prepare_result_dir(directory, force=force)
+    written = []
+    for name in result.TABLES:
+        frame = result.table(name)
+        path = atomic_write_text(directory / f"{name}.csv", frame.to_csv(index=False))
+        written.append(path)
+    for file_name, figure in (figures or {}).items():
+        import io
+
+        buffer = io.BytesIO()
+        figure.savefig(buffer, format=Path(file_name).suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
+        written.append(atomic_write_bytes(directory / file_name, buffer.getvalue()))
+    config = result.config
+    manifest = {
+        "experiment": config.name,
+        "complete": True,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "command": command if command is not None else " ".join(sys.argv),
+        "seed": config.run.seed,
+        "config": config.to_toml_dict(),
+        "versions": package_versions(),
+        "git": git_commit(),
+        "platform": {"machine": platform.machine(), "system": platform.system(), "cpus": os.cpu_count()},
+        "timings": result.timings,
+        "files": {path.name: _sha256(path) for path in written},
+    }
+    manifest.update(extra_manifest or {})
+    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    return directory
