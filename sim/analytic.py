@@ -451,7 +451,7 @@ def prune_negative_states(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Stop marketing to customer states whose value is negative (policy iteration).
 
-    Pfeifer & Carraway's (2000) policy rule: a state whose expected customer
+    The policy rule discussed by Pfeifer & Carraway (2000): a state whose expected customer
     value is negative should stop receiving marketing spend.  Dropping the
     spend changes that state's row of the chain: its reward becomes
     ``R_no_spend[x]`` (typically ``R_spend[x]`` plus the cost no longer paid,
@@ -657,7 +657,7 @@ def sbg_survival(alpha, beta, t):
 
     ``S(t)`` is the expected fraction of a cohort still active after ``t``
     periods, i.e. that renewed at each of the first ``t`` renewal
-    opportunities (Fader & Hardie 2007, eq. 2); ``S(0) = 1``.
+    opportunities (Fader & Hardie 2007); ``S(0) = 1``.
 
     Parameters
     ----------
@@ -681,7 +681,7 @@ def sbg_retention(alpha, beta, t):
     """sBG retention rate ``r_t = P(T > t | T > t - 1) = (beta + t - 1) / (alpha + beta + t - 1)``.
 
     The fraction of customers active in period ``t - 1`` who renew into
-    period ``t`` (Fader & Hardie 2007, eq. 8), ``t = 1, 2, ...``; it rises
+    period ``t`` (Fader & Hardie 2007), ``t = 1, 2, ...``; it rises
     with ``t`` because high-churn customers leave first.  ``S(t)`` is the
     product ``r_1 r_2 ... r_t``.
 
@@ -701,8 +701,8 @@ def sbg_churn_probability(alpha, beta, t):
     """sBG lifetime distribution ``P(T = t) = B(alpha + 1, beta + t - 1) / B(alpha, beta)``.
 
     The probability that a newly acquired customer churns in period ``t``,
-    i.e. fails to renew at the end of period ``t`` (Fader & Hardie 2007,
-    eq. 7), ``t = 1, 2, ...``; ``P(T = t) = S(t - 1) - S(t)``.
+    i.e. fails to renew at the end of period ``t`` (Fader & Hardie
+    2007), ``t = 1, 2, ...``; ``P(T = t) = S(t - 1) - S(t)``.
 
     Parameters
     ----------
@@ -778,7 +778,7 @@ def sbg_fit(survivors) -> SBGFit:
 
     Notes
     -----
-    The log-likelihood (Fader & Hardie 2007, eq. 9) is::
+    The log-likelihood (Fader & Hardie 2007) is::
 
         LL(alpha, beta) = sum_{t=1}^{n} (survivors[t-1] - survivors[t]) * log P(T = t)
                           + survivors[n] * log S(n)
@@ -872,7 +872,7 @@ def _unit_hyp2f1(b: np.ndarray, c: np.ndarray, z: np.ndarray) -> np.ndarray:
 def sbg_del(alpha, beta, discount):
     """Discounted expected lifetime of a newly acquired customer (sBG model).
 
-    Fader & Hardie (2010), eq. 4::
+    Fader & Hardie (2010)::
 
         DEL(d) = sum_{t=0}^{inf} S(t) / (1 + d)**t = 2F1(1, beta; alpha + beta; 1 / (1 + d))
 
@@ -895,7 +895,11 @@ def sbg_del(alpha, beta, discount):
     -----
     Computed with :func:`scipy.special.hyp2f1`, falling back to direct
     summation of the hypergeometric series (with a rigorous tail bound)
-    where scipy returns a non-finite or out-of-bounds value.
+    where scipy returns a non-finite or out-of-bounds value.  In a scan of
+    alpha in [0.01, 1000], beta in [0.01, 5000], d in [0.001, 10] against
+    brute-force sums, scipy 1.17's finite values were within 3e-8 relative
+    error (within 1e-10 for typical parameters such as alpha, beta ~ 0.5-15,
+    d >= 0.01); the same applies to :func:`sbg_derl`.
     """
     a, b = _check_sbg_parameters(alpha, beta)
     d = _float_array(discount, "discount")
@@ -1189,3 +1193,14 @@ def bd_optimal_spend(margin, discount, ceiling_a, k_a, ceiling_r, k_r) -> BDOpti
         acquisition_rate=a_star,
         retention_rate=r_star,
     )
+
+
+# The lifecycle model's own chain (Markov-reducible setting), built from a config.
+from .lifecycle_chain import (  # noqa: E402  (placed last: it uses markov_clv above)
+    LIFECYCLE_STATES,
+    lifecycle_chain,
+    lifecycle_markov_clv,
+    markov_reducible_problems,
+)
+
+__all__ += ["LIFECYCLE_STATES", "lifecycle_chain", "lifecycle_markov_clv", "markov_reducible_problems"]

@@ -2,6 +2,9 @@
 
 Configuration problems are printed as one line each (field, value, what is allowed) and
 exit with status 2, without a traceback.
+
+Subcommands live in their own modules: each module listed in :data:`COMMAND_MODULES` has
+``register(subparsers)``, which adds its parser and sets ``handler=<function(args) -> int>``.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "COMMAND_MODULES"]
 
 #: Exit status for bad input (configuration or arguments).
 EXIT_BAD_INPUT = 2
+
+#: Modules that add subcommands (each defines ``register(subparsers)``), besides ``run``.
+COMMAND_MODULES: tuple[str, ...] = ()
 
 
 def _positive_int(text: str) -> int:
@@ -56,6 +62,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--force", action="store_true", help="overwrite a complete result folder")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--no-figure", action="store_true", help="skip the figure")
+    run.set_defaults(handler=_run)
+    import importlib
+
+    for module_name in COMMAND_MODULES:
+        importlib.import_module(module_name).register(commands)
     return parser
 
 
@@ -119,10 +130,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sim`` console script."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.command == "run":
-        return _run(args)
-    parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return EXIT_BAD_INPUT
+    return int(args.handler(args) or 0)
 
 
 if __name__ == "__main__":  # pragma: no cover
