@@ -370,6 +370,50 @@ def _normal(s0, s1):
             return x, s0, s1
 
 
+@njit(cache=True)
+def _gamma(shape, s0, s1):
+    """Gamma(shape, 1) variate; returns ``(g, s0, s1)``. ``shape > 0``.
+
+    Notes
+    -----
+    Marsaglia & Tsang (2000), "A simple method for generating gamma variables",
+    ACM TOMS 26(3): squeeze-and-reject on ``d (1 + x/sqrt(9d))^3`` with ``d = shape - 1/3``
+    and ``x`` normal. For ``shape < 1`` it uses ``Gamma(shape + 1) * U**(1/shape)``.
+    Jit-compiled.
+    """
+    boost = 1.0
+    if shape < 1.0:
+        u, s0, s1 = _uniform(s0, s1)
+        boost = (1.0 - u) ** (1.0 / shape)  # 1 - u lies in (0, 1]: never 0**(1/shape)
+        shape = shape + 1.0
+    d = shape - 1.0 / 3.0
+    c = 1.0 / math.sqrt(9.0 * d)
+    while True:
+        x, s0, s1 = _normal(s0, s1)
+        v = 1.0 + c * x
+        if v <= 0.0:
+            continue
+        v = v * v * v
+        u, s0, s1 = _uniform(s0, s1)
+        if u < 1.0 - 0.0331 * x * x * x * x:
+            return boost * d * v, s0, s1
+        if u > 0.0 and math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+            return boost * d * v, s0, s1
+
+
+@njit(cache=True)
+def _beta(alpha, beta, s0, s1):
+    """Beta(alpha, beta) variate as ``X / (X + Y)``, X ~ Gamma(alpha), Y ~ Gamma(beta);
+    returns ``(b, s0, s1)``. Jit-compiled."""
+    x, s0, s1 = _gamma(alpha, s0, s1)
+    y, s0, s1 = _gamma(beta, s0, s1)
+    total = x + y
+    if total <= 0.0:  # both underflowed (tiny shapes): the mass sits at 0 or 1
+        u, s0, s1 = _uniform(s0, s1)
+        return (1.0 if u < alpha / (alpha + beta) else 0.0), s0, s1
+    return x / total, s0, s1
+
+
 # ----------------------------------------------------------------------------
 # Kernels behind the public helpers
 # ----------------------------------------------------------------------------

@@ -38,6 +38,7 @@ __all__ = [
     "PATTERNS",
     "StageValues",
     "SegmentValues",
+    "ChurnPropensity",
     "PopulationConfig",
     "DynamicsConfig",
     "LoyaltyConfig",
@@ -151,6 +152,20 @@ class SatisfactionTypeValues(_Frozen):
 # --------------------------------------------------------------------------- model sections
 
 
+class ChurnPropensity(_Frozen):
+    """Beta-distributed churn propensity (Fader & Hardie 2007, shifted-beta-geometric).
+
+    Each customer draws ``theta ~ Beta(alpha, beta)`` once; every period, after the
+    period's cash flows and before the stage transition, the relationship ends with
+    probability ``theta`` (an exit for reasons outside the relationship: moving, changed
+    needs). With all stage exits at 0 the cohort's survival is exactly sBG:
+    ``S(t) = B(alpha, beta + t) / B(alpha, beta)``.
+    """
+
+    alpha: Annotated[float, Field(gt=0.0, le=1e6)]
+    beta: Annotated[float, Field(gt=0.0, le=1e6)]
+
+
 class PopulationConfig(_Frozen):
     """Who the customers are (MODEL.md §3).
 
@@ -163,6 +178,9 @@ class PopulationConfig(_Frozen):
     relationship_share: Probability = Field(0.45, description="share of relationship customers; the rest are transactional")
     wallet_median: Positive = Field(100.0, description="median wallet per period, money units")
     wallet_sigma: float = Field(1.0, ge=0.0, le=4.0, description="log-sd of the lognormal wallet")
+    churn_propensity: ChurnPropensity | None = Field(
+        None, description="optional Beta-heterogeneous churn propensity (absent: no such churn)"
+    )
 
 
 class DynamicsConfig(_Frozen):

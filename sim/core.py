@@ -1,14 +1,15 @@
 """The jitted cohort core: every customer simulated period by period, aggregated on the fly.
 
-Public entry point: :func:`project`. The kernel :func:`_simulate_chunk` is private and
+Public entry point: :func:`sim.project` (in :mod:`sim.projection`). The kernel :func:`_simulate_chunk` is private and
 array-only; :func:`project` validates, allocates and calls it.
 
 Reproducibility contract
 ------------------------
 Customer ``c`` of replication ``r`` draws from its own streams, keyed by
 ``(seed, r, c, component)`` (:mod:`sim._rng`): component 0 its attributes (segment,
-wallet, fit), 1 its perceived-performance noise, 2 its transition draws. Every period uses
-exactly one draw of each of components 1 and 2 whatever the state or policy, so all
+wallet, fit, churn propensity), 1 its perceived-performance noise, 2 its transition draws,
+3 its Beta-churn draws (only when that option is on). Every period uses exactly one draw
+of each of components 1 and 2 (and 3) whatever the state or policy, so all
 policies of an experiment see the same customers and the same shocks (common random
 numbers). Partial sums are kept per fixed block of ``BLOCK`` customers (aligned on the
 global customer index) and reduced in block order, so results are bitwise identical for
@@ -68,8 +69,14 @@ from .model import (
     S_TIER_B_WALLET,
     S_WALLET_MEDIAN,
     S_WALLET_SIGMA,
+    S_CHURN_ALPHA,
+    S_CHURN_BETA,
     STABILITY,
     care_response,
+    customer_segment,
+    customer_wallet,
+    propensity_ends_relationship,
+    value_tier,
     loyalty_from_satisfaction,
     next_stage,
     perceived_performance,
@@ -80,14 +87,21 @@ from .model import (
     update_satisfaction,
 )
 
-__all__ = ["BLOCK", "SATISFACTION_BINS", "COMPONENT_ATTRIBUTES", "COMPONENT_PERFORMANCE", "COMPONENT_TRANSITIONS"]
+__all__ = [
+    "BLOCK",
+    "SATISFACTION_BINS",
+    "COMPONENT_ATTRIBUTES",
+    "COMPONENT_PERFORMANCE",
+    "COMPONENT_TRANSITIONS",
+    "COMPONENT_CHURN",
+]
 
 #: Customers per reduction block (partial sums are kept per block and reduced in order).
 BLOCK = 4096
 #: Equal-width satisfaction bins for the simulated satisfaction→retention relation.
 SATISFACTION_BINS = 10
 #: Random-stream components (see the module docstring).
-COMPONENT_ATTRIBUTES, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS = 0, 1, 2
+COMPONENT_ATTRIBUTES, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS, COMPONENT_CHURN = 0, 1, 2, 3
 
 # Columns of the per-policy money partials ``money[block, policy, :]``.
 (
@@ -149,21 +163,21 @@ class ChunkPartials:
 
 @njit(cache=True)
 def _customer_attributes(seed, replication, customer, scalars):
-    """Segment (0 relationship, 1 transactional), wallet, fit and ABC tier of one customer."""
+    """Segment (0 relationship, 1 transactional), wallet, fit, ABC tier and churn propensity
+    of one customer, (A1)-(A3) and (M8) of :mod:`sim.model`, from the attribute stream:
+    a uniform, two normals, then (only when Beta churn is on) the Beta draw."""
     s0, s1 = _rng._seed_stream(seed, replication, customer, COMPONENT_ATTRIBUTES)
     u, s0, s1 = _rng._uniform(s0, s1)
-    segment = 0 if u < scalars[S_RELATIONSHIP_SHARE] else 1
+    segment = customer_segment(u, scalars[S_RELATIONSHIP_SHARE])
     z, s0, s1 = _rng._normal(s0, s1)
-    wallet = scalars[S_WALLET_MEDIAN] * math.exp(scalars[S_WALLET_SIGMA] * z)
+    wallet = customer_wallet(z, scalars[S_WALLET_MEDIAN], scalars[S_WALLET_SIGMA])
     z, s0, s1 = _rng._normal(s0, s1)
     fit = scalars[S_FIT_SD] * z
-    if wallet >= scalars[S_TIER_A_WALLET]:
-        tier = 0
-    elif wallet >= scalars[S_TIER_B_WALLET]:
-        tier = 1
-    else:
-        tier = 2
-    return segment, wallet, fit, tier
+    tier = value_tier(wallet, scalars[S_TIER_A_WALLET], scalars[S_TIER_B_WALLET])
+    propensity = 0.0
+    if scalars[S_CHURN_ALPHA] > 0.0:
+        propensity, s0, s1 = _rng._beta(scalars[S_CHURN_ALPHA], scalars[S_CHURN_BETA], s0, s1)
+    return segment, wallet, fit, tier, propensity
 
 
 @njit(cache=True)
@@ -174,6 +188,7 @@ def _simulate_customer(
     wallet,
     fit,
     tier,
+    propensity,
     seed,
     replication,
     customer,
@@ -204,6 +219,7 @@ def _simulate_customer(
     traced = local < stage_trace.shape[1]
     perf0, perf1 = _rng._seed_stream(seed, replication, customer, COMPONENT_PERFORMANCE)
     move0, move1 = _rng._seed_stream(seed, replication, customer, COMPONENT_TRANSITIONS)
+    churn0, churn1 = _rng._seed_stream(seed, replication, customer, COMPONENT_CHURN)
     initial_expectation = scalars[S_INITIAL_EXPECTATION]
     expectation = initial_expectation
     satisfaction = 0.5
@@ -305,6 +321,10 @@ def _simulate_customer(
         )
         uniform, move0, move1 = _rng._uniform(move0, move1)
         new_stage = next_stage(stage, forward, leave, uniform)
+        if propensity > 0.0:  # (M8): one churn draw per period while the option is on
+            churn_uniform, churn0, churn1 = _rng._uniform(churn0, churn1)
+            if propensity_ends_relationship(propensity, churn_uniform):
+                new_stage = ENDED
         satisfaction_bin = min(int(satisfaction * SATISFACTION_BINS), SATISFACTION_BINS - 1)
         satisfaction_bins[block, policy, stage, satisfaction_bin, 0] += 1
         if new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE):
@@ -381,7 +401,7 @@ def _simulate_chunk(
         stop = min(start + BLOCK, n_customers)
         for local in range(start, stop):
             customer = first_customer + local
-            segment, wallet, fit, tier = _customer_attributes(seed, replication, customer, scalars)
+            segment, wallet, fit, tier, propensity = _customer_attributes(seed, replication, customer, scalars)
             for policy in range(n_policies):
                 clv[policy, local] = _simulate_customer(
                     policy,
@@ -390,6 +410,7 @@ def _simulate_chunk(
                     wallet,
                     fit,
                     tier,
+                    propensity,
                     seed,
                     replication,
                     customer,

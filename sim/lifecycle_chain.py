@@ -59,6 +59,8 @@ def markov_reducible_problems(config: ExperimentConfig, policy_name: str | None 
         problems.append("economics.price_premium must be 0")
     if wom.talk_probability != 0 and wom.referral_value != 0 and any(wom.influence.as_tuple()):
         problems.append("word_of_mouth.talk_probability (or referral_value) must be 0")
+    if config.population.churn_propensity is not None:
+        problems.append("population.churn_propensity must be absent (Beta-heterogeneous churn is not a finite chain)")
     policies = [p for p in config.policies if policy_name is None or p.name == policy_name]
     if policy_name is not None and not policies:
         problems.append(f"no policy named {policy_name!r}; policies: {', '.join(config.policy_names)}")

@@ -36,6 +36,14 @@ stage :math:`k_t` (0 exploration, 1 formation, 2 stability, 3 decline, 4 ended),
      :math:`\mathrm{odds}(p) = \mathrm{odds}(p_0)\,\omega_g\,e^{-\beta_X(\ell - \ell^*)}`
      with segment odds :math:`\omega_g`. If the two competing probabilities of a stage sum
      above 1 they are scaled down proportionally. One uniform draw decides the move.
+(M8) Optional Beta-heterogeneous churn (``population.churn_propensity``): the customer's
+     propensity :math:`\theta_i \sim \mathrm{Beta}(a, b)` ends the relationship with
+     probability :math:`\theta_i` each period, after the period's cash flows and before
+     (M7); so with stage exits at 0 survival is shifted-beta-geometric.
+
+Customer attributes, drawn once: (A1) segment from a uniform, (A2) lognormal wallet,
+(A3) ABC tier from the wallet's quantiles, the fit :math:`f_i = \sigma_f z`, and
+:math:`\theta_i` when (M8) is on.
 
 Cash flows of period *t* (stage :math:`k = k_t`, the stage at the start of the period),
 received at the END of the period and discounted by :math:`\delta^{t+1}`,
@@ -76,6 +84,10 @@ __all__ = [
     "N_STAGES",
     "ModelArrays",
     "model_arrays",
+    "customer_segment",
+    "customer_wallet",
+    "value_tier",
+    "propensity_ends_relationship",
     "care_response",
     "best_care_spend",
     "perceived_performance",
@@ -133,8 +145,10 @@ N_SEGMENT_ROWS = 4
     S_DISCOUNT_FACTOR,
     S_TIER_A_WALLET,
     S_TIER_B_WALLET,
-) = range(32)
-N_SCALARS = 32
+    S_CHURN_ALPHA,
+    S_CHURN_BETA,
+) = range(34)
+N_SCALARS = 34
 
 
 class ModelArrays:
@@ -149,7 +163,7 @@ class ModelArrays:
         Per-segment rows: base performance, exit odds, price premium, acquisition cost.
     referral : ndarray, shape (3,)
         Expected referral value per period for each satisfaction type (C5).
-    scalars : ndarray, shape (32,)
+    scalars : ndarray, shape (34,)
         Everything else, indexed by the ``S_*`` constants of this module.
     """
 
@@ -231,6 +245,9 @@ def model_arrays(config: ExperimentConfig) -> ModelArrays:
     scalars[S_DISCOUNT_FACTOR] = 1.0 / (1.0 + eco.period_discount_rate)
     scalars[S_TIER_A_WALLET] = _lognormal_quantile(pop.wallet_median, pop.wallet_sigma, 0.95)
     scalars[S_TIER_B_WALLET] = _lognormal_quantile(pop.wallet_median, pop.wallet_sigma, 0.80)
+    if pop.churn_propensity is not None:  # 0 means "no Beta churn"
+        scalars[S_CHURN_ALPHA] = pop.churn_propensity.alpha
+        scalars[S_CHURN_BETA] = pop.churn_propensity.beta
     return ModelArrays(stage, segment, referral, scalars)
 
 
@@ -256,6 +273,32 @@ def _select_scalar(condition, if_true, if_false):
         return impl
     return None
 
+
+
+@njit(cache=True)
+def customer_segment(uniform, relationship_share):
+    """(A1) Segment from one uniform draw: 0 relationship if ``u < relationship_share``, else 1."""
+    return select(uniform < relationship_share, 0, 1)
+
+
+@njit(cache=True)
+def customer_wallet(normal, median, sigma):
+    """(A2) Lognormal wallet per period: ``median * exp(sigma * z)``."""
+    return median * np.exp(sigma * normal)
+
+
+@njit(cache=True)
+def value_tier(wallet, tier_a_wallet, tier_b_wallet):
+    """(A3) ABC value tier from the predicted value (wallet): 0 = A (top 5 %), 1 = B (next
+    15 %), 2 = C; the thresholds are the wallet distribution's 95 % and 80 % quantiles."""
+    return select(wallet >= tier_a_wallet, 0, select(wallet >= tier_b_wallet, 1, 2))
+
+
+@njit(cache=True)
+def propensity_ends_relationship(propensity, uniform):
+    """(M8) Beta-heterogeneous churn: the relationship ends this period if ``u < theta``
+    (Fader & Hardie 2007); ``theta = 0`` never ends it."""
+    return uniform < propensity
 
 
 @njit(cache=True)
