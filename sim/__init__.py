@@ -37,6 +37,7 @@ from .plotting import (
     plot_stage_occupancy,
 )
 from .projection import ProjectionResult, project
+from .snapshot import project_from
 
 try:
     __version__ = version("sim")
@@ -55,6 +56,7 @@ __all__ = [
     "config_from_dict",
     "project",
     "ProjectionResult",
+    "project_from",
     "plot_stage_occupancy",
     "plot_clv_by_policy",
     "plot_clv_parts",

@@ -189,6 +189,13 @@ def _simulate_customer(
     fit,
     tier,
     propensity,
+    start_stage,
+    start_satisfaction,
+    start_previous_satisfaction,
+    start_expectation,
+    start_tenure,
+    start_highest_stage,
+    acquisition,
     seed,
     replication,
     customer,
@@ -214,6 +221,11 @@ def _simulate_customer(
     """One customer's whole trajectory under one policy; adds into the block's partials
     and returns the customer's CLV. Equations: :mod:`sim.model` (M1)-(M7), (C1)-(C6).
 
+    The ``start_*`` arguments give the state at the first simulated period: a newly
+    acquired customer starts in exploration with satisfaction 1/2, the initial
+    expectation, tenure 0 and pays ``acquisition``; a customer projected from a snapshot
+    (:func:`sim.project_from`) starts where the snapshot left it and pays nothing.
+
     Customers whose chunk-local index ``local`` is below ``stage_trace.shape[1]`` also
     write their stage path (ENDED after the end) into ``stage_trace[policy, local]``."""
     traced = local < stage_trace.shape[1]
@@ -221,11 +233,11 @@ def _simulate_customer(
     move0, move1 = _rng._seed_stream(seed, replication, customer, COMPONENT_TRANSITIONS)
     churn0, churn1 = _rng._seed_stream(seed, replication, customer, COMPONENT_CHURN)
     initial_expectation = scalars[S_INITIAL_EXPECTATION]
-    expectation = initial_expectation
-    satisfaction = 0.5
-    previous_satisfaction = 0.5
-    stage = EXPLORATION
-    highest_stage = EXPLORATION
+    expectation = start_expectation
+    satisfaction = start_satisfaction
+    previous_satisfaction = start_previous_satisfaction
+    stage = start_stage
+    highest_stage = start_highest_stage
     delta = scalars[S_DISCOUNT_FACTOR]
     discount = 1.0
     clv1 = 0.0
@@ -235,7 +247,6 @@ def _simulate_customer(
     clv5 = 0.0
     clv6 = 0.0
     spend_value = 0.0
-    acquisition = segment_table[ROW_ACQUISITION, segment]
     end_period = -1
     drop_trigger = reactive_drop[policy]
     for t in range(horizon):
@@ -274,7 +285,7 @@ def _simulate_customer(
         # (C1)-(C6): this period's cash, received at the end of the period
         purchases, cross_sell, cost_saving, referral_value, premium = period_cash_flows(
             wallet,
-            float(t),
+            float(start_tenure + t),
             stage_table[ROW_SOW, stage],
             stage_table[ROW_MARGIN, stage],
             stage_table[ROW_CROSS_SELL, stage],
@@ -289,7 +300,7 @@ def _simulate_customer(
             scalars[S_COST_FLOOR],
         )
         discount *= delta
-        if t == 0:
+        if start_tenure + t == 0:
             clv1 += discount * purchases
         else:
             clv2 += discount * purchases
@@ -356,7 +367,7 @@ def _simulate_customer(
     row[M_CLV_SQUARED] += clv * clv
     if highest_stage < STABILITY:
         pattern = highest_stage  # I: ended in exploration, II: ended in formation
-    elif end_period >= 0 and end_period < scalars[S_LONG_TERM]:
+    elif end_period >= 0 and start_tenure + end_period < scalars[S_LONG_TERM]:
         pattern = 2  # III: reached stability, left early
     else:
         pattern = 3  # IV: long-term
@@ -411,9 +422,110 @@ def _simulate_chunk(
                     fit,
                     tier,
                     propensity,
+                    EXPLORATION,
+                    0.5,
+                    0.5,
+                    scalars[S_INITIAL_EXPECTATION],
+                    0,
+                    EXPLORATION,
+                    segment_table[ROW_ACQUISITION, segment],
                     seed,
                     replication,
                     customer,
+                    horizon,
+                    stage_table,
+                    segment_table,
+                    referral,
+                    scalars,
+                    spend_tables,
+                    reactive_drop,
+                    money,
+                    stage_sums,
+                    stage_periods,
+                    period_sums,
+                    occupancy,
+                    ended_at,
+                    pattern_count,
+                    pattern_clv,
+                    satisfaction_bins,
+                    local,
+                    stage_trace,
+                )
+            for policy in range(n_policies):
+                for other in range(n_policies):
+                    if policy != other:
+                        difference = clv[policy, local] - clv[other, local]
+                        pair_sums[block, policy, other, 0] += difference
+                        pair_sums[block, policy, other, 1] += difference * difference
+                        if difference > 0.0:
+                            pair_wins[block, policy, other] += 1
+
+
+@njit(cache=True, parallel=True)
+def _simulate_snapshot(
+    stage_table,
+    segment_table,
+    referral,
+    scalars,
+    spend_tables,
+    reactive_drop,
+    seed,
+    replication,
+    customer_ids,
+    segment,
+    wallet,
+    fit,
+    tier,
+    propensity,
+    start_stage,
+    start_satisfaction,
+    start_previous_satisfaction,
+    start_expectation,
+    start_tenure,
+    start_highest_stage,
+    horizon,
+    money,
+    stage_sums,
+    stage_periods,
+    period_sums,
+    occupancy,
+    ended_at,
+    pattern_count,
+    pattern_clv,
+    pair_sums,
+    pair_wins,
+    satisfaction_bins,
+    clv,
+    stage_trace,
+):
+    """Project live customers from given states (a snapshot) under every policy: the same
+    per-customer simulation as :func:`_simulate_chunk`, started from each customer's state,
+    with no acquisition cost. Customer ``i`` draws from the streams of ``customer_ids[i]``."""
+    n_policies, n_customers = clv.shape
+    n_blocks = (n_customers + BLOCK - 1) // BLOCK
+    for block in prange(n_blocks):
+        start = block * BLOCK
+        stop = min(start + BLOCK, n_customers)
+        for local in range(start, stop):
+            for policy in range(n_policies):
+                clv[policy, local] = _simulate_customer(
+                    policy,
+                    block,
+                    segment[local],
+                    wallet[local],
+                    fit[local],
+                    tier[local],
+                    propensity[local],
+                    start_stage[local],
+                    start_satisfaction[local],
+                    start_previous_satisfaction[local],
+                    start_expectation[local],
+                    start_tenure[local],
+                    start_highest_stage[local],
+                    0.0,
+                    seed,
+                    replication,
+                    customer_ids[local],
                     horizon,
                     stage_table,
                     segment_table,
