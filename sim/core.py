@@ -377,92 +377,38 @@ def _simulate_customer(
 
 
 @njit(cache=True, parallel=True)
-def _simulate_chunk(
-    stage_table,
-    segment_table,
-    referral,
-    scalars,
-    spend_tables,
-    reactive_drop,
-    seed,
-    replication,
-    first_customer,
-    horizon,
-    money,
-    stage_sums,
-    stage_periods,
-    period_sums,
-    occupancy,
-    ended_at,
-    pattern_count,
-    pattern_clv,
-    pair_sums,
-    pair_wins,
-    satisfaction_bins,
-    clv,
-    stage_trace,
-):
-    """Simulate customers ``first_customer .. first_customer + clv.shape[1] - 1`` of one
-    replication under every policy, in parallel over blocks of ``BLOCK`` customers.
-    ``first_customer`` must be a multiple of ``BLOCK``. Writes block partials in place."""
-    n_policies, n_customers = clv.shape
-    n_blocks = (n_customers + BLOCK - 1) // BLOCK
-    for block in prange(n_blocks):
-        start = block * BLOCK
-        stop = min(start + BLOCK, n_customers)
-        for local in range(start, stop):
-            customer = first_customer + local
-            segment, wallet, fit, tier, propensity = _customer_attributes(seed, replication, customer, scalars)
-            for policy in range(n_policies):
-                clv[policy, local] = _simulate_customer(
-                    policy,
-                    block,
-                    segment,
-                    wallet,
-                    fit,
-                    tier,
-                    propensity,
-                    EXPLORATION,
-                    0.5,
-                    0.5,
-                    scalars[S_INITIAL_EXPECTATION],
-                    0,
-                    EXPLORATION,
-                    segment_table[ROW_ACQUISITION, segment],
-                    seed,
-                    replication,
-                    customer,
-                    horizon,
-                    stage_table,
-                    segment_table,
-                    referral,
-                    scalars,
-                    spend_tables,
-                    reactive_drop,
-                    money,
-                    stage_sums,
-                    stage_periods,
-                    period_sums,
-                    occupancy,
-                    ended_at,
-                    pattern_count,
-                    pattern_clv,
-                    satisfaction_bins,
-                    local,
-                    stage_trace,
-                )
-            for policy in range(n_policies):
-                for other in range(n_policies):
-                    if policy != other:
-                        difference = clv[policy, local] - clv[other, local]
-                        pair_sums[block, policy, other, 0] += difference
-                        pair_sums[block, policy, other, 1] += difference * difference
-                        if difference > 0.0:
-                            pair_wins[block, policy, other] += 1
+def _new_customers(seed, replication, first_customer, scalars, segment_table, attributes, start):
+    """Draw the attributes of customers ``first_customer ..`` (A1-A3, M8) and set their
+    start state as newly acquired: exploration, satisfaction 1/2, the initial expectation,
+    tenure 0, paying the acquisition cost of their segment.
+
+    ``attributes[:, :]`` columns: segment, wallet, fit, tier, propensity;
+    ``start[:, :]`` columns: see :data:`START_COLUMNS`."""
+    for local in prange(attributes.shape[0]):
+        segment, wallet, fit, tier, propensity = _customer_attributes(
+            seed, replication, first_customer + local, scalars
+        )
+        attributes[local, 0] = segment
+        attributes[local, 1] = wallet
+        attributes[local, 2] = fit
+        attributes[local, 3] = tier
+        attributes[local, 4] = propensity
+        start[local, 0] = EXPLORATION
+        start[local, 1] = 0.5
+        start[local, 2] = 0.5
+        start[local, 3] = scalars[S_INITIAL_EXPECTATION]
+        start[local, 4] = 0
+        start[local, 5] = EXPLORATION
+        start[local, 6] = segment_table[ROW_ACQUISITION, segment]
+
+
+#: Columns of the start-state array: stage, satisfaction, previous satisfaction,
+#: expectation, tenure, highest stage reached, acquisition cost paid at the start.
+START_COLUMNS = ("stage", "satisfaction", "previous_satisfaction", "expectation", "tenure", "highest_stage", "acquisition")
 
 
 @njit(cache=True, parallel=True)
-def _simulate_snapshot(
+def _simulate_customers(
     stage_table,
     segment_table,
     referral,
@@ -472,17 +418,8 @@ def _simulate_snapshot(
     seed,
     replication,
     customer_ids,
-    segment,
-    wallet,
-    fit,
-    tier,
-    propensity,
-    start_stage,
-    start_satisfaction,
-    start_previous_satisfaction,
-    start_expectation,
-    start_tenure,
-    start_highest_stage,
+    attributes,
+    start,
     horizon,
     money,
     stage_sums,
@@ -498,31 +435,32 @@ def _simulate_snapshot(
     clv,
     stage_trace,
 ):
-    """Project live customers from given states (a snapshot) under every policy: the same
-    per-customer simulation as :func:`_simulate_chunk`, started from each customer's state,
-    with no acquisition cost. Customer ``i`` draws from the streams of ``customer_ids[i]``."""
+    """Simulate customers from their start states under every policy, in parallel over
+    blocks of ``BLOCK`` customers; customer ``i`` draws from the streams of
+    ``customer_ids[i]``. Writes block partials and per-customer CLVs in place.
+
+    Used for new cohorts (states from :func:`_new_customers`) and for snapshots of live
+    customers (:func:`sim.project_from`) alike: one per-customer simulation for both."""
     n_policies, n_customers = clv.shape
     n_blocks = (n_customers + BLOCK - 1) // BLOCK
     for block in prange(n_blocks):
-        start = block * BLOCK
-        stop = min(start + BLOCK, n_customers)
-        for local in range(start, stop):
+        for local in range(block * BLOCK, min(block * BLOCK + BLOCK, n_customers)):
             for policy in range(n_policies):
                 clv[policy, local] = _simulate_customer(
                     policy,
                     block,
-                    segment[local],
-                    wallet[local],
-                    fit[local],
-                    tier[local],
-                    propensity[local],
-                    start_stage[local],
-                    start_satisfaction[local],
-                    start_previous_satisfaction[local],
-                    start_expectation[local],
-                    start_tenure[local],
-                    start_highest_stage[local],
-                    0.0,
+                    np.int64(attributes[local, 0]),
+                    attributes[local, 1],
+                    attributes[local, 2],
+                    np.int64(attributes[local, 3]),
+                    attributes[local, 4],
+                    np.int64(start[local, 0]),
+                    start[local, 1],
+                    start[local, 2],
+                    start[local, 3],
+                    np.int64(start[local, 4]),
+                    np.int64(start[local, 5]),
+                    start[local, 6],
                     seed,
                     replication,
                     customer_ids[local],
@@ -555,19 +493,16 @@ def _simulate_snapshot(
                             pair_wins[block, policy, other] += 1
 
 
-def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: int, n_customers: int,
-                   horizon: int, trace_customers: int = 0) -> ChunkPartials:
-    """Run the kernel on one chunk and return its :class:`ChunkPartials` (checked wrapper).
-
-    With ``trace_customers = k > 0`` the stage paths of the chunk's first ``k`` customers
-    are kept in ``partials.stage_trace[policy, customer, period]`` (periods 0..horizon).
-    """
-    if first_customer % BLOCK:
-        raise ValueError(f"first_customer = {first_customer} must be a multiple of BLOCK = {BLOCK}")
-    n_blocks = (n_customers + BLOCK - 1) // BLOCK
-    partials = ChunkPartials(n_blocks, len(tables.names), horizon, n_customers)
+def run_customers(arrays, tables, seed: int, replication: int, customer_ids: np.ndarray, attributes: np.ndarray,
+                  start: np.ndarray, horizon: int, trace_customers: int = 0) -> "ChunkPartials":
+    """Simulate the given customers from their start states (checked wrapper of
+    :func:`_simulate_customers`) and return their :class:`ChunkPartials`."""
+    n_customers = len(customer_ids)
+    if attributes.shape != (n_customers, 5) or start.shape != (n_customers, len(START_COLUMNS)):
+        raise ValueError(f"attributes must be ({n_customers}, 5) and start ({n_customers}, {len(START_COLUMNS)})")
+    partials = ChunkPartials((n_customers + BLOCK - 1) // BLOCK, len(tables.names), horizon, n_customers)
     partials.stage_trace = np.zeros((len(tables.names), min(trace_customers, n_customers), horizon + 1), dtype=np.int8)
-    _simulate_chunk(
+    _simulate_customers(
         arrays.stage,
         arrays.segment,
         arrays.referral,
@@ -576,10 +511,32 @@ def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: 
         tables.reactive_drop,
         np.uint64(seed),
         np.uint64(replication),
-        np.int64(first_customer),
+        np.ascontiguousarray(customer_ids, dtype=np.int64),
+        np.ascontiguousarray(attributes, dtype=np.float64),
+        np.ascontiguousarray(start, dtype=np.float64),
         np.int64(horizon),
         *(getattr(partials, name) for name in ChunkPartials.FIELDS),
         partials.clv,
         partials.stage_trace,
     )
     return partials
+
+
+def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: int, n_customers: int,
+                   horizon: int, trace_customers: int = 0) -> ChunkPartials:
+    """Simulate the new customers ``first_customer .. first_customer + n_customers - 1`` of one
+    replication under every policy and return their :class:`ChunkPartials`.
+
+    ``first_customer`` must be a multiple of ``BLOCK`` (so blocks align on the global
+    customer index and chunking never changes a sum). With ``trace_customers = k > 0`` the
+    stage paths of the chunk's first ``k`` customers are kept in
+    ``partials.stage_trace[policy, customer, period]`` (periods 0..horizon).
+    """
+    if first_customer % BLOCK:
+        raise ValueError(f"first_customer = {first_customer} must be a multiple of BLOCK = {BLOCK}")
+    attributes = np.empty((n_customers, 5))
+    start = np.empty((n_customers, len(START_COLUMNS)))
+    _new_customers(np.uint64(seed), np.uint64(replication), np.int64(first_customer), arrays.scalars,
+                   arrays.segment, attributes, start)
+    customer_ids = np.arange(first_customer, first_customer + n_customers, dtype=np.int64)
+    return run_customers(arrays, tables, seed, replication, customer_ids, attributes, start, horizon, trace_customers)

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig, STAGES
-from .core import BLOCK, ChunkPartials, _simulate_snapshot
+from .core import run_customers
 from .model import model_arrays
 from .policies import policy_tables
 
@@ -121,18 +121,15 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
         start_tenure=snapshot["tenure"].to_numpy(np.int64),
         start_highest_stage=np.ascontiguousarray(highest),
     )
-    n = len(snapshot)
-    horizon = config.run.horizon
-    partials = []
-    for replication in range(config.run.replications):
-        part = ChunkPartials((n + BLOCK - 1) // BLOCK, len(tables.names), horizon, n)
-        part.stage_trace = np.zeros((len(tables.names), 0, horizon + 1), dtype=np.int8)
-        _simulate_snapshot(
-            arrays.stage, arrays.segment, arrays.referral, arrays.scalars, tables.spend, tables.reactive_drop,
-            np.uint64(config.run.seed), np.uint64(replication), *columns.values(), np.int64(horizon),
-            *(getattr(part, name) for name in ChunkPartials.FIELDS), part.clv, part.stage_trace,
-        )
-        partials.append(part)
+    attributes = np.column_stack([columns[name] for name in ("segment", "wallet", "fit", "tier", "propensity")])
+    start = np.column_stack([columns["start_stage"], columns["start_satisfaction"], columns["start_previous_satisfaction"],
+                             columns["start_expectation"], columns["start_tenure"], columns["start_highest_stage"],
+                             np.zeros(len(snapshot))])  # no acquisition cost: these customers are already acquired
+    partials = [
+        run_customers(arrays, tables, config.run.seed, replication, columns["customer_ids"], attributes, start,
+                      config.run.horizon)
+        for replication in range(config.run.replications)
+    ]
     result = ProjectionResult.from_partials(config, partials, threads=used)
-    result.timings["snapshot_customers"] = n
+    result.timings["snapshot_customers"] = len(snapshot)
     return result
