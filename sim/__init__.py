@@ -37,6 +37,7 @@ from .plotting import (
     plot_stage_occupancy,
 )
 from .projection import ProjectionResult, project
+from . import calibration, validate  # sim calibrate, sim validate
 from .snapshot import project_from
 
 try:
@@ -47,6 +48,8 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 __all__ = [
     "__version__",
     "analytic",
+    "calibration",
+    "validate",
     "STAGES",
     "SEGMENTS",
     "PATTERNS",

@@ -21,7 +21,7 @@ __all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "COMMAND_MODULES"]
 EXIT_BAD_INPUT = 2
 
 #: Modules that add subcommands (each defines ``register(subparsers)``), besides ``run``.
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("sim.calibration", "sim.validate")
 
 
 def _positive_int(text: str) -> int:
