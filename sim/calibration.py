@@ -65,7 +65,7 @@ import pandas as pd
 from scipy import special
 
 from .analytic import SBGFit, sbg_fit, sbg_retention, sbg_survival
-from .config import ConfigError, ExperimentConfig, config_from_dict, load_config
+from .config import ExperimentConfig, config_from_dict, load_config
 
 __all__ = [
     "MAX_BETA_PARAMETER",

@@ -46,10 +46,18 @@ __all__ = [
     "WordOfMouthConfig",
     "EconomicsConfig",
     "RunConfig",
+    "MarketConfig",
+    "ComparisonConfig",
+    "PrecisionConfig",
+    "OptimizeConfig",
     "PolicyConfig",
     "ExperimentConfig",
     "load_config",
     "config_from_dict",
+    "apply_overrides",
+    "sweep_grid",
+    "MAX_MAGNITUDE",
+    "MIN_CARE_SCALE",
 ]
 
 #: The four lifecycle stages, in the only order a relationship may pass them (MODEL.md §1).
@@ -87,21 +95,32 @@ class ConfigError(ValueError):
 class _Frozen(BaseModel):
     """Base for config sections: immutable, unknown keys rejected, strict-ish types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
 
+
+#: Largest magnitude of any real number in a configuration (money per period, multipliers,
+#: effect sizes): far beyond any real business, and small enough that every intermediate
+#: value of the model stays finite in float64 (tests/test_robustness.py runs the model at
+#: the corners of the allowed ranges: the largest intermediates, the squared care ratio of
+#: (M1) and the CLV sums of squares, stay below 1e125; bounds near 1e45 could overflow).
+MAX_MAGNITUDE = 1e12
+#: Smallest ``dynamics.care_scale`` (money units): keeps ``spend / care_scale`` and its
+#: square (M1) finite for every allowed spend.
+MIN_CARE_SCALE = 1e-9
 
 Probability = Annotated[float, Field(ge=0.0, le=1.0)]
-NonNegative = Annotated[float, Field(ge=0.0)]
-Positive = Annotated[float, Field(gt=0.0)]
+NonNegative = Annotated[float, Field(ge=0.0, le=MAX_MAGNITUDE)]
+Positive = Annotated[float, Field(gt=0.0, le=MAX_MAGNITUDE)]
+Real = Annotated[float, Field(ge=-MAX_MAGNITUDE, le=MAX_MAGNITUDE)]
 
 
 class StageValues(_Frozen):
     """One number per lifecycle stage (exploration, formation, stability, decline)."""
 
-    exploration: float = 0.0
-    formation: float = 0.0
-    stability: float = 0.0
-    decline: float = 0.0
+    exploration: Real = 0.0
+    formation: Real = 0.0
+    stability: Real = 0.0
+    decline: Real = 0.0
 
     def as_tuple(self) -> tuple[float, float, float, float]:
         """The values in stage order."""
@@ -140,9 +159,9 @@ class SegmentValues(_Frozen):
 class SatisfactionTypeValues(_Frozen):
     """One number per satisfaction type (dissatisfied, satisfied, highly_satisfied)."""
 
-    dissatisfied: float = 0.0
-    satisfied: float = 0.0
-    highly_satisfied: float = 0.0
+    dissatisfied: Real = 0.0
+    satisfied: Real = 0.0
+    highly_satisfied: Real = 0.0
 
     def as_tuple(self) -> tuple[float, float, float]:
         """The values in satisfaction-type order."""
@@ -195,14 +214,14 @@ class DynamicsConfig(_Frozen):
     )
     performance_fit_sd: NonNegative = Field(0.3, description="sd of a customer's persistent fit with the offer")
     performance_noise: NonNegative = Field(0.4, description="sd of the period-to-period noise in perceived performance")
-    initial_expectation: float = Field(0.3, description="expectation Q0 when the relationship starts")
+    initial_expectation: Real = Field(0.3, description="expectation Q0 when the relationship starts")
     expectation_adaptation: Probability = Field(0.1, description="share of the gap Q1-Q0 closed by expectations each period")
     expectation_anchor: Probability = Field(0.5, description="weight of the initial expectation in the level expectations adapt to")
     satisfaction_memory: Probability = Field(0.5, description="weight of last period's satisfaction in this period's")
     satisfaction_scale: Positive = Field(0.3, description="disconfirmation that moves satisfaction from 0.5 to 0.73")
     satisfaction_tolerance: NonNegative = Field(0.3, description="|Q1-Q0| within which a customer is 'satisfied' rather than dis- or highly satisfied")
     care_gain: NonNegative = Field(1.0, description="largest gain in perceived performance from care spend (diminishing returns)")
-    care_scale: Positive = Field(4.0, description="spend per period at which 63 % of the care gain is reached, money units")
+    care_scale: float = Field(4.0, ge=MIN_CARE_SCALE, le=MAX_MAGNITUDE, description="spend per period at which 63 % of the care gain is reached, money units")
     annoyance: NonNegative = Field(0.06, description="loss of perceived performance per (spend/care_scale)^2 from over-contact")
     stage_effectiveness: StageNonNegative = Field(
         default_factory=lambda: StageNonNegative(exploration=0.7, formation=1.0, stability=0.4, decline=0.8),
@@ -265,7 +284,7 @@ class TransitionConfig(_Frozen):
         default_factory=lambda: SegmentValues(relationship=1.0, transactional=2.0),
         description="odds multiplier on exit and churn by segment (transactional customers switch more)",
     )
-    long_term_periods: int = Field(36, ge=1, description="tenure that makes a stability relationship 'long-term' (pattern IV)")
+    long_term_periods: int = Field(36, ge=1, le=1_000_000, description="tenure that makes a stability relationship 'long-term' (pattern IV)")
 
     @field_validator("advance")
     @classmethod
@@ -473,6 +492,257 @@ class RunConfig(_Frozen):
         return chunk
 
 
+#: Largest number of points a ``[sweep]`` grid may have.
+MAX_SWEEP_POINTS = 10_000
+
+
+class ComparisonConfig(_Frozen):
+    """Which paired policy comparisons to report (MODEL.md §5).
+
+    Without ``reference`` the ``comparison`` table has one row for every ordered pair of
+    policies; with it, one row per other policy against the named reference.
+    """
+
+    reference: str | None = Field(None, description="policy every other policy is compared with; omit for all pairs")
+
+
+class PrecisionConfig(_Frozen):
+    """Precision control (:func:`sim.experiments.project_to_precision`): add replications
+    until the 95 % CI half-width of every reported paired ΔCLV (every policy against
+    ``comparison.reference``, or every pair without one) is at most the target, or
+    ``max_replications`` is reached. Off while ``target_ci_halfwidth`` is not set."""
+
+    target_ci_halfwidth: Positive | None = Field(None, description="target 95 % CI half-width of ΔCLV, money units")
+    max_replications: int = Field(64, ge=1, le=100_000, description="cap on the replications precision control may reach")
+
+
+class OptimizeConfig(_Frozen):
+    """Settings of ``sim optimize`` (:func:`sim.optimize.optimize_spend`): the per-stage
+    (optionally per-segment) retention spend that maximises expected CLV net of spend,
+    found on a common-random-numbers objective (fixed seed) and re-evaluated on fresh seeds."""
+
+    stages: tuple[Literal["exploration", "formation", "stability", "decline"], ...] = Field(
+        STAGES, min_length=1, max_length=4, strict=False, description="stages whose spend is optimised"
+    )
+    per_segment: bool = Field(False, description="a separate spend per segment (relationship, transactional)")
+    max_spend: Positive = Field(20.0, description="upper bound on the spend per period searched, money units")
+    start: StageNonNegative = Field(
+        default_factory=StageNonNegative, description="starting spend per stage (and the spend of stages not optimised)"
+    )
+    method: Literal["coordinate", "powell"] = Field(
+        "coordinate", description="coordinate-wise grid + bounded Brent search, or scipy's bounded Powell"
+    )
+    grid_points: int = Field(9, ge=3, le=63, description="coarse grid per coordinate (coordinate method), evaluated in one kernel call")
+    spend_tolerance: Positive = Field(0.05, description="absolute tolerance on the optimal spend, money units")
+    max_cycles: int = Field(4, ge=1, le=100, description="passes over the coordinates (coordinate method)")
+    customers: int | None = Field(None, ge=1, le=1_000_000_000, description="customers of the optimisation objective (default population.customers)")
+    replications: int | None = Field(None, ge=1, le=100_000, description="replications of the objective (default run.replications)")
+    evaluation_seed: int | None = Field(None, ge=0, le=2**63 - 1, description="fresh seed for the reported estimates (default run.seed + 1)")
+    evaluation_customers: int | None = Field(None, ge=1, le=1_000_000_000, description="customers of the fresh evaluation (default: as the objective)")
+    evaluation_replications: int | None = Field(None, ge=1, le=100_000, description="replications of the fresh evaluation (default: as the objective)")
+    response_points: int = Field(21, ge=3, le=62, description="spends per stage on the response curves, 0 .. max_spend")
+    reference: str | None = Field(None, description="policy the optimum is compared with (default comparison.reference, else the first policy)")
+
+    @field_validator("stages")
+    @classmethod
+    def _unique_stages(cls, stages: tuple) -> tuple:
+        if len(set(stages)) != len(stages):
+            raise ValueError(f"stages must not repeat; got {list(stages)}")
+        return stages
+
+    @model_validator(mode="after")
+    def _start_within_bounds(self) -> "OptimizeConfig":
+        too_high = [f"start.{stage} = {value:g}" for stage, value in zip(STAGES, self.start.as_tuple()) if value > self.max_spend]
+        if too_high:
+            raise ValueError(f"{', '.join(too_high)} must be <= max_spend = {self.max_spend:g}")
+        return self
+
+
+def _flatten_sweep(data: Any, prefix: str = "") -> dict:
+    """``{"economics": {"annual_discount_rate": [..]}}`` -> ``{"economics.annual_discount_rate": [..]}``."""
+    flat = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            flat.update(_flatten_sweep(value, path))
+        else:
+            flat[path] = value
+    return flat
+
+
+# --------------------------------------------------------------------------- market (agent engine)
+
+
+class MarketBudgetConfig(_Frozen):
+    """A retention budget per period shared by all customers (agent engine only).
+
+    When the policy's wishes of a period add up to more than the budget, the firm grants
+    them in a fixed priority order until the budget is used up (the marginal customer gets
+    the remainder): by ABC value tier (A first), then by stage in ``stage_priority`` order,
+    then lowest satisfaction first, then lowest customer id. This couples customers: one
+    customer's spend depends on everyone else's state (:func:`sim.abm.allocate_budget`).
+    """
+
+    enabled: bool = Field(False, description="cap the total retention spend of each period")
+    policies: tuple[str, ...] = Field(
+        (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
+    )
+    per_customer: NonNegative = Field(
+        1.0, description="budget per period per customer of the initial cohort, money units "
+                         "(total = per_customer * population.customers, so --customers keeps its meaning)"
+    )
+    stage_priority: tuple[Literal["exploration", "formation", "stability", "decline"], ...] = Field(
+        ("decline", "formation", "exploration", "stability"), strict=False,
+        description="order in which stages are served within a value tier (all four stages, each once)",
+    )
+
+    @field_validator("stage_priority")
+    @classmethod
+    def _a_permutation(cls, order: tuple) -> tuple:
+        if sorted(order) != sorted(STAGES):
+            raise ValueError(f"stage_priority must list each of {list(STAGES)} exactly once; got {list(order)}")
+        return order
+
+
+class MarketCapacityConfig(_Frozen):
+    """Finite service capacity (agent engine only).
+
+    A customer left dissatisfied by a period (satisfaction type 0 of (M3)) raises a
+    complaint during the next period with probability ``complaint_probability`` (at most
+    one open complaint each), at a uniform time within the period. Complaints queue first
+    come first served at a ``simpy.Resource`` with ``servers`` servers; service takes an
+    exponential time of mean ``service_time`` periods. The time a customer's complaint
+    spends waiting within a period lowers that period's perceived performance (M2) by
+    ``wait_penalty`` per period waited. Capacity can be bought: ``spend_per_customer``
+    (per cohort customer per period) buys ``floor(total / server_cost)`` extra servers.
+    """
+
+    enabled: bool = Field(False, description="complaints queue for finite service capacity")
+    policies: tuple[str, ...] = Field(
+        (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
+    )
+    servers_per_1000: NonNegative = Field(
+        2.0, description="servers per 1,000 customers of the initial cohort (rounded, at least 1 in all)"
+    )
+    spend_per_customer: NonNegative = Field(
+        0.0, description="capacity spend per period per cohort customer, money units (buys extra servers)"
+    )
+    server_cost: Positive = Field(400.0, description="cost of one extra server per period, money units")
+    complaint_probability: Probability = Field(0.5, description="chance that a dissatisfied customer complains in the next period")
+    service_time: Positive = Field(0.02, description="mean service time of a complaint, periods (exponential)")
+    wait_penalty: NonNegative = Field(2.0, description="perceived performance lost per period a complaint waits (M2)")
+
+
+class MarketWordOfMouthConfig(_Frozen):
+    """Word of mouth that creates real agents (agent engine only).
+
+    Uses the ``[word_of_mouth]`` parameters: after each period a customer talks with
+    probability ``talk_probability``; a customer of satisfaction type *k* then wins
+    (``influence > 0``) or deters (``influence < 0``) a Poisson number of prospects with
+    mean ``people_told[k] * |influence[k]|``. Won prospects arrive within the next period
+    and join in exploration at the next review; deterred ones cancel the next arrivals.
+    The expected referral value (C5) is then no longer booked: CLV5 is the observed value
+    of the customers won, minus that of the prospects deterred (:mod:`sim.abm`).
+    """
+
+    enabled: bool = Field(False, description="word of mouth brings real new customers (and deters prospects)")
+    policies: tuple[str, ...] = Field(
+        (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
+    )
+
+
+class MarketAcquisitionConfig(_Frozen):
+    """Acquisition as an arrival process (agent engine only).
+
+    Prospects arrive as a Poisson process with rate ``prospects_per_1000 * customers / 1000
+    + spend * prospects_per_spend`` per period (``spend = spend_per_customer * customers``,
+    a firm cost per period) and join in exploration at the next review, paying the
+    acquisition cost of their segment like every new customer.
+    """
+
+    enabled: bool = Field(False, description="prospects arrive over time, driven by acquisition spend")
+    policies: tuple[str, ...] = Field(
+        (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
+    )
+    prospects_per_1000: NonNegative = Field(5.0, description="organic prospects per period per 1,000 cohort customers")
+    spend_per_customer: NonNegative = Field(0.0, description="acquisition spend per period per cohort customer, money units")
+    prospects_per_spend: NonNegative = Field(0.01, description="extra prospects per period per money unit of acquisition spend")
+
+
+class MarketCompetitorConfig(_Frozen):
+    """A competitor entering (and optionally leaving) the market (agent engine only).
+
+    While the competitor is present, the exit odds of (M7) (exits from exploration,
+    formation and stability, and churn from decline) are multiplied by ``exit_odds`` of
+    the customer's segment: transactional customers, who switch for price, more than
+    relationship customers (MODEL.md §3).
+    """
+
+    enabled: bool = Field(False, description="a competitor enters at enters_at")
+    policies: tuple[str, ...] = Field(
+        (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
+    )
+    enters_at: int = Field(24, ge=0, le=100_000, description="period from which the competitor is present")
+    leaves_at: int | None = Field(None, ge=1, le=100_000, description="period from which it is gone again (omit: stays)")
+    exit_odds: SegmentValues = Field(
+        default_factory=lambda: SegmentValues(relationship=1.25, transactional=2.0),
+        description="multiplier on the exit odds while the competitor is present, by segment",
+    )
+
+    @model_validator(mode="after")
+    def _leaves_after_entering(self) -> "MarketCompetitorConfig":
+        if self.leaves_at is not None and self.leaves_at <= self.enters_at:
+            raise ValueError(f"leaves_at ({self.leaves_at}) must be > enters_at ({self.enters_at})")
+        if min(self.exit_odds.as_tuple()) <= 0.0:
+            raise ValueError(f"exit_odds must be > 0 for both segments; got {self.exit_odds.as_tuple()}")
+        return self
+
+
+class MarketConfig(_Frozen):
+    """The agent-based market engine (:func:`sim.simulate_market`, ``engine = "abm"``).
+
+    Every interaction is off by default; with all of them off and ``timing = "period"`` the
+    agent engine simulates exactly the model of the cohort core, customer for customer.
+    Each policy runs in its own market, so each interaction section has ``enabled`` and
+    ``policies`` (the policies whose markets have the interaction; empty: all of them): one
+    run can compare a policy with and without an interaction on the same customers.
+    Market-level quantities (budget, servers, acquisition) scale with
+    ``population.customers``, the size of the initial cohort.
+    """
+
+    timing: Literal["period", "event"] = Field(
+        "period", description="'period': each customer's period resolves at its end; 'event': purchases "
+                              "also arrive as Poisson events within the period at purchase_rate"
+    )
+    purchase_rate: StageNonNegative = Field(
+        default_factory=lambda: StageNonNegative(exploration=1.0, formation=2.0, stability=4.0, decline=1.5),
+        description="purchases per period by stage ('event' timing; each carries an equal share of the "
+                    "period's expected purchase cash flow, C1/C2)",
+    )
+    event_log: bool = Field(False, description="keep the event log (time, customer, event, stage, satisfaction)")
+    snapshot_every: int = Field(12, ge=0, le=100_000, description="keep a snapshot of all live customers every this many periods (0: only at the horizon)")
+    max_customers: int = Field(1_000_000, ge=1, le=100_000_000, description="most customers one market may hold (arrivals beyond are turned away and counted)")
+    budget: MarketBudgetConfig = Field(default_factory=MarketBudgetConfig)
+    capacity: MarketCapacityConfig = Field(default_factory=MarketCapacityConfig)
+    word_of_mouth: MarketWordOfMouthConfig = Field(default_factory=MarketWordOfMouthConfig)
+    acquisition: MarketAcquisitionConfig = Field(default_factory=MarketAcquisitionConfig)
+    competitor: MarketCompetitorConfig = Field(default_factory=MarketCompetitorConfig)
+
+    @field_validator("purchase_rate")
+    @classmethod
+    def _positive_rates(cls, rates: StageNonNegative) -> StageNonNegative:
+        zero = [stage for stage, rate in zip(STAGES, rates.as_tuple()) if rate <= 0.0]
+        if zero:
+            raise ValueError(f"purchase_rate must be > 0 in every stage; zero for {zero}")
+        return rates
+
+    @property
+    def interactions(self) -> tuple[str, ...]:
+        """Names of the interactions switched on."""
+        return tuple(name for name in ("budget", "capacity", "word_of_mouth", "acquisition", "competitor")
+                     if getattr(self, name).enabled)
+
+
 class ExperimentConfig(_Frozen):
     """A complete experiment: the model, the policies to compare and the run settings."""
 
@@ -488,6 +758,51 @@ class ExperimentConfig(_Frozen):
         default_factory=_default_policies, min_length=1, max_length=64, strict=False
     )
     run: RunConfig = Field(default_factory=RunConfig)
+    engine: Literal["core", "abm"] = Field(
+        "core", description="the engine of `sim run`: the numba cohort core or the SimPy agent-based market (sim.abm)"
+    )
+    market: MarketConfig = Field(default_factory=MarketConfig)
+    comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
+    precision: PrecisionConfig = Field(default_factory=PrecisionConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    sweep: dict[str, tuple[Any, ...]] = Field(
+        default_factory=dict,
+        description="grid over dotted parameter paths, e.g. {'economics.annual_discount_rate': [0.05, 0.1]}",
+    )
+
+    @field_validator("sweep", mode="before")
+    @classmethod
+    def _sweep_grid(cls, sweep: Any) -> dict:
+        """Flatten nested tables into dotted paths; every path gets a non-empty list of
+        scalars (number, string or boolean); the grid has at most ``MAX_SWEEP_POINTS`` points."""
+        if not isinstance(sweep, dict):
+            raise ValueError(f"sweep must be a table of parameter paths, got {type(sweep).__name__}")
+        flat = _flatten_sweep(sweep)
+        points = 1
+        for path, values in flat.items():
+            if path.split(".")[0] in ("sweep", "optimize"):
+                raise ValueError(f"sweep.{path!r}: the [sweep] and [optimize] sections cannot be swept")
+            if not isinstance(values, (list, tuple)) or not values:
+                raise ValueError(f"sweep.{path!r} = {_format_value(values)}: must be a non-empty list of values")
+            for value in values:
+                if not isinstance(value, (bool, int, float, str)):
+                    raise ValueError(f"sweep.{path!r} = {_format_value(values)}: values must be numbers, strings or booleans")
+            points *= len(values)
+        if points > MAX_SWEEP_POINTS:
+            raise ValueError(f"the sweep grid has {points:,} points; at most {MAX_SWEEP_POINTS:,} are allowed")
+        return {path: tuple(values) for path, values in flat.items()}
+
+    @model_validator(mode="after")
+    def _market_policies_exist(self) -> "ExperimentConfig":
+        """Every policy named by a ``[market.*] policies`` list must be a policy of the config."""
+        names = self.policy_names
+        for section in ("budget", "capacity", "word_of_mouth", "acquisition", "competitor"):
+            listed = getattr(self.market, section).policies
+            unknown = [name for name in listed if name not in names]
+            if unknown:
+                raise ValueError(f"market.{section}.policies = {list(listed)}: no policy named {unknown}; "
+                                 f"policies: {', '.join(names)}")
+        return self
 
     @field_validator("policies")
     @classmethod
@@ -582,6 +897,9 @@ def _problems_from(error: ValidationError, data: Any) -> list[tuple[str, str]]:
             if i >= 2 and loc[0] == "policies" and isinstance(loc[1], int) and i == 2 and part in _POLICY_KINDS:
                 continue
             clean.append(part)
+        key_error = bool(clean) and clean[-1] == "[key]"  # a bad key of a table (e.g. tier_spend.D)
+        if key_error:
+            clean = clean[:-1]
         path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in clean).replace(".[", "[")
         if path.startswith("policies[") and isinstance(data, dict):
             try:
@@ -614,20 +932,55 @@ def _problems_from(error: ValidationError, data: Any) -> list[tuple[str, str]]:
         if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
             bound = next(iter(ctx.values()))
             symbol = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
-            message = f"must be {symbol} {bound}"
-            field_name = str(clean[-1]) if clean else ""
+            message = f"must be {symbol} {bound:g}" if isinstance(bound, float) and abs(bound) >= 1e6 else f"must be {symbol} {bound}"
             if _is_probability_path(clean, data):
                 message += " (a probability in [0, 1])"
+            elif isinstance(bound, float) and abs(bound) == MAX_MAGNITUDE:
+                message += " (the largest magnitude a config may hold: beyond it the model's float64 arithmetic could overflow)"
+        message = _plain_message(kind, message, clean, value, ctx)
+        if key_error:
+            expected = ctx.get("expected")
+            message = f"unknown key; allowed keys: {expected}" if expected else f"not an allowed key: {message}"
         if kind == "missing":
             problems.append((path, "is required"))
             continue
-        if kind == "too_short" and clean == ["policies"] and any(p.startswith("policies[") for p, _ in problems):
-            continue  # a consequence of a bad policy already reported
+        if kind == "too_short" and any(p.startswith(path + "[") for p, _ in problems):
+            continue  # a consequence of a bad element already reported (e.g. a bad policy)
         if isinstance(value, (dict, list, tuple)) and kind.startswith("value_error"):
             problems.append((path, message))
         else:
             problems.append((f"{path} = {_format_value(value)}", message))
     return problems
+
+
+#: Plain descriptions of the name patterns, for messages.
+_PATTERNS = {
+    r"^[A-Za-z0-9_\-]+$": "must use letters, digits, '_' and '-' only (it names the result folder: no '/', '.' or spaces)",
+    r"^[A-Za-z0-9_.\-]+$": "must use letters, digits, '_', '.' and '-' only (no '/' or spaces)",
+}
+
+
+def _plain_message(kind: str, message: str, loc: list, value: Any, ctx: dict) -> str:
+    """pydantic's message for ``kind`` in the words of a TOML file."""
+    if kind == "finite_number":
+        return "must be a finite number (not nan or inf)"
+    if kind == "string_pattern_mismatch":
+        return _PATTERNS.get(str(ctx.get("pattern")), message)
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "must be a table (in TOML a [section], or {key = value, ...})"
+    if kind in ("too_short", "too_long"):
+        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
+        if limit is not None:
+            return f"must have at {'least' if kind == 'too_short' else 'most'} {limit} item{'s' if limit != 1 else ''}"
+    if kind == "string_too_short":
+        return "must not be empty" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} characters"
+    if kind == "string_too_long":
+        return f"must have at most {ctx.get('max_length')} characters"
+    if kind in ("tuple_type", "list_type"):
+        if loc == ["policies"] and isinstance(value, dict):
+            return "must be an array of tables: write each policy as a [[policies]] section (double brackets)"
+        return "must be a list (in TOML [a, b, ...])"
+    return message
 
 
 def _is_probability_path(loc: list, data: Any) -> bool:
@@ -656,17 +1009,171 @@ def config_from_dict(data: dict, source: str | None = None) -> ExperimentConfig:
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_problems_from(error, data), source) from None
+        problems = _problems_from(error, data)
+        reported = {path.split(" = ")[0] for path, _ in problems}
+        problems += [problem for problem in _raw_reference_problems(data) if problem[0].split(" = ")[0] not in reported]
+        raise ConfigError(problems, source) from None
     _check_numerics(config, source)
+    _check_references(config, source)
+    if config.sweep:
+        _check_sweep(config, source)
     return config
 
 
+def _check_references(config: ExperimentConfig, source: str | None) -> None:
+    """Policy names used by the comparison, precision and optimize sections must exist."""
+    names = config.policy_names
+    problems = _unknown_policy_problems(names, {"comparison.reference": config.comparison.reference,
+                                                "optimize.reference": config.optimize.reference})
+    precision = config.precision
+    if precision.target_ci_halfwidth is not None:
+        if len(names) < 2:
+            problems.append(("precision.target_ci_halfwidth",
+                             "precision control needs at least two policies (it targets paired ΔCLV)"))
+        if precision.max_replications < config.run.replications:
+            problems.append((f"precision.max_replications = {precision.max_replications}",
+                             f"must be >= run.replications = {config.run.replications}"))
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def _unknown_policy_problems(names, references: dict) -> list[tuple[str, str]]:
+    """One problem per ``{path: policy name}`` reference to a policy not in ``names``."""
+    problems = []
+    for path, name in references.items():
+        if name is not None and name not in names:
+            close = difflib.get_close_matches(name, list(names), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            problems.append((f"{path} = {name!r}", f"no such policy{hint}; policies: {', '.join(names)}"))
+    return problems
+
+
+def _raw_reference_problems(data: dict) -> list[tuple[str, str]]:
+    """The policy-reference checks of :func:`_check_references` on raw data, so that they
+    are reported together with the field problems of a config that does not validate."""
+    policies = data.get("policies")
+    if policies is None:
+        names = tuple(policy.name for policy in _default_policies())
+    elif isinstance(policies, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in policies):
+        names = tuple(p["name"] for p in policies)
+    else:
+        return []  # the policies themselves are malformed (reported already)
+    references = {}
+    for section in ("comparison", "optimize"):
+        table = data.get(section)
+        if isinstance(table, dict) and isinstance(table.get("reference"), str):
+            references[f"{section}.reference"] = table["reference"]
+    return _unknown_policy_problems(names, references)
+
+
+def _set_path(data: dict, path: str, value: Any) -> None:
+    """Set ``value`` at a dotted TOML path of a config mapping; ``policies.<name>.…``
+    addresses the policy with that name. Raises ``KeyError`` with a message if the path
+    does not lead into the configuration's tables."""
+    parts = path.split(".")
+    if any(not part for part in parts):
+        raise KeyError("not a dotted parameter path (like economics.annual_discount_rate)")
+    node: Any = data
+    index = 0
+    while index < len(parts) - 1:
+        part = parts[index]
+        if part == "policies" and node is data:
+            names = [policy.get("name") for policy in data.get("policies", ())]
+            if index + 1 >= len(parts) - 1:
+                raise KeyError("a policy parameter is written policies.<policy name>.<field>")
+            name = parts[index + 1]
+            if name not in names:
+                close = difflib.get_close_matches(name, [str(n) for n in names], n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise KeyError(f"no policy named {name!r}{hint}; policies: {', '.join(map(str, names))}")
+            node = data["policies"][names.index(name)]
+            index += 2
+            continue
+        if not isinstance(node, dict) or not isinstance(node.get(part), dict):
+            allowed = [key for key, item in node.items() if isinstance(item, dict)] if isinstance(node, dict) else []
+            close = difflib.get_close_matches(part, allowed, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise KeyError(f"{part!r} is not a table of the configuration{hint}")
+        node = node[part]
+        index += 1
+    node[parts[-1]] = value
+
+
+def apply_overrides(config: ExperimentConfig, values: dict[str, Any], source: str | None = None) -> ExperimentConfig:
+    """A validated copy of ``config`` with values set at dotted parameter paths.
+
+    Parameters
+    ----------
+    config
+        A validated experiment.
+    values
+        ``{path: value}`` with TOML paths such as ``"economics.annual_discount_rate"``,
+        ``"dynamics.stage_effectiveness.formation"`` or ``"policies.uniform.spend"``
+        (``policies.<policy name>.<field>``).
+
+    Raises
+    ------
+    ConfigError
+        For a path that does not exist or a value the field does not allow.
+    """
+    data = config.model_dump(mode="python")
+    problems = []
+    for path, value in values.items():
+        try:
+            _set_path(data, path, value)
+        except KeyError as error:
+            problems.append((f"{path} = {_format_value(value)}", str(error.args[0])))
+    if problems:
+        raise ConfigError(problems, source)
+    return config_from_dict(data, source)
+
+
+def sweep_grid(config: ExperimentConfig) -> list[dict[str, Any]]:
+    """The points of the ``[sweep]`` grid, ``[{path: value, ...}, ...]``, in row-major
+    order (the last swept path varies fastest); ``[{}]`` without a sweep."""
+    import itertools
+
+    paths = list(config.sweep)
+    return [dict(zip(paths, combination)) for combination in itertools.product(*(config.sweep[p] for p in paths))]
+
+
+def _check_sweep(config: ExperimentConfig, source: str | None) -> None:
+    """Validate every point of the sweep grid before any work: each must be a valid config."""
+    base = config.model_copy(update={"sweep": {}})
+    problems: list[tuple[str, str]] = []
+    data = base.model_dump(mode="python")
+    for path, values in config.sweep.items():  # paths first: one message per bad path
+        try:
+            _set_path(data, path, values[0])
+        except KeyError as error:
+            problems.append((f"sweep.{path!r}", str(error.args[0])))
+    if problems:
+        raise ConfigError(problems, source)
+    seen = set()
+    grid = sweep_grid(config)
+    for number, point in enumerate(grid, start=1):
+        try:
+            apply_overrides(base, point)
+        except ConfigError as error:
+            setting = ", ".join(f"{path} = {_format_value(value)}" for path, value in point.items())
+            for path, message in error.problems:
+                if (path, message) in seen:
+                    continue
+                seen.add((path, message))
+                problems.append((f"sweep point {number} of {len(grid)} ({setting})", f"{path}: {message}" if path else message))
+        if len(problems) >= 20:
+            problems.append(("sweep", "(further problems not listed)"))
+            break
+    if problems:
+        raise ConfigError(problems, source)
+
+
 def _check_numerics(config: ExperimentConfig, source: str | None) -> None:
-    """Cross-field checks that pydantic's per-field ranges cannot express."""
+    """Every number finite (a backstop: the sections already refuse nan and inf)."""
     problems = []
     for path, value in _walk_floats(config.model_dump(mode="python")):
         if isinstance(value, float) and not math.isfinite(value):
-            problems.append((path, f"= {value}: must be a finite number"))
+            problems.append((f"{path} = {value}", "must be a finite number (not nan or inf)"))
     if problems:
         raise ConfigError(problems, source)
 
@@ -690,7 +1197,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     path
         A ``.toml`` file. Sections: ``population``, ``dynamics``, ``loyalty``,
         ``transitions``, ``word_of_mouth``, ``economics``, ``[[policies]]`` and ``run``;
-        every key is optional and defaults to the baseline model.
+        optionally ``comparison`` (a reference policy), ``precision`` (replications until
+        a target CI half-width), ``sweep`` (a grid over dotted parameter paths, every
+        point validated here) and ``optimize`` (settings of ``sim optimize``). Every key
+        is optional and defaults to the baseline model.
 
     Raises
     ------
@@ -704,11 +1214,15 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError([("", f"no such file: {source}")])
     if path.is_dir():
         raise ConfigError([("", f"{source} is a directory, not a TOML file")])
-    raw = path.read_bytes()
+    try:
+        raw = path.read_bytes()
+    except OSError as error:  # no permission, a special file, an I/O error
+        raise ConfigError([("", f"cannot read {source}: {error.strerror or error}")]) from None
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
         raise ConfigError([("", f"{source} is not UTF-8 text (byte {error.start}): save it as UTF-8")]) from None
+    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as some editors write
     if not text.strip():
         raise ConfigError([("", f"{source} is empty: an experiment needs at least a name")])
     try:

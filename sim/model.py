@@ -99,6 +99,8 @@ __all__ = [
     "transition_probabilities",
     "next_stage",
     "period_cash_flows",
+    "tenure_ramp",
+    "ramped_cash_flows",
 ]
 
 EXPLORATION, FORMATION, STABILITY, DECLINE, ENDED = 0, 1, 2, 3, 4
@@ -322,7 +324,13 @@ def best_care_spend(gain: float, scale: float, annoyance: float) -> float:
     from scipy.optimize import brentq
 
     # in units of x = a/scale: gain * e^{-x} = 2 annoyance x
-    root = brentq(lambda x: gain * math.exp(-x) - 2.0 * annoyance * x, 0.0, gain / (2.0 * annoyance) + 1.0)
+    upper = gain / (2.0 * annoyance) + 1.0  # e^{-x} <= 1 puts the root below gain / (2 annoyance)
+    if not upper <= 1e6:
+        # tiny annoyance: that bracket is astronomically wide (or infinite) and brentq would not
+        # converge; the root also lies below max(1, ln(gain / (2 annoyance))), since f is
+        # decreasing and f(max(1, L)) <= 0 there. Computed with logs, so it cannot overflow.
+        upper = max(1.0, math.log(gain) - math.log(2.0) - math.log(annoyance))
+    root = brentq(lambda x: gain * math.exp(-x) - 2.0 * annoyance * x, 0.0, upper)
     return float(root * scale)
 
 
@@ -342,9 +350,16 @@ def satisfaction_type(disconfirmation, tolerance):
 def update_satisfaction(previous, disconfirmation, memory, scale):
     """(M4) ``s_t = memory * s_{t-1} + (1 - memory) / (1 + exp(-d/scale))``. Jit-compiled.
 
-    The logistic is evaluated as ``0.5 * (1 + tanh(x/2))``, which cannot overflow.
+    The logistic ``Λ(x)``, ``x = d/scale``, is evaluated from ``e = exp(-|x|)``, which lies in
+    [0, 1] and cannot overflow: ``1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` below, so
+    ``x = ±inf`` gives exactly 1 and 0. (One ``exp`` instead of ``tanh``: glibc's ``tanh``
+    goes through ``expm1`` and cost about a third of the kernel's time; see
+    ``benchmarks/NOTES.md``. Values agree with the ``tanh`` form to a few ulp.)
     """
-    return memory * previous + (1.0 - memory) * 0.5 * (1.0 + np.tanh(0.5 * disconfirmation / scale))
+    x = disconfirmation / scale
+    e = np.exp(-np.abs(x))
+    q = 1.0 / (1.0 + e)
+    return memory * previous + (1.0 - memory) * select(x >= 0.0, q, e * q)
 
 
 @njit(cache=True)
@@ -423,9 +438,54 @@ def period_cash_flows(
 
     Returns ``(purchases, cross_sell, cost_saving, referral, premium)``: purchases net of
     the new-customer cost to serve (CLV1 in period 0, CLV2 later), CLV3, CLV4, CLV5, CLV6.
-    Jit-compiled; also works on NumPy arrays through ``.py_func``.
+    Jit-compiled; also works on NumPy arrays through ``.py_func``. The same as
+    :func:`ramped_cash_flows` at ``ramp = tenure_ramp(tenure, tenure_scale)``.
     """
-    ramp = 1.0 - np.exp(-tenure / tenure_scale)
+    return ramped_cash_flows(
+        wallet,
+        tenure_ramp(tenure, tenure_scale),
+        sow_stage,
+        margin_stage,
+        cross_sell_stage,
+        referral_of_type,
+        premium_segment,
+        loyalty,
+        indifference_high,
+        sow_growth,
+        cross_sell_margin,
+        cost_to_serve,
+        cost_floor,
+    )
+
+
+@njit(cache=True)
+def tenure_ramp(tenure, tenure_scale):
+    """The tenure ramp ``rho(tau) = 1 - exp(-tau / T)`` of (C2)-(C4). Jit-compiled.
+
+    It depends on the period only, so the cohort core tabulates it once per chunk
+    (with this function) instead of calling ``exp`` every customer-period."""
+    return 1.0 - np.exp(-tenure / tenure_scale)
+
+
+@njit(cache=True)
+def ramped_cash_flows(
+    wallet,
+    ramp,
+    sow_stage,
+    margin_stage,
+    cross_sell_stage,
+    referral_of_type,
+    premium_segment,
+    loyalty,
+    indifference_high,
+    sow_growth,
+    cross_sell_margin,
+    cost_to_serve,
+    cost_floor,
+):
+    """(C1-C6) :func:`period_cash_flows` given the tenure ramp ``ramp = tenure_ramp(tenure,
+    tenure_scale)`` instead of the tenure. Jit-compiled; works on NumPy arrays through
+    ``.py_func``."""
     sow = np.minimum(1.0, sow_stage * (1.0 + sow_growth * ramp))
     purchases = wallet * sow * margin_stage - cost_to_serve
     cross_sell = wallet * cross_sell_stage * ramp * cross_sell_margin

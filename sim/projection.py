@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Iterable
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -13,7 +13,6 @@ import pandas as pd
 
 from .config import PATTERNS, STAGES, ExperimentConfig
 from .core import (
-    BLOCK,
     K_LOYALTY,
     K_PROFIT,
     K_SATISFACTION,
@@ -27,10 +26,10 @@ from .core import (
     ChunkPartials,
     simulate_chunk,
 )
-from .model import model_arrays
-from .policies import policy_tables
+from .executors import ChunkReducer, exact_clv_tables, make_executor, plan_work, run_ordered, simulate_work_item
 
-__all__ = ["project", "ProjectionResult", "QUANTILE_LEVELS", "STATE_NAMES"]
+__all__ = ["project", "ProjectionResult", "QUANTILE_LEVELS", "STATE_NAMES", "NonFiniteResultError", "NAN_WHEN_EMPTY",
+           "check_finite"]
 
 #: CLV quantiles reported in the summary table.
 QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -72,6 +71,11 @@ def project(
     seed: int | None = None,
     threads: int | None = None,
     progress: bool = False,
+    executor="local",
+    scheduler: str | None = None,
+    checkpoint=None,
+    resume: bool = False,
+    keep_clv: bool | None = None,
 ) -> "ProjectionResult":
     """Project the cohort CLV of every policy in ``config`` with the numba core.
 
@@ -87,45 +91,130 @@ def project(
         Override the config's values (validated like the config).
     progress
         Show a progress bar over chunks of work.
+    executor : {"local", "dask"} or executor object
+        What runs the chunks (:mod:`sim.executors`): this process, or tasks on a Dask
+        cluster. Never changes a number.
+    scheduler : str, optional
+        Dask scheduler address or scheduler-file path (``executor="dask"``); default: a
+        ``LocalCluster`` on this machine.
+    checkpoint : path, optional
+        A result folder: each completed chunk is written to ``<checkpoint>/.chunks/``
+        (:mod:`sim.checkpoint`) so that an interrupted run can resume.
+    resume : bool
+        With ``checkpoint``: reuse the valid chunk files found there (others are recomputed);
+        without it any old chunk files are deleted first.
+    keep_clv : bool, optional
+        Keep every customer's CLV in :attr:`ProjectionResult.clv`; default: only when
+        ``customers x replications <= sim.executors.CLV_KEEP_LIMIT``. Never changes a table
+        (see Notes).
 
     Returns
     -------
     ProjectionResult
         Tidy tables (``summary``, ``stages``, ``by_stage``, ``patterns``, ``trajectory``,
-        ``satisfaction_retention``, ``value_concentration``, ``comparison``) and the
-        per-customer CLVs.
+        ``satisfaction_retention``, ``value_concentration``, ``comparison``) and, when kept,
+        the per-customer CLVs.
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``executor`` or a ``scheduler`` without the Dask executor.
+    sim.executors.ExecutorError
+        If the Dask executor cannot start or loses work beyond its retries.
 
     Notes
     -----
-    Results are bitwise identical for any ``threads`` and any ``run.chunk_customers``.
-    Memory is O(customers x policies) for the per-customer CLVs kept for quantiles, plus
-    per-block partial sums; never O(customers x periods).
+    Results are bitwise identical for any ``threads``, any ``run.chunk_customers``, either
+    executor, and a resumed or uninterrupted run: chunks are reduced in work-item order
+    (:class:`sim.executors.ChunkReducer`). The CLV quantiles and the value-concentration
+    table are computed from every customer's CLV when ``customers x replications <=
+    sim.executors.CLV_KEEP_LIMIT`` (2^21), and above it from a :class:`sim.sketch.ClvSketch`
+    (quantiles within 2^-10 relative, group sums within 2^-10 of the group's sum of
+    ``|CLV|``); which one depends on the config only. Memory is O(policies x horizon) for the
+    aggregates plus the chunks in flight and the sketch, plus 8 bytes per customer,
+    replication and policy only below that size or when ``keep_clv``.
     """
     config = _resolve(config, customers, replications, horizon, seed, threads)
-    run = config.run
-    n_customers = config.population.customers
-    arrays = model_arrays(config)
-    tables = policy_tables(config)
-    used_threads = _set_threads(run.threads)
-    chunks = _chunks(n_customers, run.chunk_customers)
-    work = [(replication, start, size) for replication in range(run.replications) for start, size in chunks]
-    iterator: Iterable = work
+    if not isinstance(resume, bool):
+        raise ValueError(f"resume = {resume!r}: must be True or False")
+    if resume and checkpoint is None:
+        raise ValueError("resume = True needs checkpoint = <result folder> (where the chunk files are)")
+    items = plan_work(config)
+    exact = exact_clv_tables(config)
+    expose = exact if keep_clv is None else bool(keep_clv)
+    keep = exact or expose  # collect the per-customer CLVs (for exact tables or for the caller)
+    runner = make_executor(executor, scheduler, n_items=len(items))  # checks the arguments first
+    used_threads = _set_threads(config.run.threads)
+    store = None
+    ready = {}
+    if checkpoint is not None:
+        from .checkpoint import ChunkStore
+
+        store = ChunkStore(Path(checkpoint), config)
+        if resume:
+            for index, item in enumerate(items):
+                loaded = store.load(item, keep)
+                if loaded is not None:
+                    ready[index] = loaded
+        else:
+            store.remove()
+    pending = [(index, item) for index, item in enumerate(items) if index not in ready]
+    config_json = _config_json(config)
+    bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(work, desc=f"{config.name}: chunks", unit="chunk", leave=False)
+        bar = tqdm(total=len(items), initial=len(ready), desc=f"{config.name}: chunks", unit="chunk", leave=False)
+    reducer = ChunkReducer(len(config.policy_names), keep_clv=keep)
     started = time.perf_counter()
-    partials = [
-        simulate_chunk(arrays, tables, run.seed, replication, start, size, run.horizon)
-        for replication, start, size in iterator
-    ]
+    described = {"executor": getattr(runner, "name", type(runner).__name__)}
+
+    def completed():
+        yield from sorted(ready.items())
+        if not pending:
+            return
+        with runner as active:
+            described.update(active.describe())
+            if isinstance(executor, str) and executor == "local":
+                # the local path calls this module's simulate_chunk (tests may replace it)
+                results = ((index, simulate_work_item(config_json, item, keep, simulate=_kernel))
+                           for index, item in pending)
+            else:
+                results = active.map(config_json, pending, keep, threads=config.run.threads)
+            for index, result in results:
+                if store is not None:
+                    store.save(result)
+                if bar is not None:
+                    bar.update(1)
+                yield index, result
+                del result  # hold no finished chunk while the next one runs
+
+    try:
+        run_ordered(completed(), len(items), lambda index, result: reducer.add(result))
+    finally:
+        if bar is not None:
+            bar.close()
     elapsed = time.perf_counter() - started
-    return ProjectionResult.from_partials(config, partials, wall_seconds=elapsed, threads=used_threads)
+    result = ProjectionResult.from_reducer(config, reducer, wall_seconds=elapsed, threads=used_threads)
+    if not expose:
+        result.clv = {}
+    result.timings.update(described)
+    result.timings["chunks"] = len(items)
+    if store is not None:
+        result.timings["chunks_resumed"] = len(ready)
+        result.timings["chunk_files_rejected"] = [f"{path.name}: {reason}" for path, reason in store.rejected]
+    return result
 
 
-def _reduce(partials: list[ChunkPartials], name: str) -> np.ndarray:
-    """Sum one partial over all blocks of all chunks, in (replication, block) order."""
-    return np.concatenate([getattr(part, name) for part in partials], axis=0).sum(axis=0)
+def _kernel(*args):
+    """:func:`sim.core.simulate_chunk`, looked up in this module at call time."""
+    return simulate_chunk(*args)
+
+
+def _config_json(config) -> str:
+    from .executors import config_data
+
+    return config_data(config)
 
 
 @dataclass
@@ -163,7 +252,8 @@ class ProjectionResult:
         (top 5 %, next 15 %, bottom 80 % of customers ranked by CLV): share of total CLV
         and share of the group with negative CLV.
     comparison : DataFrame
-        One row per ordered pair of policies: ``policy, reference, delta_clv, se, ci_low,
+        One row per ordered pair of policies (or, when ``comparison.reference`` is set,
+        per policy against that reference): ``policy, reference, delta_clv, se, ci_low,
         ci_high, p_better, delta_spend, roi`` from paired per-customer differences.
     clv : dict of str to ndarray
         Per-customer CLV by policy, replications concatenated.
@@ -194,27 +284,49 @@ class ProjectionResult:
 
     @classmethod
     def from_partials(cls, config: ExperimentConfig, partials: list[ChunkPartials], *, wall_seconds: float = float("nan"), threads: int = 0) -> "ProjectionResult":
-        """Reduce chunk partials (in a fixed order) into the tidy tables."""
+        """Reduce chunk partials (in the order given: replications, then chunks) into the
+        tidy tables (:meth:`from_reducer`), keeping the per-customer CLVs (every one is
+        checked finite first)."""
+        names = config.policy_names
+        clv = {name: np.concatenate([part.clv[index] for part in partials]) for index, name in enumerate(names)}
+        _check_finite_clv(config, clv)  # before any table is computed from them
+        reducer = ChunkReducer(len(names), keep_clv=True)
+        for part in partials:
+            reducer.add(part)
+        del clv
+        return cls.from_reducer(config, reducer, wall_seconds=wall_seconds, threads=threads)
+
+    @classmethod
+    def from_reducer(cls, config: ExperimentConfig, reducer: ChunkReducer, *, wall_seconds: float = float("nan"),
+                     threads: int = 0) -> "ProjectionResult":
+        """The tidy tables from reduced partials (:class:`sim.executors.ChunkReducer`).
+
+        CLV quantiles and value concentration come from the per-customer CLVs when
+        :func:`sim.executors.exact_clv_tables` holds for ``config`` and the reducer kept
+        them (:func:`project` always keeps them then), else from the reducer's sketch."""
         names = config.policy_names
         horizon = config.run.horizon
         n_total = config.population.customers * config.run.replications
-        money = _reduce(partials, "money")
-        stage_sums = _reduce(partials, "stage_sums")
-        stage_periods = _reduce(partials, "stage_periods")
-        period_sums = _reduce(partials, "period_sums")
-        occupancy = _reduce(partials, "occupancy")
-        ended_at = _reduce(partials, "ended_at")
-        pattern_count = _reduce(partials, "pattern_count")
-        pattern_clv = _reduce(partials, "pattern_clv")
-        pair_sums = _reduce(partials, "pair_sums")
-        pair_wins = _reduce(partials, "pair_wins")
-        satisfaction_bins = _reduce(partials, "satisfaction_bins")
-        clv = {name: np.concatenate([part.clv[index] for part in partials]) for index, name in enumerate(names)}
+        totals = reducer.totals
+        money = totals["money"]
+        stage_sums = totals["stage_sums"]
+        stage_periods = totals["stage_periods"]
+        period_sums = totals["period_sums"]
+        occupancy = totals["occupancy"]
+        ended_at = totals["ended_at"]
+        pattern_count = totals["pattern_count"]
+        pattern_clv = totals["pattern_clv"]
+        pair_sums = totals["pair_sums"]
+        pair_wins = totals["pair_wins"]
+        satisfaction_bins = totals["satisfaction_bins"]
+        clv = reducer.clv(names)
+        _check_finite_clv(config, clv)  # before any table is computed from them
+        distribution = _ExactClv(clv) if exact_clv_tables(config) and reducer.keep_clv else reducer.sketch
 
-        summary = _summary_table(config, names, money, stage_sums, stage_periods, clv, n_total)
+        summary = _summary_table(config, names, money, stage_sums, stage_periods, distribution, n_total)
         stages = _stages_table(names, occupancy, ended_at, n_total)
         active = occupancy[:, :horizon, :].sum(axis=2)
-        return cls(
+        result = cls(
             config=config,
             summary=summary,
             stages=stages,
@@ -222,11 +334,14 @@ class ProjectionResult:
             patterns=_patterns_table(names, pattern_count, pattern_clv, n_total),
             trajectory=_trajectory_table(names, period_sums, active, n_total),
             satisfaction_retention=_satisfaction_table(names, satisfaction_bins),
-            value_concentration=_value_table(names, clv, summary),
-            comparison=_comparison_table(names, money, pair_sums, pair_wins, n_total),
+            value_concentration=_value_table(names, distribution),
+            comparison=_comparison_table(names, money, pair_sums, pair_wins, n_total,
+                                         reference=config.comparison.reference),
             clv=clv,
             timings={"simulate_seconds": wall_seconds, "threads": threads},
         )
+        check_finite(result)  # NaN or infinity is an error naming its origin, never silent
+        return result
 
     def table(self, name: str) -> pd.DataFrame:
         """One of the tables by name (see :attr:`TABLES`)."""
@@ -247,13 +362,118 @@ class ProjectionResult:
                            extra_manifest=extra_manifest, figures=figures)
 
 
-def _summary_table(config, names, money, stage_sums, stage_periods, clv, n_total) -> pd.DataFrame:
+class NonFiniteResultError(FloatingPointError):
+    """A result would hold NaN or infinity where the model guarantees a finite number.
+
+    Raised by :func:`check_finite` (so by :meth:`ProjectionResult.from_partials`): a
+    numerical failure is an error naming its origin — the policy and customer, or the
+    table, column and row — never a silent NaN in a saved table."""
+
+
+#: The only cells of the tables that may be NaN, by definition (the mean of an empty
+#: group): ``{table: {column: count column}}``; the cell may be NaN only in rows where the
+#: count column is 0. ``None`` instead of a count column: NaN only if the column is NaN in
+#: every row of that policy (``value_share`` when the policy's CLVs sum to exactly 0).
+#: Everything else — the whole ``summary`` and ``stages`` tables, every per-customer CLV —
+#: must be finite, and no cell may ever be infinite.
+NAN_WHEN_EMPTY = {
+    "by_stage": {column: "customer_periods" for column in ("profit_mean", "satisfaction_mean", "loyalty_mean", "spend_mean")},
+    "patterns": {"clv_mean": "customers"},
+    "trajectory": {column: "active_share" for column in ("satisfaction_mean", "loyalty_mean", "spend_mean", "profit_mean")},
+    "satisfaction_retention": {"retention": "customer_periods"},
+    "value_concentration": {"negative_share": "customer_share", "value_share": None},
+    "comparison": {"roi": "delta_spend"},
+}
+_ROW_KEYS = ("policy", "reference", "stage", "period", "pattern", "group", "satisfaction_low")
+
+
+def check_finite(result) -> None:
+    """Raise :class:`NonFiniteResultError` if ``result`` holds NaN or infinity where it must not.
+
+    Checks every per-customer CLV (naming policy, replication and customer of the first
+    bad one), then every numeric column of every table; NaN is allowed only in the
+    empty-group cells listed in :data:`NAN_WHEN_EMPTY`.
+    """
+    _check_finite_clv(result.config, result.clv)
+    for name in sorted(result.TABLES, key=lambda table: table == "summary"):  # the most specific table first
+        frame = result.table(name)
+        allowed = NAN_WHEN_EMPTY.get(name, {})
+        for column in frame.columns:
+            values = frame[column]
+            if not pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values):
+                continue
+            array = values.to_numpy(dtype=float)
+            bad = ~np.isfinite(array)
+            if not bad.any():
+                continue
+            if column in allowed:
+                count = allowed[column]
+                if count is None:
+                    empty = values.isna().groupby(frame["policy"]).transform("all").to_numpy(dtype=bool)
+                else:
+                    empty = frame[count].to_numpy(dtype=float) == 0.0
+                bad &= ~(np.isnan(array) & empty)
+            if bad.any():
+                row = int(np.flatnonzero(bad)[0])
+                keys = ", ".join(f"{key} {_shown(frame[key].iloc[row])}" for key in _ROW_KEYS if key in frame.columns)
+                raise NonFiniteResultError(f"{name}.{column} is {array[row]} in row {row} ({keys}); {_NONFINITE_HINT}")
+
+
+_NONFINITE_HINT = ("the model produced NaN or infinity: a numerical failure, not a property of the experiment; "
+                   "parameters at the limits of their ranges are the usual cause (please report it with the config)")
+
+
+def _check_finite_clv(config, clv: dict) -> None:
+    """Every per-customer CLV finite, else :class:`NonFiniteResultError` naming the first bad one."""
+    n_customers = config.population.customers
+    n_replications = config.run.replications
+    for policy, values in clv.items():
+        bad = ~np.isfinite(values)
+        if bad.any():
+            index = int(np.flatnonzero(bad)[0])
+            where = f"customer index {index}"
+            if len(values) == n_customers * n_replications:
+                replication, customer = divmod(index, n_customers)
+                where = f"replication {replication}, customer {customer}"
+            raise NonFiniteResultError(
+                f"CLV of policy {policy!r} is {values[index]} for {where} "
+                f"({int(bad.sum())} of {len(values)} customers non-finite); {_NONFINITE_HINT}"
+            )
+
+
+def _shown(value) -> str:
+    return repr(value) if isinstance(value, str) else str(value)
+
+
+class _ExactClv:
+    """The per-customer CLVs behind the same two questions a :class:`ClvSketch` answers."""
+
+    def __init__(self, clv: dict):
+        self.values = list(clv.values())
+
+    def total(self, policy: int) -> int:
+        return len(self.values[policy])
+
+    def quantiles(self, policy: int, levels) -> np.ndarray:
+        return np.quantile(self.values[policy], levels)
+
+    def top_group_sums(self, policy: int, stops) -> tuple[np.ndarray, np.ndarray]:
+        ranked = np.sort(self.values[policy])[::-1]
+        sums, negatives, start = [], [], 0
+        for stop in stops:
+            sums.append(ranked[start:stop].sum())
+            negatives.append(int(np.sum(ranked[start:stop] < 0.0)))
+            start = stop
+        return np.array(sums), np.array(negatives, dtype=np.int64)
+
+
+def _summary_table(config, names, money, stage_sums, stage_periods, distribution, n_total) -> pd.DataFrame:
     rows = []
     for index, name in enumerate(names):
         total = money[index, M_CLV]
         mean = total / n_total
         variance = max(money[index, M_CLV_SQUARED] / n_total - mean * mean, 0.0) * n_total / max(n_total - 1, 1)
-        quantiles = np.quantile(clv[name], QUANTILE_LEVELS)
+        quantiles = distribution.quantiles(index, QUANTILE_LEVELS)  # exact, or within 2^-10 (sim.sketch)
         periods = stage_periods[index].sum()
         row = {
             "policy": name,
@@ -367,36 +587,49 @@ def _satisfaction_table(names, satisfaction_bins) -> pd.DataFrame:
 VALUE_GROUPS = (("A", 0.05), ("B", 0.15), ("C", 0.80))
 
 
-def _value_table(names, clv, summary) -> pd.DataFrame:
+def _value_table(names, distribution) -> pd.DataFrame:
+    """ABC groups (:data:`VALUE_GROUPS`) of customers ranked by CLV: exact from the
+    per-customer CLVs, or from the CLV sketch with group sums within ``2^-10`` of the group's
+    sum of ``|CLV|`` (value shares of the sketch's total, so they add to 1) and exact
+    negative shares (:mod:`sim.sketch`)."""
     rows = []
     for index, name in enumerate(names):
-        values = np.sort(clv[name])[::-1]
-        total = values.sum()
-        n = len(values)
-        start = 0
+        n = distribution.total(index)
+        stops = []
         cumulative = 0.0
         for group, share in VALUE_GROUPS:
             cumulative += share
-            stop = n if group == VALUE_GROUPS[-1][0] else int(round(cumulative * n))
-            group_values = values[start:stop]
+            stops.append(n if group == VALUE_GROUPS[-1][0] else int(round(cumulative * n)))
+        sums, negatives = distribution.top_group_sums(index, stops)
+        if isinstance(distribution, _ExactClv):
+            total = np.sort(distribution.values[index])[::-1].sum()
+        else:
+            total = float(sums.sum())
+        start = 0
+        for (group, _), stop, value, negative in zip(VALUE_GROUPS, stops, sums, negatives):
+            count = stop - start
             rows.append(
                 {
                     "policy": name,
                     "group": group,
-                    "customer_share": (stop - start) / n,
-                    "value_share": group_values.sum() / total if total else np.nan,
-                    "negative_share": float(np.mean(group_values < 0.0)) if len(group_values) else np.nan,
+                    "customer_share": count / n if n else np.nan,
+                    "value_share": value / total if total else np.nan,
+                    "negative_share": negative / count if count else np.nan,
                 }
             )
             start = stop
     return pd.DataFrame(rows)
 
 
-def _comparison_table(names, money, pair_sums, pair_wins, n_total) -> pd.DataFrame:
+#: Columns of the ``comparison`` table (one row per ordered pair of policies).
+COMPARISON_COLUMNS = ["policy", "reference", "delta_clv", "se", "ci_low", "ci_high", "p_better", "delta_spend", "roi"]
+
+
+def _comparison_table(names, money, pair_sums, pair_wins, n_total, reference=None) -> pd.DataFrame:
     rows = []
     for index, name in enumerate(names):
-        for other, reference in enumerate(names):
-            if index == other:
+        for other, reference_name in enumerate(names):
+            if index == other or (reference is not None and reference_name != reference):
                 continue
             mean = pair_sums[index, other, 0] / n_total
             variance = max(pair_sums[index, other, 1] / n_total - mean * mean, 0.0) * n_total / max(n_total - 1, 1)
@@ -405,7 +638,7 @@ def _comparison_table(names, money, pair_sums, pair_wins, n_total) -> pd.DataFra
             rows.append(
                 {
                     "policy": name,
-                    "reference": reference,
+                    "reference": reference_name,
                     "delta_clv": mean,
                     "se": se,
                     "ci_low": mean - Z95 * se,
@@ -415,4 +648,5 @@ def _comparison_table(names, money, pair_sums, pair_wins, n_total) -> pd.DataFra
                     "roi": mean / delta_spend if delta_spend != 0.0 else np.nan,
                 }
             )
-    return pd.DataFrame(rows)
+    # one policy: no pairs, but the same columns, so the written CSV loads like any other
+    return pd.DataFrame(rows, columns=COMPARISON_COLUMNS)

@@ -236,7 +236,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     """Simulate every customer of ``block`` under policy ``policy`` and write the results
     into ``out`` (per-customer arrays at columns ``offset + position``; aggregates added).
 
-    The body is ``sim.core._simulate_customer`` turned inside out: one pass per period over
+    The body is ``sim.core._simulate_block`` turned inside out: one pass per period over
     the compact arrays of the customers still active.
     """
     stage_table, segment_table, referral, scalars = arrays.stage, arrays.segment, arrays.referral, arrays.scalars
@@ -406,7 +406,7 @@ def simulate_reference(
     """Simulate customers of one replication under every policy with vectorised NumPy.
 
     The same model, draws and order of operations as the jitted core
-    (``sim.core._simulate_customer``), for customers ``first_customer ..
+    (``sim.core._simulate_block``), for customers ``first_customer ..
     first_customer + customers - 1``. Per period, for the active customers: the retention
     spend from the policy's table by stage, segment and tier (zero under a reactive policy
     outside decline unless satisfaction fell by more than the trigger last period); the

@@ -57,7 +57,23 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+    _fsync_directory(path.parent)
     return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a folder's entry list, so that a rename survives a power loss (POSIX); a
+    no-op where folders cannot be opened (Windows)."""
+    try:
+        handle = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
@@ -94,14 +110,20 @@ def git_commit(where: str | Path | None = None) -> dict[str, Any]:
 def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
     """Create ``directory`` for a new result; refuse a complete one unless ``force``.
 
+    The output-path rules of :mod:`sim.paths` are checked first (never the root or home
+    folder; not someone else's non-empty folder unless ``force``); a new or reused folder
+    gets the :data:`sim.paths.RUN_MARKER` file, which marks it as a sim result folder.
+
     Raises
     ------
     ResultExistsError
         If ``directory/manifest.json`` exists and ``force`` is false.
+    sim.paths.UnsafeOutputError
+        (a :class:`ResultExistsError`) if a rule of :mod:`sim.paths` refuses the folder.
     """
-    directory = Path(directory)
-    if directory.exists() and not directory.is_dir():
-        raise ResultExistsError(f"{directory} exists and is not a folder")
+    from .paths import RUN_MARKER, check_output_dir
+
+    directory = check_output_dir(directory, force=force)
     manifest = directory / MANIFEST
     if manifest.exists():
         if not force:
@@ -111,6 +133,8 @@ def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
             )
         manifest.unlink()  # the folder is incomplete until the new manifest is written
     directory.mkdir(parents=True, exist_ok=True)
+    if not (directory / RUN_MARKER).exists():
+        atomic_write_text(directory / RUN_MARKER, "a sim result folder; manifest.json marks it complete\n")
     return directory
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig, STAGES
+from .config import ExperimentConfig
 from .core import run_customers
 from .model import model_arrays
 from .policies import policy_tables

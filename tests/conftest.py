@@ -9,6 +9,21 @@ import sim
 REPO = Path(__file__).resolve().parents[1]
 BASELINE = REPO / "experiments" / "baseline.toml"
 
+# --- hypothesis profiles (tests/test_properties.py) -------------------------------------
+# "ci" (the default): a fixed, reproducible set of examples (derandomize, no example
+# database), enough to cover the extremes. "long": a thorough randomised search, run as
+#   HYPOTHESIS_PROFILE=long python -m pytest tests/test_properties.py
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+# -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def baseline_config():

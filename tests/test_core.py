@@ -1,6 +1,5 @@
 """The jitted core: invariants, reproducibility, the timing convention and the Markov closed form."""
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -11,7 +10,6 @@ from sim.core import BLOCK, simulate_chunk
 from sim.lifecycle_chain import lifecycle_markov_clv, markov_reducible_problems
 from sim.model import model_arrays
 from sim.policies import policy_tables
-from sim.projection import STATE_NAMES
 
 from conftest import markov_reducible
 

@@ -15,7 +15,6 @@ import pandas as pd
 import pytest
 from scipy import special
 
-import sim
 from sim import validate
 from sim.analytic import margin_multiple, markov_clv, sbg_survival
 from sim.cli import main

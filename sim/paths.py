@@ -1,0 +1,157 @@
+"""Where results may be written: rules that keep output from landing somewhere by accident.
+
+:func:`sim.results.prepare_result_dir` applies :func:`check_output_dir` before any work
+starts, so the rules hold for ``sim run`` and for every ``result.save(directory)`` from
+Python alike:
+
+1. **Never the filesystem root, the home folder or a folder above it** (``/``, ``~``,
+   ``/home``), not even with ``force``: a result needs a folder of its own, and ``force``
+   means "replace my earlier result", not "scatter tables over my home folder".
+2. **An existing path that is not a folder** is refused.
+3. **An existing folder with files in it that is not a sim result folder** — it has neither
+   ``manifest.json`` (a complete result) nor :data:`RUN_MARKER` (left by a run that was
+   interrupted) — is refused unless ``force``: our tables would be mixed with someone
+   else's files. Hidden entries (names starting with ``.``) do not count as files.
+4. **A complete result folder** (one with ``manifest.json``) is refused unless ``force``
+   (:class:`sim.results.ResultExistsError`, raised by :func:`sim.results.prepare_result_dir`).
+
+Without ``--out``, ``sim run`` writes to ``results/<experiment name>``
+(:func:`default_result_dir`): the name is a single path component (letters, digits, ``_``
+and ``-``; :class:`sim.config.ExperimentConfig` enforces the pattern, so no ``..``, no
+``/`` and no absolute names), and the folder must resolve inside ``results/`` — a
+symbolic link ``results/<name>`` that leads elsewhere is refused unless ``force``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from .results import ResultExistsError
+
+__all__ = [
+    "RESULTS_ROOT",
+    "RUN_MARKER",
+    "UnsafeOutputError",
+    "check_output_dir",
+    "default_result_dir",
+    "is_protected_dir",
+]
+
+#: Folder (relative to the working directory) that holds ``results/<experiment name>``.
+RESULTS_ROOT = Path("results")
+#: Hidden file written into a result folder when a run starts; with ``manifest.json``
+#: absent it marks the folder as an interrupted sim run (safe to write into again).
+RUN_MARKER = ".sim-result"
+_MANIFEST = "manifest.json"
+_NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
+
+
+class UnsafeOutputError(ResultExistsError):
+    """An output folder that the rules of :mod:`sim.paths` refuse (root, home, someone
+    else's folder, or a default path that leads outside ``results/``)."""
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError):  # a symlink loop, or no home folder to expand
+        return Path(os.path.abspath(path))
+
+
+def is_protected_dir(path: str | Path) -> bool:
+    """True for the filesystem root, the user's home folder and every folder above it
+    (rule 1 of :mod:`sim.paths`), after following symbolic links."""
+    target = _resolved(Path(path))
+    if target == Path(target.anchor):
+        return True
+    try:
+        home = _resolved(Path.home())
+    except (RuntimeError, KeyError, OSError):  # no home folder known
+        return False
+    return target == home or target in home.parents
+
+
+def _foreign_entries(directory: Path) -> list[str]:
+    """Visible entries of a folder that is not a sim result folder (empty if it is one)."""
+    names = sorted(entry.name for entry in directory.iterdir())
+    if _MANIFEST in names or RUN_MARKER in names:
+        return []
+    return [name for name in names if not name.startswith(".")]
+
+
+def check_output_dir(directory: str | Path, *, force: bool = False) -> Path:
+    """Check that results may be written into ``directory`` (rules 1-3 of :mod:`sim.paths`).
+
+    Parameters
+    ----------
+    directory
+        The result folder (it may not exist yet).
+    force
+        Allow writing into an existing folder that holds other files (rule 3). Rules 1
+        and 2 hold regardless.
+
+    Returns
+    -------
+    Path
+        ``directory`` as a :class:`~pathlib.Path` (``~`` expanded).
+
+    Raises
+    ------
+    UnsafeOutputError
+        If a rule refuses the folder; the message says which and what to do instead.
+    """
+    directory = Path(directory).expanduser()
+    if is_protected_dir(directory):
+        raise UnsafeOutputError(
+            f"refusing to write results into {directory} ({_resolved(directory)}): the filesystem root and "
+            "the home folder (or a folder above it) are never result folders; choose a folder of its own "
+            "with --out, e.g. results/<name>"
+        )
+    if directory.exists() and not directory.is_dir():
+        raise UnsafeOutputError(f"{directory} exists and is not a folder; choose another --out")
+    if directory.is_dir() and not force:
+        foreign = _foreign_entries(directory)
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise UnsafeOutputError(
+                f"{directory} already holds files that are not a sim result ({shown}); choose an empty "
+                "or new folder with --out, or pass --force to write into it anyway"
+            )
+    return directory
+
+
+def default_result_dir(name: str, *, root: str | Path = RESULTS_ROOT, force: bool = False) -> Path:
+    """``root / name``, the result folder of ``sim run`` without ``--out``.
+
+    Parameters
+    ----------
+    name
+        The experiment name (``ExperimentConfig.name``): one path component of letters,
+        digits, ``_`` and ``-``.
+    root
+        The folder of all results, ``results/`` by default.
+    force
+        Accept a ``root / name`` that is a symbolic link leading outside ``root``.
+
+    Raises
+    ------
+    UnsafeOutputError
+        If ``name`` is not a single safe path component, or ``root / name`` resolves
+        outside ``root`` (through a symbolic link) and ``force`` is false.
+    """
+    if not isinstance(name, str) or not _NAME.match(name):
+        raise UnsafeOutputError(
+            f"experiment name {name!r} cannot name a result folder: use letters, digits, '_' and '-' only"
+        )
+    root = Path(root)
+    candidate = root / name
+    inside = _resolved(root)
+    target = _resolved(candidate)
+    if target != inside and inside not in target.parents and not force:
+        raise UnsafeOutputError(
+            f"{candidate} leads to {target}, outside {root}/ (a symbolic link?); pass --out {target} "
+            "to write there, or --force"
+        )
+    return candidate
