@@ -20,6 +20,10 @@ __all__ = [
     "plot_patterns",
     "plot_satisfaction_retention",
     "result_figure",
+    "plot_comparison_forest",
+    "plot_frontier",
+    "plot_response",
+    "plot_sweep",
 ]
 
 #: One colour per state, used by every plot (exploration → decline, then ended).
@@ -166,3 +170,135 @@ def result_figure(result, policy: str | None = None):
     figure.suptitle(f"{result.config.name}: {result.config.population.customers:,} customers × "
                     f"{result.config.run.replications} replications, {result.config.run.horizon} periods", fontsize=12)
     return figure
+
+
+# --------------------------------------------------------------------------- policy experiments
+# (sim.experiments and sim.optimize: paired comparisons, frontiers, response curves, sweeps)
+
+_Z95 = 1.959963984540054
+
+
+def plot_comparison_forest(comparison: pd.DataFrame, reference: str | None = None, ax=None):
+    """Forest plot of paired ΔCLV against one reference policy, with 95 % confidence intervals.
+
+    The intervals are the paired (common-random-numbers) ones of the ``comparison``
+    table: ``delta_clv`` ± 1.96 ``se`` over per-customer differences.
+
+    Parameters
+    ----------
+    comparison
+        A ``comparison`` table (``policy, reference, delta_clv, ci_low, ci_high``).
+    reference
+        The reference policy drawn; by default the table's only reference, or the
+        first policy when the table holds every pair.
+    """
+    ax = _axes(ax)
+    if comparison.empty:
+        return _style(ax, "Paired ΔCLV (no pairs)", "ΔCLV per customer", "")
+    if reference is None:  # the table's only reference, else the first policy of an all-pairs table
+        references = comparison["reference"].unique()
+        reference = references[0] if len(references) == 1 else comparison["policy"].iloc[0]
+    rows = comparison[comparison["reference"] == reference].sort_values("delta_clv")
+    positions = np.arange(len(rows))
+    errors = np.vstack([rows["delta_clv"] - rows["ci_low"], rows["ci_high"] - rows["delta_clv"]])
+    colors = np.where(rows["ci_low"] > 0, "#1b7837", np.where(rows["ci_high"] < 0, "#b2182b", "#636363"))
+    for position, x, error, color in zip(positions, rows["delta_clv"], errors.T, colors):
+        ax.errorbar([x], [position], xerr=error.reshape(2, 1), fmt="s", color=color, ecolor=color, capsize=3)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.set_yticks(positions, rows["policy"])
+    ax.grid(axis="x", visible=True, alpha=0.3)
+    ax.grid(axis="y", visible=False)
+    return _style(ax, f"Paired ΔCLV vs {reference} (95 % CI)", "ΔCLV per customer (money units)", "")
+
+
+def plot_frontier(frontier: pd.DataFrame, ax=None):
+    """Efficient frontier: mean CLV (net of spend) against retention spend per policy.
+
+    Efficient policies (no other policy spends less and earns more) are joined by a line;
+    error bars are 95 % CIs of the mean CLV.
+
+    Parameters
+    ----------
+    frontier
+        A ``frontier`` table (``policy, retention_spend, clv_mean, clv_se, efficient``).
+    """
+    ax = _axes(ax)
+    table = frontier.sort_values("retention_spend")
+    ax.errorbar(table["retention_spend"], table["clv_mean"], yerr=_Z95 * table["clv_se"], fmt="o",
+                color="#4292c6", ecolor="#9ecae1", capsize=3)
+    efficient = table[table["efficient"].astype(bool)]
+    ax.plot(efficient["retention_spend"], efficient["clv_mean"], color="#08519c", linewidth=1.5, label="efficient frontier")
+    for index, row in enumerate(table.itertuples()):  # alternate sides so neighbours do not overlap
+        ax.annotate(row.policy, (row.retention_spend, row.clv_mean), textcoords="offset points",
+                    xytext=(5, -10) if index % 2 == 0 else (5, 5), fontsize=7)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    return _style(ax, "Spend vs CLV across policies", "retention spend per customer (present value)",
+                  "mean CLV net of spend")
+
+
+def plot_response(response: pd.DataFrame, ax=None, *, delta: bool = False):
+    """Spend-response curves: mean CLV against the spend in one stage (others held fixed).
+
+    MODEL.md §4 expects each curve to rise, peak and fall ("too little and too much both
+    lose"). The spend found by the optimiser is marked with a star on each curve.
+
+    Parameters
+    ----------
+    response
+        A ``response`` table (``stage, segment, spend, clv_mean, clv_se``, and
+        ``delta_clv, delta_se, is_optimum``).
+    delta
+        Draw the paired difference to the optimum (``delta_clv`` ± 1.96 ``delta_se``)
+        instead of the CLV level.
+    """
+    ax = _axes(ax)
+    value, spread = ("delta_clv", "delta_se") if delta else ("clv_mean", "clv_se")
+    for (stage, segment), rows in response.groupby(["stage", "segment"], sort=False):
+        rows = rows.sort_values("spend")
+        label = stage if segment == "all" else f"{stage}, {segment}"
+        color = STAGE_COLORS.get(stage)
+        line = ax.plot(rows["spend"], rows[value], marker=".", color=color, label=label,
+                       linestyle="-" if segment in ("all", "relationship") else "--")[0]
+        ax.fill_between(rows["spend"], rows[value] - _Z95 * rows[spread], rows[value] + _Z95 * rows[spread],
+                        color=line.get_color(), alpha=0.15, linewidth=0)
+        best = rows[rows["is_optimum"].astype(bool)] if "is_optimum" in rows else rows.iloc[0:0]
+        ax.scatter(best["spend"], best[value], marker="*", s=120, color=line.get_color(), edgecolor="black", zorder=3)
+    ax.legend(fontsize=8, frameon=False)
+    ylabel = "ΔCLV vs the optimum" if delta else "mean CLV net of spend"
+    return _style(ax, "Spend response per stage (others at the optimum)", "spend per period in the stage", ylabel)
+
+
+def plot_sweep(sweep: pd.DataFrame, parameter: str, value: str = "clv_mean", by=("policy",), ax=None):
+    """One line per policy (and per value of the other ``by`` columns) of a swept
+    quantity against a swept parameter; 95 % CIs when ``value`` is ``clv_mean``.
+
+    Parameters
+    ----------
+    sweep
+        A ``sweep`` table (one row per grid point and policy; swept values as columns).
+    parameter
+        The swept column on the x axis, e.g. ``"economics.annual_discount_rate"``.
+    value
+        The column drawn (``clv_mean``, ``retention_spend``, ``satisfaction_mean`` …).
+    by
+        Columns whose values each get their own line.
+    """
+    ax = _axes(ax)
+    by = [column for column in by if column in sweep.columns and column != parameter]
+    groups = sweep.groupby(by, sort=False) if by else [((), sweep)]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    first_values = list(dict.fromkeys(sweep[by[0]])) if by else []
+    rest_values = list(dict.fromkeys(map(tuple, sweep[by[1:]].to_numpy()))) if len(by) > 1 else [()]
+    styles = [("-", "o"), ("--", "s"), (":", "^"), ("-.", "D")]
+    for key, rows in groups:
+        rows = rows.sort_values(parameter)
+        key = key if isinstance(key, tuple) else (key,)
+        colour = colours[first_values.index(key[0]) % len(colours)] if by else None
+        linestyle, marker = styles[rest_values.index(tuple(key[1:])) % len(styles)] if by else styles[0]
+        label = ", ".join(f"{k}" if column == "policy" else f"{column.rsplit('.', 1)[-1]}={k}" for column, k in zip(by, key)) or value
+        yerr = _Z95 * rows["clv_se"] if value == "clv_mean" and "clv_se" in rows else None
+        ax.errorbar(rows[parameter], rows[value], yerr=yerr, marker=marker, linestyle=linestyle, color=colour,
+                    capsize=3, label=label)
+    ax.legend(fontsize=7, frameon=False)
+    return _style(ax, f"{value} across the sweep", parameter, value)
+
