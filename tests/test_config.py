@@ -34,7 +34,47 @@ BAD_CONFIGS = [
     ("value policy missing a tier", {"policies": [{"name": "v", "kind": "value", "tier_spend": {"A": 1.0}}]}, ["tier_spend", "missing"]),
     ("chunk not a block multiple", {"run": {"chunk_customers": 5000}}, ["run.chunk_customers = 5000", "multiple of 4096"]),
     ("infinite number", {"population": {"wallet_median": float("inf")}}, ["population.wallet_median", "inf"]),
-    ("unsafe experiment name", {"name": "../escape"}, ["name = '../escape'", "pattern"]),
+    ("unsafe experiment name", {"name": "../escape"}, ["name = '../escape'", "letters, digits, '_' and '-' only", "no '/'"]),
+    # --- issue 7: every field typed and ranged, every section audited ---
+    ("not a number (nan)", {"population": {"relationship_share": float("nan")}}, ["population.relationship_share = nan", "finite number"]),
+    ("minus infinity", {"dynamics": {"initial_expectation": float("-inf")}}, ["dynamics.initial_expectation = -inf", "finite number"]),
+    ("huge spend", {"policies": [{"name": "u", "kind": "uniform", "spend": 1e300}]}, ["policies[0] ('u').spend = 1e+300", "<= 1e+12", "largest magnitude"]),
+    ("huge wallet", {"population": {"wallet_median": 1e13}}, ["population.wallet_median", "<= 1e+12"]),
+    ("huge negative influence", {"word_of_mouth": {"influence": {"satisfied": -1e13}}}, ["word_of_mouth.influence.satisfied", ">= -1e+12"]),
+    ("care scale too small", {"dynamics": {"care_scale": 1e-12}}, ["dynamics.care_scale = 1e-12", ">= 1e-09"]),
+    ("integer beyond any float", {"transitions": {"long_term_periods": 10**400}}, ["transitions.long_term_periods", "<= 1000000"]),
+    ("number too large to read", {"population": {"wallet_median": 10**400}}, ["population.wallet_median", "valid number"]),
+    ("section is not a table", {"population": 3}, ["population = 3", "must be a table"]),
+    ("[policies] instead of [[policies]]", {"policies": {"name": "x", "kind": "none"}}, ["policies = {", "[[policies]]", "double brackets"]),
+    ("no policies", {"policies": []}, ["policies = []", "at least 1 item"]),
+    ("too many policies", {"policies": [{"name": f"p{i}", "kind": "none"} for i in range(65)]}, ["policies", "at most 64 items"]),
+    ("policy is not a table", {"policies": [3]}, ["policies[0] = 3", "must be a table"]),
+    ("unknown value tier", {"policies": [{"name": "v", "kind": "value", "tier_spend": {"A": 1.0, "B": 1.0, "C": 1.0, "D": 2.0}}]},
+     ["policies[0] ('v').tier_spend.D", "unknown key", "'A', 'B' or 'C'"]),
+    ("policy name with a slash", {"policies": [{"name": "a/b", "kind": "none"}]}, ["policies[0] ('a/b').name = 'a/b'", "no '/'"]),
+    ("empty experiment name", {"name": ""}, ["name = ''", "must not be empty"]),
+    ("reactive trigger of 0", {"policies": [{"name": "r", "kind": "reactive", "spend": 1.0, "satisfaction_drop": 0.0}]}, ["satisfaction_drop = 0.0", "> 0"]),
+    ("churn propensity half given", {"population": {"churn_propensity": {"alpha": 0.0}}}, ["churn_propensity.alpha = 0.0", "> 0", "churn_propensity.beta: is required"]),
+    ("comparison names no policy", {"comparison": {"reference": "unifrom"}}, ["comparison.reference = 'unifrom'", "no such policy", "did you mean 'uniform'"]),
+    ("optimize names no policy", {"optimize": {"reference": "stage"}}, ["optimize.reference = 'stage'", "did you mean 'stage_based'"]),
+    ("optimize stage typo", {"optimize": {"stages": ["stabilty"]}}, ["1 problem", "optimize.stages[0] = 'stabilty'", "'stability'"]),
+    ("optimize stages not a list", {"optimize": {"stages": "stability"}}, ["optimize.stages = 'stability'", "must be a list"]),
+    ("optimize start above max_spend", {"optimize": {"max_spend": 5.0, "start": {"formation": 6.0}}}, ["optimize", "start.formation = 6", "max_spend = 5"]),
+    ("precision with one policy", {"precision": {"target_ci_halfwidth": 1.0}, "policies": [{"name": "a", "kind": "none"}]}, ["precision.target_ci_halfwidth", "at least two policies"]),
+    ("precision cap below replications", {"precision": {"target_ci_halfwidth": 1.0, "max_replications": 1}, "run": {"replications": 2}}, ["precision.max_replications = 1", ">= run.replications = 2"]),
+    ("sweep over an unknown path", {"sweep": {"economics": {"anual_discount_rate": [0.1]}}}, ["sweep point 1 of 1", "did you mean 'annual_discount_rate'"]),
+    ("sweep value out of range", {"sweep": {"economics": {"annual_discount_rate": [0.1, 2.0]}}}, ["sweep point 2 of 2", "annual_discount_rate = 2.0", "<= 1"]),
+    ("sweep value not a list", {"sweep": {"economics": {"annual_discount_rate": 0.1}}}, ["economics.annual_discount_rate", "non-empty list"]),
+    ("sweeping the optimizer", {"sweep": {"optimize": {"max_spend": [1.0]}}}, ["cannot be swept"]),
+    ("unknown engine", {"engine": "abm2"}, ["engine = 'abm2'", "'core' or 'abm'"]),
+    ("competitor leaves before entering", {"market": {"competitor": {"enters_at": 10, "leaves_at": 5}}}, ["market.competitor", "leaves_at (5) must be > enters_at (10)"]),
+    ("budget priority not a permutation", {"market": {"budget": {"stage_priority": ["decline", "decline"]}}}, ["market.budget.stage_priority", "exactly once"]),
+    ("zero purchase rate", {"market": {"purchase_rate": {"exploration": 0.0}}}, ["market.purchase_rate", "> 0", "exploration"]),
+    ("[[population]] instead of [population]", {"population": [{}]}, ["population = [{}]", "must be a table"]),
+    ("typo in a segment", {"policies": [{"name": "s", "kind": "stage", "spend": {}, "segment_multiplier": {"relationshp": 2.0}}]},
+     ["policies[0] ('s').segment_multiplier.relationshp", "did you mean 'relationship'"]),
+    ("typo in a table policy's segment", {"policies": [{"name": "t", "kind": "table", "relationship": {}, "transactionl": {}}]},
+     ["policies[0] ('t').transactionl", "did you mean 'transactional'", "policies[0] ('t').transactional: is required"]),
 ]
 
 
@@ -56,6 +96,20 @@ def test_all_problems_are_reported_at_once():
     assert any("population.customers" in p for p in paths) and any("run.horizon" in p for p in paths)
 
 
+def test_field_and_reference_problems_are_reported_together():
+    """Problems of different kinds come in one message: field ranges, cross-field checks and a
+    comparison reference to a policy that does not exist."""
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"population": {"customers": 0}, "loyalty": {"defection_threshold": 0.9},
+                          "policies": [{"name": "a", "kind": "uniform", "spend": -1.0}],
+                          "comparison": {"reference": "b"}})
+    paths = [path for path, _ in caught.value.problems]
+    assert len(paths) == 4, paths
+    assert any(p.startswith("population.customers") for p in paths) and any(p == "loyalty" for p in paths)
+    assert any(p.startswith("policies[0] ('a').spend") for p in paths)
+    assert any(p.startswith("comparison.reference") for p in paths)
+
+
 def test_config_is_frozen_and_defaults_are_the_baseline(baseline_config):
     with pytest.raises(Exception):
         baseline_config.run.seed = 3  # frozen
@@ -69,13 +123,31 @@ def test_config_is_frozen_and_defaults_are_the_baseline(baseline_config):
         (b"", "is empty"),
         (b"name = ", "not valid TOML"),
         (b"\xff\xfe name = 'x'", "not UTF-8"),
+        (b"  \n\t\n", "is empty"),
+        (b"name = 'x'\nname = 'y'\n", "not valid TOML: Cannot overwrite a value"),
+        (b"[population]\ncustomers = 1_000\nwallet_median = nan\n", "population.wallet_median = nan: must be a finite number"),
     ],
-    ids=["empty", "malformed", "not-utf8"],
+    ids=["empty", "malformed", "not-utf8", "whitespace-only", "duplicate-key", "toml-nan"],
 )
 def test_unreadable_files_get_one_clear_line(tmp_path, content, expected):
     path = tmp_path / "bad.toml"
     path.write_bytes(content)
     with pytest.raises(ConfigError, match=expected):
+        load_config(path)
+
+
+def test_a_byte_order_mark_is_accepted_and_an_unreadable_file_is_one_line(tmp_path, monkeypatch):
+    """Some editors save UTF-8 with a byte-order mark: it is ignored. A file that cannot be
+    read (no permission, an I/O error) is one line, not a traceback."""
+    path = tmp_path / "bom.toml"
+    path.write_bytes(b"\xef\xbb\xbfname = 'with_bom'\n")
+    assert load_config(path).name == "with_bom"
+
+    def denied(self):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Path, "read_bytes", denied)
+    with pytest.raises(ConfigError, match="cannot read .*bom.toml: Permission denied"):
         load_config(path)
 
 
@@ -135,3 +207,44 @@ def test_cli_run_writes_tables_figure_manifest_and_refuses_overwrite(tmp_path):
     assert again.returncode == 2 and "--force" in again.stderr
     forced = _cli(*args, "--force", cwd=tmp_path)
     assert forced.returncode == 0, forced.stderr
+
+
+# (arguments, exit status, text the error output must contain): bad command lines get one
+# clear message and status 2 — from argparse for malformed arguments, from the config
+# validation for values out of range — and never a traceback.
+BAD_COMMAND_LINES = [
+    (["run", "{config}", "--seed", "abc"], ["argument --seed: 'abc' is not a whole number"]),
+    (["run", "{config}", "--seed", "-1"], ["argument --seed: -1 must be >= 0"]),
+    (["run", "{config}", "--seed", str(2**64)], ["run.seed = 18446744073709551616", "<= 9223372036854775807"]),
+    (["run", "{config}", "--customers", "0"], ["argument --customers: 0 must be >= 1"]),
+    (["run", "{config}", "--customers", "2e9"], ["argument --customers: '2e9' is not a whole number"]),
+    (["run", "{config}", "--customers", "2000000000"], ["population.customers = 2000000000", "<= 1000000000"]),
+    (["run", "{config}", "--replications", "1.5"], ["argument --replications: '1.5' is not a whole number"]),
+    (["run", "{config}", "--horizon", "0"], ["argument --horizon: 0 must be >= 1"]),
+    (["run", "{config}", "--threads", "5000"], ["run.threads = 5000", "<= 1024"]),
+    (["run", "{config}", "--bogus"], ["unrecognized arguments: --bogus"]),
+    (["run"], ["the following arguments are required: config"]),
+    (["rn", "{config}"], ["invalid choice: 'rn'"]),
+    ([], ["the following arguments are required: COMMAND"]),
+    (["run", "{missing}"], ["no such file:", "missing.toml"]),
+    (["run", "{folder}"], ["is a directory, not a TOML file"]),
+]
+
+
+@pytest.mark.parametrize("argv, expected", BAD_COMMAND_LINES, ids=[" ".join(case[0]) or "(nothing)" for case in BAD_COMMAND_LINES])
+def test_bad_command_lines_exit_2_with_one_clear_message(argv, expected, tmp_path, capsys):
+    from sim.cli import main
+
+    config = tmp_path / "ok.toml"
+    config.write_text('name = "ok"\n[population]\ncustomers = 64\n[run]\nhorizon = 2\nreplications = 1\n')
+    argv = [a.format(config=config, missing=tmp_path / "missing.toml", folder=tmp_path) for a in argv]
+    try:
+        status = main(argv)
+    except SystemExit as exit_:  # argparse exits by itself
+        status = exit_.code
+    assert status == 2
+    error = capsys.readouterr().err
+    for fragment in expected:
+        assert fragment in error, (fragment, error)
+    assert "Traceback" not in error
+    assert not (tmp_path / "results").exists()  # nothing written
