@@ -32,13 +32,21 @@ from .config import (
 from .plotting import (
     plot_clv_by_policy,
     plot_clv_parts,
+    plot_comparison_forest,
+    plot_frontier,
     plot_patterns,
+    plot_response,
     plot_satisfaction_retention,
     plot_stage_occupancy,
+    plot_sweep,
 )
 from .projection import ProjectionResult, project
 from . import calibration, validate  # sim calibrate, sim validate
 from .snapshot import project_from
+from .abm import MarketResult, simulate_market  # the SimPy agent-based market engine
+from . import experiments
+from .experiments import ExperimentResult, SweepResult, project_to_precision, run_experiment, run_sweep
+from .optimize import OptimizationResult, optimize_spend
 
 try:
     __version__ = version("sim")
@@ -60,9 +68,23 @@ __all__ = [
     "project",
     "ProjectionResult",
     "project_from",
+    "simulate_market",
+    "MarketResult",
+    "experiments",
+    "run_experiment",
+    "ExperimentResult",
+    "project_to_precision",
+    "run_sweep",
+    "SweepResult",
+    "optimize_spend",
+    "OptimizationResult",
     "plot_stage_occupancy",
     "plot_clv_by_policy",
     "plot_clv_parts",
     "plot_patterns",
     "plot_satisfaction_retention",
+    "plot_comparison_forest",
+    "plot_frontier",
+    "plot_response",
+    "plot_sweep",
 ]
