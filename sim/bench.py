@@ -62,9 +62,10 @@ def _baseline_config():
     import sim
     from sim.config import config_from_dict
 
-    path = Path(__file__).resolve().parents[1] / "experiments" / "baseline.toml"
-    if path.is_file():
-        return sim.load_config(path), str(path)
+    root = Path(__file__).resolve().parents[1]
+    path = root / "experiments" / "baseline.toml"
+    if path.is_file():  # recorded relative to the repository, so the JSON does not name this machine's folders
+        return sim.load_config(path), path.relative_to(root).as_posix()
     return config_from_dict({"name": "baseline"}), "built-in defaults (the baseline's values)"
 
 
