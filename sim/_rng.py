@@ -447,16 +447,20 @@ def _fill_streams(kind, seed, replication, customers, component, out):
 # ----------------------------------------------------------------------------
 
 
-def _checked_int(name, value, maximum):
-    """Return ``value`` as a Python int in [0, maximum] or raise ValueError."""
+def _checked_int(name, value, maximum=None, minimum=0):
+    """Return ``value`` as a Python int in [minimum, maximum] (no upper bound when
+    ``maximum`` is None) or raise ValueError naming ``name``. Booleans are refused."""
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be an integer, got the boolean {value!r}")
     try:
         number = operator.index(value)
     except TypeError:
         raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if not 0 <= number <= maximum:
-        raise ValueError(f"{name} must be in [0, {maximum}], got {number}")
+    if maximum is None:
+        if number < minimum:
+            raise ValueError(f"{name} must be >= {minimum}, got {number}")
+    elif not minimum <= number <= maximum:
+        raise ValueError(f"{name} must be in [{minimum}, {maximum}], got {number}")
     return number
 
 

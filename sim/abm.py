@@ -227,6 +227,9 @@ N_I = 9
 # interactions' (purchases, complaints, word of mouth)
 R_PERF, R_MOVE, R_CHURN, R_PURCHASES, R_COMPLAINTS, R_WORD_OF_MOUTH = 0, 2, 4, 6, 8, 10
 N_R = 12
+#: The random-stream component seeding each pair of columns (pair r: columns 2r, 2r + 1).
+_STREAM_COMPONENTS = (_COMPONENT_PERFORMANCE, _COMPONENT_TRANSITIONS, _COMPONENT_CHURN,
+                      COMPONENT_PURCHASES, COMPONENT_COMPLAINTS, COMPONENT_WORD_OF_MOUTH)
 
 # market counts accumulated by the step kernel, ``counts[period, C_*]``
 (
@@ -303,24 +306,10 @@ def _init_agent(agent, seed, replication, origin, referrer, period, fstate, ista
     state[I_ORIGIN] = origin
     state[I_REFERRER] = referrer
     customer = np.uint64(agent)
-    s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(_COMPONENT_PERFORMANCE))
-    streams[agent, R_PERF] = s0
-    streams[agent, R_PERF + 1] = s1
-    s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(_COMPONENT_TRANSITIONS))
-    streams[agent, R_MOVE] = s0
-    streams[agent, R_MOVE + 1] = s1
-    s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(_COMPONENT_CHURN))
-    streams[agent, R_CHURN] = s0
-    streams[agent, R_CHURN + 1] = s1
-    s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(COMPONENT_PURCHASES))
-    streams[agent, R_PURCHASES] = s0
-    streams[agent, R_PURCHASES + 1] = s1
-    s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(COMPONENT_COMPLAINTS))
-    streams[agent, R_COMPLAINTS] = s0
-    streams[agent, R_COMPLAINTS + 1] = s1
-    s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(COMPONENT_WORD_OF_MOUTH))
-    streams[agent, R_WORD_OF_MOUTH] = s0
-    streams[agent, R_WORD_OF_MOUTH + 1] = s1
+    for slot in range(len(_STREAM_COMPONENTS)):  # stream r of the agent: columns 2r, 2r + 1
+        s0, s1 = _rng._seed_stream(seed, replication, customer, np.uint64(_STREAM_COMPONENTS[slot]))
+        streams[agent, 2 * slot] = s0
+        streams[agent, 2 * slot + 1] = s1
 
 
 @njit(cache=True)

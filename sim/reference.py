@@ -71,7 +71,6 @@ The per-period loop over customers is the kernel's loop turned inside out; see
 
 from __future__ import annotations
 
-import operator
 
 import numpy as np
 from numba import njit
@@ -190,15 +189,7 @@ def _attribute_draws(seed, replication, customers, component, churn_alpha, churn
 
 def _checked_count(name: str, value, minimum: int) -> int:
     """``value`` as a Python int ``>= minimum``, or ValueError."""
-    if isinstance(value, (bool, np.bool_)):
-        raise ValueError(f"{name} must be an integer, got the boolean {value!r}")
-    try:
-        number = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {number}")
-    return number
+    return _rng._checked_int(name, value, minimum=minimum)
 
 
 class _Block:
