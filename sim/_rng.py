@@ -7,14 +7,19 @@ processed: customer 17 sees the same numbers whether it is simulated first, last
 alone or on another thread. ``component`` separates independent uses of
 randomness for the same customer:
 
-=========  ====================================
+=========  ==========================================================
 component  use
-=========  ====================================
-0          customer attributes
+=========  ==========================================================
+0          customer attributes (:mod:`sim.core`, :mod:`sim.abm`)
 1          perceived-performance noise
 2          stage transitions
-3 .. 127   spare
-=========  ====================================
+3          Beta-churn draws (only when ``population.churn_propensity``
+           is set)
+4 .. 7     reserved for the core
+8 .. 11    agent engine (:mod:`sim.abm`): purchases, complaints,
+           word of mouth, acquisition (customer ``MAX_CUSTOMER``)
+12 .. 127  spare
+=========  ==========================================================
 
 The generator is xoroshiro128+ (Blackman & Vigna 2018) with its 128-bit state held
 in two ``uint64`` scalars ``(s0, s1)``. The private jitted functions take the state
@@ -167,7 +172,7 @@ def _seed_stream(seed, replication, customer, component):
         Customer index, ``0 <= customer < 2**32``.
     component : int
         Random component, ``0 <= component < 2**7`` (0 attributes, 1 noise,
-        2 transitions, 3.. spare).
+        2 transitions, 3 Beta churn, 8-11 agent engine, 12.. spare; module docstring).
 
     Returns
     -------
@@ -513,7 +518,8 @@ def stream_uniforms(seed, replication, customers, component, n):
         Customer indices, each ``0 <= customer < 2**32``.
     component : int
         Random component, ``0 <= component < 2**7`` (0 attributes,
-        1 perceived-performance noise, 2 stage transitions, 3.. spare).
+        1 perceived-performance noise, 2 stage transitions, 3 Beta churn,
+        8-11 agent engine, 12.. spare; see the module docstring).
     n : int
         Number of draws per customer, ``n >= 0``.
 
@@ -553,7 +559,8 @@ def stream_normals(seed, replication, customers, component, n):
         Customer indices, each ``0 <= customer < 2**32``.
     component : int
         Random component, ``0 <= component < 2**7`` (0 attributes,
-        1 perceived-performance noise, 2 stage transitions, 3.. spare).
+        1 perceived-performance noise, 2 stage transitions, 3 Beta churn,
+        8-11 agent engine, 12.. spare; see the module docstring).
     n : int
         Number of draws per customer, ``n >= 0``.
 
@@ -594,7 +601,8 @@ def stream_exponentials(seed, replication, customers, component, n):
         Customer indices, each ``0 <= customer < 2**32``.
     component : int
         Random component, ``0 <= component < 2**7`` (0 attributes,
-        1 perceived-performance noise, 2 stage transitions, 3.. spare).
+        1 perceived-performance noise, 2 stage transitions, 3 Beta churn,
+        8-11 agent engine, 12.. spare; see the module docstring).
     n : int
         Number of draws per customer, ``n >= 0``.
 

@@ -11,11 +11,16 @@ an uninterrupted run. When the manifest has been written the chunk folder is rem
 A chunk file is trusted only if
 * it is a NumPy ``.npz`` archive read with ``allow_pickle=False`` (no code can hide in it),
 * its ``config_hash`` is the hash of the current config (:func:`config_hash`: every field
-  that can change a number, the package version and this file format), so a chunk of
-  another experiment, seed, horizon or model is never reused,
+  that can change a number, the package version, this file format, and the code that
+  computes the numbers: the source text of the kernel, model, stream and policy-table
+  modules and the numba and NumPy versions, :func:`code_fingerprint`), so a chunk of
+  another experiment, seed, horizon, model or kernel is never reused,
 * it describes the expected work item, and
-* its ``checksum`` (SHA-256 over every array's name, dtype, shape and bytes) matches.
-Anything else (a truncated, corrupted or foreign file) is reported and recomputed.
+* its ``checksum`` (SHA-256 over every array's name, dtype, shape and bytes) matches, and
+* every array has the dtype and shape a chunk of this config has (:meth:`ChunkStore.load`).
+Anything else (a truncated, corrupted, crafted or foreign file) is reported and recomputed.
+A temporary file left by a write that was killed (``.<name>.npz.<random>.tmp``) is never
+read as a chunk; resuming deletes it (:meth:`ChunkStore.discard_temporaries`).
 """
 
 from __future__ import annotations
@@ -29,10 +34,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .core import BLOCK, ChunkPartials
 from .executors import ChunkResult, WorkItem
 from .results import atomic_write_bytes
 
-__all__ = ["CHUNK_DIR", "FORMAT_VERSION", "ChunkStore", "config_hash", "arrays_checksum", "npz_bytes"]
+__all__ = ["CHUNK_DIR", "FORMAT_VERSION", "ChunkStore", "config_hash", "code_fingerprint", "arrays_checksum",
+           "npz_bytes"]
 
 #: Folder of the chunk files inside a result folder.
 CHUNK_DIR = ".chunks"
@@ -41,18 +48,38 @@ FORMAT_VERSION = 1
 
 #: Config fields that never change a number (excluded from the hash).
 _IGNORED = (("run", "threads"),)
+#: Folder of the modules below (a module attribute, so that tests can point it elsewhere).
+_SOURCE_DIR = Path(__file__).resolve().parent
+#: Modules whose source decides a chunk's numbers: the kernel, the model equations and
+#: tables, the random streams and the policy tables.
+_CODE_MODULES = ("core.py", "model.py", "_rng.py", "policies.py")
+
+
+def code_fingerprint() -> dict:
+    """What besides the config decides a chunk's numbers: SHA-256 of the source text of
+    :data:`_CODE_MODULES` (read now, so an edited kernel is seen) and the numba and NumPy
+    versions."""
+    import numba
+
+    digest = hashlib.sha256()
+    for name in _CODE_MODULES:
+        source = (_SOURCE_DIR / name).read_bytes()
+        digest.update(f"{name}|{len(source)}|".encode())
+        digest.update(source)
+    return {"source": digest.hexdigest(), "numba": numba.__version__, "numpy": np.__version__}
 
 
 def config_hash(config) -> str:
     """SHA-256 (hex) identifying the numbers a config produces: its resolved values (minus
-    ``run.threads``), the ``sim`` version and :data:`FORMAT_VERSION`."""
+    ``run.threads``), the ``sim`` version, :data:`FORMAT_VERSION` and :func:`code_fingerprint`
+    (kernel source, numba and NumPy versions)."""
     from . import __version__
 
     data = config.model_dump(mode="json")
     for section, key in _IGNORED:
         data.get(section, {}).pop(key, None)
-    text = json.dumps({"config": data, "sim": __version__, "format": FORMAT_VERSION}, sort_keys=True,
-                      separators=(",", ":"))
+    text = json.dumps({"config": data, "sim": __version__, "format": FORMAT_VERSION, "code": code_fingerprint()},
+                      sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -97,6 +124,8 @@ class ChunkStore:
         self.folder = Path(folder)
         self.directory = self.folder / CHUNK_DIR
         self.hash = config_hash(config)
+        self.n_policies = len(config.policy_names)
+        self.horizon = int(config.run.horizon)
         self.rejected: list[tuple[Path, str]] = []
 
     def path(self, item: WorkItem) -> Path:
@@ -128,21 +157,13 @@ class ChunkStore:
         except Exception as error:  # noqa: BLE001 - any unreadable file is simply recomputed
             self.rejected.append((path, f"unreadable ({type(error).__name__}: {error})"))
             return None
-        stored_checksum = arrays.pop("checksum", None)
-        stored_hash = arrays.get("config_hash")
-        if stored_checksum is None or stored_hash is None:
-            self.rejected.append((path, "no checksum or config hash"))
-            return None
-        if bytes(np.asarray(stored_hash, dtype=np.uint8)).hex() != self.hash:
-            self.rejected.append((path, "written for another config"))
-            return None
-        if bytes(np.asarray(stored_checksum, dtype=np.uint8)).hex() != arrays_checksum(arrays):
-            self.rejected.append((path, "checksum mismatch (corrupted)"))
-            return None
         try:
-            result = ChunkResult.from_arrays(arrays)
-        except (KeyError, ValueError, TypeError) as error:
-            self.rejected.append((path, f"incomplete ({error})"))
+            reason = self._untrusted(arrays, WorkItem(*item))
+            result = None if reason else ChunkResult.from_arrays(arrays)
+        except Exception as error:  # noqa: BLE001 - a crafted file must be recomputed, never a traceback
+            reason = f"malformed ({type(error).__name__}: {error})"
+        if reason:
+            self.rejected.append((path, reason))
             return None
         if tuple(result.item) != tuple(WorkItem(*item)):
             self.rejected.append((path, f"holds work item {tuple(result.item)}, not {tuple(item)}"))
@@ -153,6 +174,61 @@ class ChunkStore:
         if not keep_clv:
             result.clv = None
         return result
+
+    def _untrusted(self, arrays: dict, item: WorkItem) -> str | None:
+        """Why ``arrays`` (read from the file of ``item``; its ``checksum`` is popped) is not a
+        chunk of this config, or None. Checks the hash and checksum, then every array's
+        dtype and shape against those the kernel produces for ``item``."""
+        stored_checksum = arrays.pop("checksum", None)
+        stored_hash = arrays.get("config_hash")
+        if stored_checksum is None or stored_hash is None:
+            return "no checksum or config hash"
+        for name, value in (("config_hash", stored_hash), ("checksum", stored_checksum)):
+            if value.dtype != np.uint8 or value.shape != (32,):
+                return f"malformed {name} (dtype {value.dtype}, shape {value.shape}; expected uint8 (32,))"
+        if bytes(stored_hash).hex() != self.hash:
+            return "written for another config or another version of the code"
+        if bytes(stored_checksum).hex() != arrays_checksum(arrays):
+            return "checksum mismatch (corrupted)"
+        expected = {"item": (np.dtype(np.int64), (3,))}
+        blocks = (item.n_customers + BLOCK - 1) // BLOCK
+        template = ChunkPartials(blocks, self.n_policies, self.horizon, 0)
+        for name in ChunkPartials.FIELDS:
+            value = getattr(template, name)
+            expected[f"partial_{name}"] = (value.dtype, value.shape)
+        if "clv" in arrays:
+            expected["clv"] = (np.dtype(np.float64), (self.n_policies, item.n_customers))
+        expected["sketch_policies"] = (np.dtype(np.int64), (1,))
+        rows = arrays.get("sketch_policy")
+        rows = rows.shape if isinstance(rows, np.ndarray) and rows.ndim == 1 else (-1,)
+        for name in ("sketch_policy", "sketch_keys", "sketch_counts"):
+            expected[name] = (np.dtype(np.int64), rows)
+        extra = sorted(set(arrays) - set(expected) - {"config_hash"})
+        if extra:
+            return f"unexpected arrays {extra}"
+        for name, (dtype, shape) in expected.items():
+            if name not in arrays:
+                return f"incomplete (no {name!r})"
+            value = arrays[name]
+            if value.dtype != dtype or value.shape != shape:
+                return (f"malformed {name!r} (dtype {value.dtype}, shape {value.shape}; expected {dtype}, "
+                        f"shape {shape})")
+        if int(arrays["sketch_policies"][0]) != self.n_policies:
+            return f"sketch of {int(arrays['sketch_policies'][0])} policies, not {self.n_policies}"
+        policy = arrays["sketch_policy"]
+        if policy.size and (policy.min() < 0 or policy.max() >= self.n_policies):
+            return "sketch rows of unknown policies"
+        return None
+
+    def discard_temporaries(self) -> list[Path]:
+        """Delete the temporary files that writes killed mid-way left in the chunk folder
+        (never chunk files: their names end in ``.tmp``, not ``.npz``); returns them."""
+        if not self.directory.is_dir():
+            return []
+        leftovers = sorted(self.directory.glob(".*.npz.*.tmp"))
+        for path in leftovers:
+            path.unlink(missing_ok=True)
+        return leftovers
 
     def remove(self) -> None:
         """Delete the chunk folder (after the run completed)."""

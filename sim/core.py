@@ -1,7 +1,12 @@
 """The jitted cohort core: every customer simulated period by period, aggregated on the fly.
 
-Public entry point: :func:`sim.project` (in :mod:`sim.projection`). The kernel :func:`_simulate_chunk` is private and
-array-only; :func:`project` validates, allocates and calls it.
+Public entry point: :func:`sim.project` (in :mod:`sim.projection`). The kernels are private and
+array-only: :func:`_simulate_block` simulates one block of ``BLOCK`` customers under every
+policy, and :func:`_simulate_customers` runs the blocks of a set of customers in parallel
+(``prange``). :func:`simulate_chunk` (a new cohort, customers ``first .. first + n - 1``)
+and :func:`run_customers` (given customers and start states, e.g. :func:`sim.project_from`)
+allocate the :class:`ChunkPartials` and call them; :func:`sim.project` validates and
+reduces.
 
 Reproducibility contract
 ------------------------
@@ -414,7 +419,8 @@ def _simulate_block(
                 # (M8): one churn draw per period while the option is on
                 if beta_churn and propensity > 0.0 and propensity_ends_relationship(propensity, draws[2, t]):
                     new_stage = ENDED
-                satisfaction_bin = min(int(satisfaction * SATISFACTION_BINS), SATISFACTION_BINS - 1)
+                # clamped on both sides: a NaN (reported afterwards as NonFiniteResultError) can never write out of range
+                satisfaction_bin = max(0, min(int(satisfaction * SATISFACTION_BINS), SATISFACTION_BINS - 1))
                 satisfaction_bins[block, policy, stage, satisfaction_bin, 0] += 1
                 if new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE):
                     satisfaction_bins[block, policy, stage, satisfaction_bin, 1] += 1

@@ -352,8 +352,10 @@ class DaskExecutor:
     Notes
     -----
     Each task gets the config as JSON text (sent once, ``scatter``) and a work item, and
-    returns a :class:`ChunkResult`; the client reduces results in work-item order, so the
-    numbers are bitwise those of :class:`LocalExecutor`. A worker that dies takes its
+    returns a :class:`ChunkResult`; :meth:`map` keeps at most twice the cluster's worker
+    threads of tasks in flight, takes results in work-item order and releases each future
+    once its result is taken (memory O(window x chunk)); the client reduces in work-item
+    order, so the numbers are bitwise those of :class:`LocalExecutor`. A worker that dies takes its
     running tasks with it; the scheduler runs them again elsewhere (up to its
     ``distributed.scheduler.allowed-failures`` deaths per task).
     """
@@ -415,26 +417,59 @@ class DaskExecutor:
 
     def map(self, config_json: str, items: list[tuple[int, WorkItem]], keep_clv: bool,
             threads: int | None = None) -> Iterator[tuple[int, ChunkResult]]:
-        """Submit every item; yield ``(index, result)`` as tasks complete (any order)."""
-        from distributed import as_completed
+        """Yield ``(index, result)`` for every ``(index, item)``, in the given (work-item) order.
+
+        At most :meth:`window` tasks are in flight (submitted, result not yet taken); each
+        future is released as soon as its result is taken, and the next item is submitted
+        then, so neither the cluster nor this client holds more than the window's results.
+        """
+        from collections import deque
 
         if not items:
             return
         task_threads = self.threads if self.threads is not None else threads
         shared = self.client.scatter(config_json, broadcast=True, hash=False)
         token = _token(config_json)
-        futures = {}
-        for index, item in items:
+        queue = iter(items)
+        in_flight = deque()  # (index, future), in submission order
+
+        def submit_next() -> bool:
+            pair = next(queue, None)
+            if pair is None:
+                return False
+            index, item = pair
             future = self.client.submit(simulate_work_item, shared, tuple(item), keep_clv, task_threads,
                                         key=f"sim-chunk-{token}-{WorkItem(*item).name}-{int(keep_clv)}",
                                         retries=self.retries, pure=False)
-            futures[future] = index
+            in_flight.append((index, future))
+            return True
+
+        limit = self.window()
         try:
-            for future in as_completed(futures):
-                yield futures[future], future.result()
-        finally:
-            for future in futures:
+            while len(in_flight) < limit and submit_next():
+                pass
+            while in_flight:
+                index, future = in_flight[0]
+                result = future.result()
+                in_flight.popleft()
                 future.release()
+                del future
+                submit_next()
+                yield index, result
+                del result
+        finally:
+            for _, future in in_flight:
+                future.release()
+            in_flight.clear()
+
+    def window(self) -> int:
+        """Tasks in flight at most: twice the cluster's worker threads (at least 2)."""
+        try:
+            workers = self.client.scheduler_info().get("workers", {})
+            slots = sum(int(info.get("nthreads", 1)) for info in workers.values())
+        except Exception:  # noqa: BLE001 - an unknown cluster size falls back to the minimum
+            slots = 1
+        return max(2, 2 * slots)
 
 
 def _token(text: str) -> str:

@@ -146,31 +146,56 @@ def project(
     runner = make_executor(executor, scheduler, n_items=len(items))  # checks the arguments first
     used_threads = _set_threads(config.run.threads)
     store = None
-    ready = {}
+    trusted = []  # indices whose chunk file is trusted; each is read again only when the reducer needs it
+    resumed = [0]
     if checkpoint is not None:
         from .checkpoint import ChunkStore
 
         store = ChunkStore(Path(checkpoint), config)
         if resume:
+            store.discard_temporaries()  # left by a write that was killed; never a chunk
             for index, item in enumerate(items):
-                loaded = store.load(item, keep)
-                if loaded is not None:
-                    ready[index] = loaded
+                if store.load(item, keep) is not None:  # checked, then dropped: memory stays O(chunk)
+                    trusted.append(index)
         else:
             store.remove()
-    pending = [(index, item) for index, item in enumerate(items) if index not in ready]
+    trusted_set = set(trusted)
+    pending = [(index, item) for index, item in enumerate(items) if index not in trusted_set]
     config_json = _config_json(config)
     bar = None
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), initial=len(ready), desc=f"{config.name}: chunks", unit="chunk", leave=False)
+        bar = tqdm(total=len(items), initial=len(trusted), desc=f"{config.name}: chunks", unit="chunk", leave=False)
     reducer = ChunkReducer(len(config.policy_names), keep_clv=keep)
     started = time.perf_counter()
     described = {"executor": getattr(runner, "name", type(runner).__name__)}
+    waiting = list(reversed(trusted))  # trusted indices still to load, next one last
+    delivered = set()  # indices yielded so far
+    following = [0]  # the lowest index not yielded yet
+
+    def in_turn():
+        """Load the trusted chunks whose turn has come (every lower index delivered), one at a
+        time in work-item order, so that no loaded chunk waits for a computed one."""
+        while True:
+            while following[0] in delivered:
+                delivered.discard(following[0])
+                following[0] += 1
+            if not waiting or waiting[-1] != following[0]:
+                return
+            index = waiting.pop()
+            loaded = store.load(items[index], keep)
+            if loaded is None:  # the file changed since it was checked: recompute it here
+                loaded = simulate_work_item(config_json, items[index], keep, simulate=_kernel)
+                store.save(loaded)
+            else:
+                resumed[0] += 1
+            delivered.add(index)
+            yield index, loaded
+            del loaded
 
     def completed():
-        yield from sorted(ready.items())
+        yield from in_turn()
         if not pending:
             return
         with runner as active:
@@ -186,8 +211,10 @@ def project(
                     store.save(result)
                 if bar is not None:
                     bar.update(1)
+                delivered.add(index)
                 yield index, result
                 del result  # hold no finished chunk while the next one runs
+                yield from in_turn()
 
     try:
         run_ordered(completed(), len(items), lambda index, result: reducer.add(result))
@@ -201,7 +228,7 @@ def project(
     result.timings.update(described)
     result.timings["chunks"] = len(items)
     if store is not None:
-        result.timings["chunks_resumed"] = len(ready)
+        result.timings["chunks_resumed"] = resumed[0]
         result.timings["chunk_files_rejected"] = [f"{path.name}: {reason}" for path, reason in store.rejected]
     return result
 

@@ -32,38 +32,86 @@ SNAPSHOT_COLUMNS = {
     "expectation": "expectation Q0 (any real)",
     "tenure": "periods since acquisition (integer >= 0)",
 }
-_OPTIONAL = {"highest_stage": "highest of exploration/formation/stability reached (0-2); default max(stage, ...)",
-             "propensity": "Beta churn propensity in [0, 1]; default 0"}
+_OPTIONAL = {"highest_stage": "highest of exploration/formation/stability reached (0-2, at least the current "
+                              "stage; at least 1 in decline, which is entered from formation or stability); "
+                              "default max(stage, 1 in decline) capped at 2",
+             "propensity": "Beta churn propensity in [0, 1]; required when the config sets "
+                           "population.churn_propensity, ignored (default 0) otherwise"}
+#: Columns that must hold whole numbers.
+_INTEGER_COLUMNS = ("customer", "segment", "tier", "stage", "tenure", "highest_stage")
 
 
-def _checked_snapshot(snapshot: pd.DataFrame) -> pd.DataFrame:
+def _numeric_column(snapshot: pd.DataFrame, column: str) -> np.ndarray:
+    """The column as float64, or ValueError naming the column and its first non-number."""
+    series = snapshot[column]
+    if not (pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)):
+        for row, value in enumerate(series.to_numpy(dtype=object)):
+            if not isinstance(value, (int, float, np.integer, np.floating, bool, np.bool_)):
+                raise ValueError(f"snapshot.{column} = {value!r} (row {row}): must be a number "  # noqa: TRY004
+                                 f"(column of dtype {series.dtype})")
+    try:
+        return series.to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"snapshot.{column} (dtype {series.dtype}): must hold numbers ({error})") from None
+
+
+def _checked_snapshot(snapshot: pd.DataFrame, *, beta_churn: bool = False) -> pd.DataFrame:
     if not isinstance(snapshot, pd.DataFrame):
         raise TypeError(f"snapshot must be a pandas DataFrame, got {type(snapshot).__name__}")
     missing = [column for column in SNAPSHOT_COLUMNS if column not in snapshot.columns]
     if missing:
         raise ValueError(f"snapshot is missing columns {missing}; needed: {', '.join(SNAPSHOT_COLUMNS)}")
+    if beta_churn and "propensity" not in snapshot.columns:
+        raise ValueError("snapshot has no 'propensity' column, but the config sets population.churn_propensity "
+                         "(Beta churn): give each customer's propensity in [0, 1] (e.g. from "
+                         "MarketResult.snapshot), or remove population.churn_propensity to project without it")
     if len(snapshot) == 0:
         raise ValueError("snapshot has no customers")
-    checks = [
-        ("customer", (snapshot["customer"] >= 0) & (snapshot["customer"] < 2**32), "an integer in [0, 2**32)"),
-        ("segment", snapshot["segment"].isin([0, 1]), "0 or 1"),
-        ("wallet", snapshot["wallet"] > 0, "> 0"),
-        ("tier", snapshot["tier"].isin([0, 1, 2]), "0, 1 or 2"),
-        ("stage", snapshot["stage"].isin([0, 1, 2, 3]), "0-3 (live stages only)"),
-        ("satisfaction", snapshot["satisfaction"].between(0, 1), "in [0, 1]"),
-        ("previous_satisfaction", snapshot["previous_satisfaction"].between(0, 1), "in [0, 1]"),
-        ("tenure", snapshot["tenure"] >= 0, ">= 0"),
-    ]
-    for column, ok, allowed in checks:
-        bad = ~ok.to_numpy(dtype=bool)
+    columns = list(SNAPSHOT_COLUMNS) + [column for column in _OPTIONAL if column in snapshot.columns]
+    values = {column: _numeric_column(snapshot, column) for column in columns}
+
+    def fail(column, bad, allowed):
+        row = int(np.flatnonzero(bad)[0])
+        value = values[column][row]
+        shown = int(value) if np.isfinite(value) and value == int(value) and column in _INTEGER_COLUMNS else value
+        raise ValueError(f"snapshot.{column} = {shown} (row {row}): must be {allowed}")
+
+    for column in columns:
+        bad = ~np.isfinite(values[column])
         if bad.any():
-            first = snapshot.loc[bad, column].iloc[0].item()
-            raise ValueError(f"snapshot.{column} = {first} (row {int(np.flatnonzero(bad)[0])}): must be {allowed}")
+            fail(column, bad, "a finite number (no NaN or infinity)")
+    for column in _INTEGER_COLUMNS:
+        if column in values:
+            bad = values[column] != np.floor(values[column])
+            if bad.any():
+                fail(column, bad, "a whole number")
+    stage = values["stage"]
+    # the lowest highest stage the model allows in each stage: decline is entered from formation or stability
+    lowest_highest = np.minimum(np.where(stage == 3, 1, stage), 2)
+    checks = [
+        ("customer", (values["customer"] >= 0) & (values["customer"] < 2**32), "an integer in [0, 2**32)"),
+        ("segment", np.isin(values["segment"], [0, 1]), "0 or 1"),
+        ("wallet", values["wallet"] > 0, "> 0"),
+        ("tier", np.isin(values["tier"], [0, 1, 2]), "0, 1 or 2"),
+        ("stage", np.isin(stage, [0, 1, 2, 3]), "0-3 (live stages only)"),
+        ("satisfaction", (values["satisfaction"] >= 0) & (values["satisfaction"] <= 1), "in [0, 1]"),
+        ("previous_satisfaction", (values["previous_satisfaction"] >= 0) & (values["previous_satisfaction"] <= 1),
+         "in [0, 1]"),
+        ("tenure", values["tenure"] >= 0, ">= 0"),
+    ]
+    if "highest_stage" in values:
+        highest = values["highest_stage"]
+        checks.append(("highest_stage", np.isin(highest, [0, 1, 2]), "0, 1 or 2 (exploration, formation, stability)"))
+        checks.append(("highest_stage", highest >= lowest_highest,
+                       ">= the row's stage (>= 1 in decline, entered from formation or stability)"))
+    if "propensity" in values:
+        checks.append(("propensity", (values["propensity"] >= 0) & (values["propensity"] <= 1), "in [0, 1]"))
+    for column, ok, allowed in checks:
+        bad = ~np.asarray(ok, dtype=bool)
+        if bad.any():
+            fail(column, bad, allowed)
     if snapshot["customer"].duplicated().any():
         raise ValueError("snapshot.customer has duplicates: each customer must appear once")
-    numeric = snapshot[list(SNAPSHOT_COLUMNS)].to_numpy(dtype=float)
-    if not np.isfinite(numeric).all():
-        raise ValueError("snapshot has NaN or infinite values")
     return snapshot
 
 
@@ -75,9 +123,18 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
     ----------
     snapshot
         One row per live customer with the columns of :data:`SNAPSHOT_COLUMNS` (optionally
-        ``highest_stage`` and ``propensity``).
+        ``highest_stage`` and ``propensity``; ``propensity`` is required when the config
+        sets ``population.churn_propensity``, and ignored when it does not).
     config
-        The model and policies; ``population`` is ignored (the snapshot is the population).
+        The model and policies; ``population`` is ignored (the snapshot is the population),
+        except ``population.churn_propensity``, which switches Beta churn on.
+
+    Raises
+    ------
+    ValueError
+        For a bad snapshot, naming the column, the first bad value and its row, and what
+        is allowed (non-numbers, NaN/infinity, fractional integers, out-of-range values,
+        a ``highest_stage`` below the stage, a missing ``propensity`` under Beta churn).
     horizon, replications, seed, threads
         Override the config's run settings.
 
@@ -96,7 +153,8 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
     """
     from .projection import ProjectionResult, _set_threads
 
-    snapshot = _checked_snapshot(snapshot).reset_index(drop=True)
+    snapshot = _checked_snapshot(snapshot, beta_churn=config.population.churn_propensity is not None)
+    snapshot = snapshot.reset_index(drop=True)
     run = {key: value for key, value in (("horizon", horizon), ("replications", replications),
                                          ("seed", seed), ("threads", threads)) if value is not None}
     config = config.with_overrides(population={"customers": len(snapshot)}, **({"run": run} if run else {}))

@@ -101,9 +101,18 @@ def test_probabilities_stay_in_unit_interval():
 
 
 def test_identical_for_any_thread_count_and_chunking(baseline_config):
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip(f"NUMBA_NUM_THREADS = {numba.config.NUMBA_NUM_THREADS}: one thread cannot be compared "
+                    "with two (set NUMBA_NUM_THREADS >= 2)")
     config = baseline_config.with_overrides(run={"replications": 2, "horizon": 60}, population={"customers": 10_000})
     one_thread = sim.project(config, threads=1)
+    assert one_thread.timings["threads"] == 1
     two_threads = sim.project(config, threads=2)
+    # really two threads (not silently capped to one), over 3 blocks of customers per chunk
+    assert two_threads.timings["threads"] == 2 and numba.get_num_threads() == 2
+    assert config.population.customers > 2 * BLOCK
     small_chunks = sim.project(config.with_overrides(run={"chunk_customers": BLOCK}), threads=2)
     _all_tables_equal(one_thread, two_threads)
     _all_tables_equal(one_thread, small_chunks)

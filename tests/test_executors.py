@@ -172,3 +172,50 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, local_result):
     assert_same_result(local_result, result)
     with distributed.Client(cluster) as client:  # the killed process is gone (its nanny started a new one)
         assert pid not in set(client.run(os.getpid).values())
+
+
+class _WatchingExecutor(DaskExecutor):
+    """Records, as each result is handed on, the work item and how many chunk futures are
+    submitted and not yet released (``released``: keys whose future's ``release`` ran)."""
+
+    released: set = set()  # noqa: RUF012 - shared with the patched Future.release of the test
+
+    def map(self, config_json, items, keep_clv, threads=None):
+        self.seen = []
+        submitted = []
+        submit = self.client.submit
+
+        def counting_submit(*args, **kwargs):
+            future = submit(*args, **kwargs)
+            submitted.append(future.key)
+            return future
+
+        self.client.submit = counting_submit
+        for index, result in super().map(config_json, items, keep_clv, threads):
+            self.seen.append((index, len(set(submitted) - self.released)))
+            yield index, result
+        self.submitted = submitted
+
+
+def test_dask_map_bounds_tasks_in_flight_and_releases_each_future(cluster, monkeypatch):
+    """12 work items on 2 single-thread workers: at most 2 x 2 = 4 futures are held at any time
+    (each released once its result is taken), results come in work-item order, and the
+    numbers are the local ones bitwise."""
+    release = distributed.Future.release
+
+    def recording_release(future, *args, **kwargs):
+        _WatchingExecutor.released.add(future.key)
+        return release(future, *args, **kwargs)
+
+    monkeypatch.setattr(distributed.Future, "release", recording_release)
+    config = _config(chunk=4096)
+    items = plan_work(config)
+    assert len(items) == 12
+    executor = _WatchingExecutor(cluster.scheduler_address, threads=1)
+    result = sim.project(config, executor=executor, keep_clv=True)
+    assert [index for index, _ in executor.seen] == list(range(12))
+    assert len(set(executor.submitted)) == 12
+    # when result k is handed on, its own future is already released: <= 4 held
+    assert max(held for _, held in executor.seen) <= 4
+    assert set(executor.submitted) <= _WatchingExecutor.released
+    assert_same_result(sim.project(config, threads=1, keep_clv=True), result)

@@ -74,8 +74,17 @@ def test_a_killed_run_resumes_to_the_same_bytes(config_file, uninterrupted, tmp_
     done = sorted(chunks.glob("*.npz"))
     assert 1 <= len(done) < len(plan_work(sim.load_config(config_file)))
     assert not (out / MANIFEST).exists()
-    assert not list(chunks.glob(".*.tmp"))  # the atomic writer leaves no half-written chunk behind...
-    # ...or if the kill hit a write, that temporary file is not a chunk file and is ignored
+    # The atomic writer never leaves a half-written chunk file: if the kill hit a write, at
+    # most that one temporary (.<name>.npz.<random>.tmp, not *.npz) is left, and every
+    # *.npz present is complete and trusted.
+    temporaries = sorted(chunks.glob(".*.tmp"))
+    assert len(temporaries) <= 1 and not any(path.suffix == ".npz" for path in temporaries)
+    config = sim.load_config(config_file)
+    store = ChunkStore(out, config)
+    items = {store.path(item).name: item for item in plan_work(config)}
+    assert all(store.load(items[path.name], keep_clv=False) is not None for path in done), store.rejected
+    # such a leftover temporary is ignored and removed by the resume (a truncated copy of a chunk here)
+    (chunks / f".{done[0].name}.k1ll3d.tmp").write_bytes(done[0].read_bytes()[:200])
 
     # without --resume the interrupted folder is refused, and left as it was
     assert main(["run", str(config_file), "--out", str(out), "--no-progress", "--no-figure"]) == 2
@@ -172,3 +181,157 @@ def test_folder_rules_for_interrupted_and_complete_runs(tmp_path, capsys):
     fresh = tmp_path / "fresh"
     assert main(["run", str(path), "--out", str(fresh), "--no-progress", "--no-figure", "--resume"]) == 0
     assert (fresh / MANIFEST).exists()
+
+
+def _small_config(seed=5):
+    return sim.config_from_dict({"population": {"customers": 16_384}, "run": {
+        "replications": 1, "horizon": 24, "chunk_customers": 4096, "seed": seed}})
+
+
+def _assert_same(a, b):
+    for name in a.TABLES:
+        pd.testing.assert_frame_equal(a.table(name), b.table(name), check_exact=True)
+    for policy in a.clv:
+        assert np.array_equal(a.clv[policy], b.clv[policy])
+
+
+def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
+    """The hash guarding chunk files covers the kernel's source (core, model, _rng, policies)
+    and the numba/NumPy versions: a chunk written under other code is reported and
+    recomputed, never trusted."""
+    from sim import checkpoint
+
+    config = _small_config()
+    whole = sim.project(config, keep_clv=True)
+    sim.project(config, checkpoint=tmp_path / "run", keep_clv=True)
+    base = checkpoint.config_hash(config)
+    # 1: the same files under an edited kernel source (a copy of sim/ with one comment added)
+    edited = tmp_path / "edited"
+    edited.mkdir()
+    for name in checkpoint._CODE_MODULES:
+        (edited / name).write_bytes((checkpoint._SOURCE_DIR / name).read_bytes())
+    with monkeypatch.context() as patch:
+        patch.setattr(checkpoint, "_SOURCE_DIR", edited)
+        assert checkpoint.config_hash(config) == base  # same text, same hash
+        for name in checkpoint._CODE_MODULES:
+            (edited / name).write_bytes((checkpoint._SOURCE_DIR / name).read_bytes() + b"\n# changed\n")
+            assert checkpoint.config_hash(config) != base, name
+            (edited / name).write_bytes((checkpoint._SOURCE_DIR / name).read_bytes())
+        (edited / "core.py").write_bytes((edited / "core.py").read_bytes() + b"\n# changed\n")
+        resumed = sim.project(config, checkpoint=tmp_path / "run", resume=True, keep_clv=True)
+    assert resumed.timings["chunks_resumed"] == 0
+    rejected = resumed.timings["chunk_files_rejected"]
+    assert len(rejected) == 4 and all("another version of the code" in reason for reason in rejected)
+    _assert_same(whole, resumed)
+    # 2: another numba or NumPy version (the resume above rewrote the chunks under the edited
+    # source: write them again under the real one first)
+    sim.project(config, checkpoint=tmp_path / "run", keep_clv=True)
+    import numba
+
+    for module in (numba, np):
+        with monkeypatch.context() as patch:
+            patch.setattr(module, "__version__", "0.0.0+other")
+            assert checkpoint.config_hash(config) != base
+            again = sim.project(config, checkpoint=tmp_path / "run", resume=True, keep_clv=True)
+        assert again.timings["chunks_resumed"] == 0 and len(again.timings["chunk_files_rejected"]) == 4
+        _assert_same(whole, again)
+        sim.project(config, checkpoint=tmp_path / "run", keep_clv=True)
+    trusted = sim.project(config, checkpoint=tmp_path / "run", resume=True, keep_clv=True)
+    assert trusted.timings["chunks_resumed"] == 4 and trusted.timings["chunk_files_rejected"] == []
+
+
+def _crafted(arrays, **changes):
+    """A chunk's arrays with some replaced (None: removed), re-sealed with a valid checksum and
+    the right config hash, as someone writing files by hand could."""
+    from sim.checkpoint import arrays_checksum
+
+    arrays = {name: value for name, value in arrays.items() if name != "checksum"}
+    for name, value in changes.items():
+        if value is None:
+            arrays.pop(name)
+        else:
+            arrays[name] = value
+    arrays["checksum"] = np.frombuffer(bytes.fromhex(arrays_checksum(arrays)), dtype=np.uint8)
+    return npz_bytes(arrays)
+
+
+@pytest.mark.parametrize(
+    "change, reason",
+    [
+        (lambda a: {"config_hash": np.array([a["config_hash"].tobytes().hex()])}, "malformed config_hash"),
+        (lambda a: {"config_hash": a["config_hash"].astype(np.float64)}, "malformed config_hash"),
+        (lambda a: {"item": a["item"].astype(np.float64)}, "malformed 'item'"),
+        (lambda a: {"item": np.array(["0", "0", "4096"])}, "malformed 'item'"),
+        (lambda a: {"partial_money": a["partial_money"].astype(np.float32)}, "malformed 'partial_money'"),
+        (lambda a: {"partial_money": a["partial_money"][:, :1]}, "malformed 'partial_money'"),
+        (lambda a: {"partial_occupancy": a["partial_occupancy"].astype(np.float64)}, "malformed 'partial_occupancy'"),
+        (lambda a: {"clv": a["clv"].reshape(-1)}, "malformed 'clv'"),
+        (lambda a: {"clv": np.array(["x"] * a["clv"].size).reshape(a["clv"].shape)}, "malformed 'clv'"),
+        (lambda a: {"sketch_keys": a["sketch_keys"][:-1]}, "malformed 'sketch_keys'"),
+        (lambda a: {"sketch_policy": a["sketch_policy"].reshape(1, -1)}, "malformed 'sketch_policy'"),
+        (lambda a: {"sketch_policy": a["sketch_policy"] + 7}, "sketch rows of unknown policies"),
+        (lambda a: {"sketch_policies": np.array([9])}, "sketch of 9 policies"),
+        (lambda a: {"partial_pair_wins": None}, "incomplete (no 'partial_pair_wins')"),
+        (lambda a: {"extra": np.zeros(3)}, "unexpected arrays ['extra']"),
+    ],
+)
+def test_crafted_chunk_files_are_rejected_not_a_traceback(tmp_path, change, reason):
+    """A file with a valid checksum and config hash but arrays of the wrong dtype or shape
+    (which would otherwise raise in np.asarray or broadcast silently into the sums) is
+    reported and recomputed."""
+    config = _small_config()
+    whole = sim.project(config, keep_clv=True)
+    folder = tmp_path / "run"
+    sim.project(config, checkpoint=folder, keep_clv=True)
+    path = ChunkStore(folder, config).path(plan_work(config)[1])
+    with np.load(path) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    path.write_bytes(_crafted(arrays, **change(arrays)))
+    resumed = sim.project(config, checkpoint=folder, resume=True, keep_clv=True)
+    assert resumed.timings["chunks_resumed"] == 3
+    rejected = resumed.timings["chunk_files_rejected"]
+    assert len(rejected) == 1 and path.name in rejected[0] and reason in rejected[0], rejected
+    _assert_same(whole, resumed)
+
+
+def test_resume_loads_trusted_chunks_one_at_a_time_in_turn(tmp_path, monkeypatch):
+    """Memory O(chunk) on resume: with chunk 1 of 8 missing, no loaded chunk is kept waiting for
+    it; when the reducer adds a chunk, it is the only loaded chunk alive. The numbers stay
+    bitwise those of an uninterrupted run, and a leftover temporary file is removed."""
+    import weakref
+
+    from sim import checkpoint, executors
+
+    config = sim.config_from_dict({"population": {"customers": 16_384}, "run": {
+        "replications": 2, "horizon": 24, "chunk_customers": 4096, "seed": 9}})
+    whole = sim.project(config, keep_clv=True)
+    folder = tmp_path / "run"
+    sim.project(config, checkpoint=folder, keep_clv=True)
+    store = ChunkStore(folder, config)
+    items = plan_work(config)
+    store.path(items[1]).unlink()
+    leftover = store.directory / f".{store.path(items[1]).name}.abc123.tmp"
+    leftover.write_bytes(b"half a chunk")
+
+    loaded = []
+    load, add = checkpoint.ChunkStore.load, executors.ChunkReducer.add
+
+    def tracking_load(self, item, keep_clv):
+        result = load(self, item, keep_clv)
+        if result is not None:
+            loaded.append(weakref.ref(result))
+        return result
+
+    alive_at_add = []
+
+    def tracking_add(self, chunk):
+        alive_at_add.append(sum(ref() is not None for ref in loaded))
+        return add(self, chunk)
+
+    monkeypatch.setattr(checkpoint.ChunkStore, "load", tracking_load)
+    monkeypatch.setattr(executors.ChunkReducer, "add", tracking_add)
+    resumed = sim.project(config, checkpoint=folder, resume=True, keep_clv=True)
+    assert resumed.timings["chunks_resumed"] == 7 and resumed.timings["chunk_files_rejected"] == []
+    assert len(alive_at_add) == 8 and max(alive_at_add) <= 1, alive_at_add
+    assert not leftover.exists()
+    _assert_same(whole, resumed)

@@ -66,3 +66,79 @@ def test_bad_snapshots_are_rejected(baseline_config, change, message):
         sim.project_from(bad, baseline_config)
     with pytest.raises(ValueError, match="missing columns"):
         sim.project_from(snapshot.drop(columns=["tenure"]), baseline_config)
+
+
+def _snapshot_with(base, **changes):
+    """``base`` with the given cells changed: ``{column: value}`` sets row 1 (0 being untouched), so
+    the message must name row 1; a list value replaces the whole column."""
+    bad = base.copy()
+    for column, value in changes.items():
+        if isinstance(value, list):
+            bad[column] = value
+        else:
+            if column not in bad:
+                bad[column] = bad["stage"].clip(upper=2) if column == "highest_stage" else 0.5
+            bad[column] = bad[column].astype(object if isinstance(value, str) else float)
+            bad.loc[1, column] = value
+    return bad
+
+
+@pytest.mark.parametrize(
+    "changes, message",
+    [
+        # optional columns: range, consistency with the stage, finiteness
+        ({"highest_stage": 3}, "snapshot.highest_stage = 3 (row 1): must be 0, 1 or 2"),
+        ({"highest_stage": -1}, "snapshot.highest_stage = -1 (row 1): must be 0, 1 or 2"),
+        ({"stage": [0, 2, 0], "highest_stage": [0, 1, 0]}, "snapshot.highest_stage = 1 (row 1): must be >= the row's stage"),
+        ({"stage": [0, 3, 0], "highest_stage": [0, 0, 0]}, "snapshot.highest_stage = 0 (row 1): must be >= the row's stage"),
+        ({"propensity": 1.5}, "snapshot.propensity = 1.5 (row 1): must be in [0, 1]"),
+        ({"propensity": -0.1}, "snapshot.propensity = -0.1 (row 1): must be in [0, 1]"),
+        ({"propensity": float("nan")}, "snapshot.propensity = nan (row 1): must be a finite number"),
+        # integer columns hold whole numbers (never truncated)
+        ({"stage": 1.5}, "snapshot.stage = 1.5 (row 1): must be a whole number"),
+        ({"tenure": 2.7}, "snapshot.tenure = 2.7 (row 1): must be a whole number"),
+        ({"customer": 1.25}, "snapshot.customer = 1.25 (row 1): must be a whole number"),
+        ({"segment": 0.5}, "snapshot.segment = 0.5 (row 1): must be a whole number"),
+        ({"tier": 1.0000001}, "snapshot.tier = 1.0000001 (row 1): must be a whole number"),
+        ({"highest_stage": 0.5}, "snapshot.highest_stage = 0.5 (row 1): must be a whole number"),
+        # non-numbers are named, never an AttributeError
+        ({"segment": "relationship"}, "snapshot.segment = 'relationship' (row 1): must be a number"),
+        ({"wallet": "100"}, "snapshot.wallet = '100' (row 1): must be a number"),
+        ({"propensity": "high"}, "snapshot.propensity = 'high' (row 1): must be a number"),
+        # NaN and infinity are named by column
+        ({"fit": float("inf")}, "snapshot.fit = inf (row 1): must be a finite number"),
+        ({"expectation": float("nan")}, "snapshot.expectation = nan (row 1): must be a finite number"),
+        ({"wallet": float("nan")}, "snapshot.wallet = nan (row 1): must be a finite number"),
+    ],
+)
+def test_bad_snapshot_table(baseline_config, changes, message):
+    bad = _snapshot_with(_new_customer_snapshot(baseline_config, 3), **changes)
+    with pytest.raises(ValueError) as raised:
+        sim.project_from(bad, baseline_config, replications=1, horizon=2)
+    assert message in str(raised.value)
+
+
+def test_a_valid_highest_stage_and_propensity_are_accepted(baseline_config):
+    """The checks must not refuse what the model allows: highest stage above the stage,
+    1 or 2 in decline, propensity at both ends of [0, 1], integer-valued floats."""
+    snapshot = _new_customer_snapshot(baseline_config, 4).assign(
+        stage=[0, 1, 3, 3], highest_stage=[2, 1, 1, 2], propensity=[0.0, 1.0, 0.25, 0.5])
+    snapshot = snapshot.astype({"customer": float, "tenure": float, "stage": float})
+    result = sim.project_from(snapshot, baseline_config, replications=1, horizon=2)
+    assert result.timings["snapshot_customers"] == 4
+
+
+def test_beta_churn_needs_the_propensity_column(baseline_config):
+    """Under Beta churn a snapshot without propensities is refused (not projected with the
+    churn silently off); with them, a propensity of 1 ends every relationship in period 0."""
+    churn = baseline_config.with_overrides(population={"churn_propensity": {"alpha": 1.0, "beta": 3.0}})
+    snapshot = _new_customer_snapshot(baseline_config, 3)
+    with pytest.raises(ValueError, match="no 'propensity' column.*population.churn_propensity"):
+        sim.project_from(snapshot, churn, replications=1, horizon=3)
+    certain = sim.project_from(snapshot.assign(propensity=1.0), churn, replications=1, horizon=3).stages
+    ended = certain[(certain["period"] == 1) & (certain["stage"] == "ended")]["share"]
+    assert (ended == 1.0).all()
+    # without Beta churn the column is accepted and ignored
+    plain = sim.project_from(snapshot.assign(propensity=1.0), baseline_config, replications=1, horizon=3)
+    again = sim.project_from(snapshot, baseline_config, replications=1, horizon=3)
+    assert all(np.array_equal(plain.clv[p], again.clv[p]) for p in baseline_config.policy_names)
