@@ -34,8 +34,8 @@ mouth on the expected referral value passed to (C5) is zero (the referrals are r
 The per-period step of one customer (:func:`_close_period`) is jit-compiled and does what
 one iteration of the core's loop (``sim.core._simulate_block``) does, in the same order
 with the same draws; so with every interaction off and ``timing = "period"`` the agent
-engine reproduces the core customer for customer (``tests/test_abm.py`` checks the CLVs to
-1e-9).
+engine reproduces the core customer for customer (``tests/test_abm.py`` checks that the CLVs
+are bitwise equal).
 
 Time
 ----
@@ -93,7 +93,7 @@ import simpy
 from numba import njit
 
 from . import _rng
-from .config import SEGMENTS, STAGES, ExperimentConfig
+from .config import MAX_MAGNITUDE, SATISFACTION_TYPES, SEGMENTS, STAGES, ConfigError, ExperimentConfig
 from .core import (
     K_LOYALTY,
     K_PROFIT,
@@ -160,7 +160,7 @@ from .model import (
     update_satisfaction,
 )
 from .policies import policy_tables
-from .projection import ProjectionResult
+from .projection import _NONFINITE_HINT, NonFiniteResultError, ProjectionResult
 
 __all__ = [
     "simulate_market",
@@ -344,6 +344,17 @@ def _arrival_times(streams, agent, slot, rate):
 
 
 @njit(cache=True)
+def _satisfaction_bin(satisfaction):
+    """The satisfaction bin ``0 .. SATISFACTION_BINS - 1`` of ``satisfaction``, the core's
+    ``min(int(s * BINS), BINS - 1)`` for ``s`` in [0, 1], clamped to [0, 1] first so that it
+    is always a valid index; -1 for NaN (``int(NaN)`` is undefined in numba, and an array
+    write with it is unchecked). Jit-compiled."""
+    if np.isnan(satisfaction):
+        return -1
+    return min(int(min(max(satisfaction, 0.0), 1.0) * SATISFACTION_BINS), SATISFACTION_BINS - 1)
+
+
+@njit(cache=True)
 def _close_period(
     agent,
     period,
@@ -481,8 +492,8 @@ def _close_period(
         if propensity_ends_relationship(propensity, churn_uniform):
             new_stage = ENDED
     exit_move = new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE)
-    if cohort:
-        satisfaction_bin = min(int(satisfaction * SATISFACTION_BINS), SATISFACTION_BINS - 1)
+    satisfaction_bin = _satisfaction_bin(satisfaction)
+    if cohort and satisfaction_bin >= 0:  # -1: NaN, no bin (the caller raises NonFiniteResultError)
         satisfaction_bins[0, policy, stage, satisfaction_bin, 0] += 1
         if exit_move:
             satisfaction_bins[0, policy, stage, satisfaction_bin, 1] += 1
@@ -596,12 +607,33 @@ def allocate_budget(wishes, tier, stage, satisfaction, budget: float,
     return granted
 
 
-def _poisson(mean: float, uniform: float) -> int:
-    """A Poisson(``mean``) count from one uniform by inversion of the distribution function."""
+#: Largest Poisson mean drawn by one inversion in :func:`_poisson` (exp(-mean) is then
+#: far from underflow: exp(-500) ~ 7e-218).
+_POISSON_CHUNK = 500.0
+
+
+def _poisson(mean: float, uniform: Callable[[], float]) -> int:
+    """A Poisson(``mean``) count by inversion of the distribution function, one uniform
+    from ``uniform()`` per inversion.
+
+    A mean up to :data:`_POISSON_CHUNK` takes one inversion (one uniform). A larger mean
+    is split into ``k = ceil(mean / 500)`` equal parts and the count is the sum of ``k``
+    Poisson(``mean / k``) inversions, ``k`` uniforms: exact in distribution (a sum of
+    independent Poisson counts is Poisson with the summed mean), where one inversion
+    would start from ``exp(-mean)``, which underflows to 0 above a mean of about 745."""
+    if mean <= _POISSON_CHUNK:
+        return _poisson_inversion(mean, uniform())
+    parts = math.ceil(mean / _POISSON_CHUNK)
+    part = mean / parts
+    return sum(_poisson_inversion(part, uniform()) for _ in range(parts))
+
+
+def _poisson_inversion(mean: float, uniform: float) -> int:
+    """A Poisson(``mean``) count from one uniform by inversion (``mean <= 500``)."""
     probability = math.exp(-mean)
     cumulative = probability
     count = 0
-    while uniform >= cumulative and count < 10_000:
+    while uniform >= cumulative:
         count += 1
         probability *= mean / count
         cumulative += probability
@@ -766,6 +798,11 @@ class _Market:
         if log is not None:
             old_stage = int(self.istate[agent, I_STAGE])
         new_stage, kind, talked = _close_period(agent, period, *self.kernel_arguments)
+        satisfaction = self.fstate[agent, F_SATISFACTION]
+        if not math.isfinite(satisfaction):
+            raise NonFiniteResultError(
+                f"satisfaction of customer {agent} is {satisfaction} after period {period} (policy "
+                f"{self.setup.names[self.policy]!r}, replication {self.replication}); {_NONFINITE_HINT}")
         if new_stage == ENDED:
             self.alive[agent] = False
             if self.capacity_on and agent in self.queued:  # a customer who left withdraws its complaint
@@ -833,7 +870,13 @@ class _Market:
                 state = CustomerState(agent, int(segment[index]), int(tier[index]), float(wallet[index]),
                                       int(stage[index]), float(satisfaction[index]), float(previous[index]),
                                       period - int(joined[index]), period)
-                wishes[index] = _checked_spend(function(state), name, agent, period)
+                try:
+                    value = function(state)
+                except Exception as error:
+                    raise RuntimeError(
+                        f"policy function {name!r} raised {type(error).__name__}: {error} for customer {agent} "
+                        f"in period {period} (replication {self.replication})") from error
+                wishes[index] = _checked_spend(value, name, agent, period)
         row[C_WISHED] = wishes.sum()
         granted = wishes
         if self.budget < math.inf:
@@ -939,7 +982,7 @@ class _Market:
         type; won prospects arrive at uniform times within the next period."""
         setup = self.setup
         streams = self.streams
-        count = _poisson(setup.wom_means[kind], _stream_uniform(streams, agent, R_WORD_OF_MOUTH))
+        count = _poisson(setup.wom_means[kind], lambda: _stream_uniform(streams, agent, R_WORD_OF_MOUTH))
         self._log_agent(agent, "talked")
         if count == 0:
             return
@@ -972,13 +1015,16 @@ class _Market:
         self.pending.append((origin, referrer))
 
     def _acquisition(self):
-        """Prospects arriving as a Poisson process (organic plus acquisition spend)."""
+        """Prospects arriving as a Poisson process (organic plus acquisition spend). Stops
+        once the market is full (``market.max_customers`` customers, ended ones included,
+        and prospects waiting to join): nobody can join any more, since ``n`` never falls."""
         rate = self.setup.acquisition_rate
         if not self.acquisition_on or rate <= 0.0:
             return
         stream = _rng.CustomerStream(self.setup.seed, self.replication, MARKET_STREAM_CUSTOMER, COMPONENT_ACQUISITION)
         env = self.env
-        while True:
+        max_customers = self.setup.market.max_customers
+        while self.n + len(self.pending) < max_customers:
             yield env.timeout(stream.exponential() / rate)
             if env.now > self.horizon - 1:
                 return
@@ -1014,15 +1060,18 @@ class _Market:
         self.env.run(until=self.horizon + 0.5)
 
 
+_SPEND_RULE = f"a spend must be a finite number >= 0 and <= {MAX_MAGNITUDE:g} (sim.config.MAX_MAGNITUDE)"
+
+
 def _checked_spend(value, name: str, agent: int, period: int) -> float:
     try:
         spend = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise ValueError(f"policy function {name!r} returned {value!r} for customer {agent} in period {period}; "
-                         "a spend must be a finite number >= 0") from None
-    if not (math.isfinite(spend) and spend >= 0.0):
+                         f"{_SPEND_RULE}") from None
+    if not (math.isfinite(spend) and 0.0 <= spend <= MAX_MAGNITUDE):
         raise ValueError(f"policy function {name!r} returned {spend!r} for customer {agent} in period {period}; "
-                         "a spend must be a finite number >= 0")
+                         f"{_SPEND_RULE}")
     return spend
 
 
@@ -1178,7 +1227,9 @@ class MarketResult(ProjectionResult):
         One row per ``policy, replication, period``: live customers (customer-periods by
         segment), relationships ended and exits (to decline or ended) by segment,
         dissatisfied customers, mean satisfaction, joins by origin, prospects won and
-        deterred by word of mouth, arrivals turned away, complaints raised and served,
+        deterred by word of mouth, arrivals turned away (market full at
+        ``market.max_customers``; the acquisition process stops then, so nearly all are
+        word-of-mouth arrivals), complaints raised and served,
         their mean wait (periods), servers, the retention spend wished and granted, the
         budget (NaN without one), market-level spend (capacity and acquisition),
         acquisition costs of new customers, whether the competitor is present, purchases
@@ -1255,7 +1306,9 @@ _POLICY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 def _resolve(config, customers, replications, horizon, seed) -> ExperimentConfig:
     if not isinstance(config, ExperimentConfig):
-        raise TypeError(f"config must be an ExperimentConfig (sim.load_config), got {type(config).__name__}")
+        hint = " (for a dict use sim.config_from_dict(data))" if isinstance(config, Mapping) else ""
+        raise TypeError(f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
+                        f"got {type(config).__name__}{hint}")
     run = {key: value for key, value in (("replications", replications), ("horizon", horizon), ("seed", seed))
            if value is not None}
     overrides = {}
@@ -1264,6 +1317,29 @@ def _resolve(config, customers, replications, horizon, seed) -> ExperimentConfig
     if customers is not None:
         overrides["population"] = {"customers": customers}
     return config.with_overrides(**overrides) if overrides else config
+
+
+#: Most prospects won or deterred per talk on average (``people_told * |influence|`` of a
+#: satisfaction type) with ``market.word_of_mouth`` on: each is a simulated arrival.
+MAX_WORD_OF_MOUTH_PROSPECTS = 1_000.0
+
+
+def _check_word_of_mouth(config: ExperimentConfig) -> None:
+    """With word of mouth on, ``people_told * |influence|`` of every satisfaction type at
+    most :data:`MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields."""
+    if not config.market.word_of_mouth.enabled:
+        return
+    wom = config.word_of_mouth
+    problems = []
+    for name, told, influence in zip(SATISFACTION_TYPES, wom.people_told.as_tuple(), wom.influence.as_tuple()):
+        mean = told * abs(influence)
+        if mean > MAX_WORD_OF_MOUTH_PROSPECTS:
+            problems.append((f"word_of_mouth.people_told.{name}",
+                             f"people_told.{name} * |influence.{name}| = {told:g} * {abs(influence):g} = {mean:g} "
+                             f"prospects per talk must be <= {MAX_WORD_OF_MOUTH_PROSPECTS:g} with "
+                             "market.word_of_mouth on (each prospect is a simulated arrival)"))
+    if problems:
+        raise ConfigError(problems)
 
 
 def _checked_functions(policy_functions, config: ExperimentConfig) -> dict[str, Callable]:
@@ -1288,7 +1364,14 @@ def _checked_functions(policy_functions, config: ExperimentConfig) -> dict[str, 
 def _checked_periods(snapshot_periods, horizon: int, every: int) -> frozenset[int]:
     periods = set(range(0, horizon + 1, every)) if every > 0 else set()
     periods.add(horizon)
+    if isinstance(snapshot_periods, (int, np.integer)) and not isinstance(snapshot_periods, (bool, np.bool_)):
+        snapshot_periods = (snapshot_periods,)  # one period
     if snapshot_periods is not None:
+        try:
+            snapshot_periods = list(snapshot_periods)
+        except TypeError:
+            raise TypeError(f"snapshot_periods = {snapshot_periods!r}: must be a period or an iterable of periods "
+                            f"(whole numbers in [0, {horizon}])") from None
         for value in snapshot_periods:
             if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value <= horizon:
                 raise ValueError(f"snapshot_periods: {value!r} must be a whole period in [0, {horizon}] (the horizon)")
@@ -1305,7 +1388,7 @@ def simulate_market(
     seed: int | None = None,
     policy_functions: Mapping[str, Callable[[CustomerState], float]] | None = None,
     event_log: bool | None = None,
-    snapshot_periods: Iterable[int] | None = None,
+    snapshot_periods: Iterable[int] | int | None = None,
     progress: bool = False,
 ) -> MarketResult:
     """Simulate the customer market of ``config`` with the SimPy agent engine.
@@ -1325,14 +1408,14 @@ def simulate_market(
         Override the config's values (validated like the config).
     policy_functions : mapping of str to callable, optional
         Extra policies for this engine only: ``{name: fn}`` with ``fn(CustomerState) ->
-        spend`` (a finite number >= 0) called for every live customer at every review;
+        spend`` (a finite number in [0, 1e12], ``sim.config.MAX_MAGNITUDE``) called for every live customer at every review;
         simulated after the config's policies, on the same customers. An interaction whose
         ``policies`` list is empty applies to them too; a non-empty list (validated
         against the config's policy names) does not include them.
     event_log : bool, optional
         Keep the event log (default ``config.market.event_log``).
-    snapshot_periods : iterable of int, optional
-        Periods (0 .. horizon) at which to record snapshots, besides every
+    snapshot_periods : int or iterable of int, optional
+        Period(s) (0 .. horizon) at which to record snapshots, besides every
         ``market.snapshot_every`` periods and the horizon.
     progress : bool
         Show a progress bar over (replication, policy) markets.
@@ -1346,10 +1429,19 @@ def simulate_market(
     Raises
     ------
     ConfigError
-        For an override out of range.
+        For an override out of range, or with word of mouth on a mean of more than
+        :data:`MAX_WORD_OF_MOUTH_PROSPECTS` prospects per talk.
     ValueError, TypeError
         For a bad policy function or snapshot period (before any work), or a policy
-        function returning a spend that is not a finite number >= 0 (during the run).
+        function returning a spend that is not a finite number in [0, 1e12] (during the run);
+        TypeError also for a ``config`` that is not an :class:`ExperimentConfig` (a dict:
+        use :func:`sim.config_from_dict`).
+    RuntimeError
+        For a policy function that raises (naming the policy, customer, period and
+        replication; the original exception is its ``__cause__``).
+    NonFiniteResultError
+        If a customer's satisfaction becomes NaN (a numerical failure, naming the customer,
+        period, policy and replication).
 
     Notes
     -----
@@ -1359,6 +1451,7 @@ def simulate_market(
     ``benchmarks/abm_scale.py``. Deterministic given the seed.
     """
     config = _resolve(config, customers, replications, horizon, seed)
+    _check_word_of_mouth(config)
     functions = _checked_functions(policy_functions, config)
     if event_log is not None and not isinstance(event_log, (bool, np.bool_)):
         raise TypeError(f"event_log = {event_log!r}: must be True or False")

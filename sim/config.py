@@ -572,6 +572,14 @@ def _flatten_sweep(data: Any, prefix: str = "") -> dict:
 
 # --------------------------------------------------------------------------- market (agent engine)
 
+#: Most purchases per period per customer under ``market.timing = "event"`` (each purchase
+#: is a simulated event, so the rate bounds the work per customer-period).
+MAX_PURCHASE_RATE = 1_000.0
+#: Most acquisition prospects per period per customer of the initial cohort
+#: (``prospects_per_1000 / 1000 + spend_per_customer * prospects_per_spend``); each
+#: prospect is a simulated arrival, so this bounds the work per period.
+MAX_PROSPECTS_PER_CUSTOMER = 1.0
+
 
 class MarketBudgetConfig(_Frozen):
     """A retention budget per period shared by all customers (agent engine only).
@@ -657,16 +665,33 @@ class MarketAcquisitionConfig(_Frozen):
     Prospects arrive as a Poisson process with rate ``prospects_per_1000 * customers / 1000
     + spend * prospects_per_spend`` per period (``spend = spend_per_customer * customers``,
     a firm cost per period) and join in exploration at the next review, paying the
-    acquisition cost of their segment like every new customer.
+    acquisition cost of their segment like every new customer. The rate per cohort
+    customer, ``prospects_per_1000 / 1000 + spend_per_customer * prospects_per_spend``,
+    must be at most :data:`MAX_PROSPECTS_PER_CUSTOMER` (1 prospect per period per cohort
+    customer): every prospect is a simulated arrival. Once the market holds
+    ``market.max_customers`` customers nobody more can join, and the arrival process stops.
     """
 
     enabled: bool = Field(False, description="prospects arrive over time, driven by acquisition spend")
     policies: tuple[str, ...] = Field(
         (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
     )
-    prospects_per_1000: NonNegative = Field(5.0, description="organic prospects per period per 1,000 cohort customers")
+    prospects_per_1000: NonNegative = Field(
+        5.0, description="organic prospects per period per 1,000 cohort customers (with the spend-driven ones "
+                         "at most 1,000: see MAX_PROSPECTS_PER_CUSTOMER)")
     spend_per_customer: NonNegative = Field(0.0, description="acquisition spend per period per cohort customer, money units")
     prospects_per_spend: NonNegative = Field(0.01, description="extra prospects per period per money unit of acquisition spend")
+
+    @model_validator(mode="after")
+    def _bounded_arrivals(self) -> "MarketAcquisitionConfig":
+        per_customer = self.prospects_per_1000 / 1000.0 + self.spend_per_customer * self.prospects_per_spend
+        if per_customer > MAX_PROSPECTS_PER_CUSTOMER:
+            raise ValueError(
+                f"prospects_per_1000 / 1000 + spend_per_customer * prospects_per_spend = {per_customer:g} prospects "
+                f"per period per cohort customer must be <= {MAX_PROSPECTS_PER_CUSTOMER:g} (each prospect is a "
+                f"simulated arrival); got prospects_per_1000 = {self.prospects_per_1000:g}, spend_per_customer = "
+                f"{self.spend_per_customer:g}, prospects_per_spend = {self.prospects_per_spend:g}")
+        return self
 
 
 class MarketCompetitorConfig(_Frozen):
@@ -716,12 +741,12 @@ class MarketConfig(_Frozen):
     )
     purchase_rate: StageNonNegative = Field(
         default_factory=lambda: StageNonNegative(exploration=1.0, formation=2.0, stability=4.0, decline=1.5),
-        description="purchases per period by stage ('event' timing; each carries an equal share of the "
-                    "period's expected purchase cash flow, C1/C2)",
+        description="purchases per period by stage, each > 0 and <= 1000 ('event' timing; each carries an equal "
+                    "share of the period's expected purchase cash flow, C1/C2)",
     )
     event_log: bool = Field(False, description="keep the event log (time, customer, event, stage, satisfaction)")
     snapshot_every: int = Field(12, ge=0, le=100_000, description="keep a snapshot of all live customers every this many periods (0: only at the horizon)")
-    max_customers: int = Field(1_000_000, ge=1, le=100_000_000, description="most customers one market may hold (arrivals beyond are turned away and counted)")
+    max_customers: int = Field(1_000_000, ge=1, le=100_000_000, description="most customers one market may hold, ended ones included (word-of-mouth arrivals beyond are turned away and counted; the acquisition process stops once it is reached)")
     budget: MarketBudgetConfig = Field(default_factory=MarketBudgetConfig)
     capacity: MarketCapacityConfig = Field(default_factory=MarketCapacityConfig)
     word_of_mouth: MarketWordOfMouthConfig = Field(default_factory=MarketWordOfMouthConfig)
@@ -734,6 +759,10 @@ class MarketConfig(_Frozen):
         zero = [stage for stage, rate in zip(STAGES, rates.as_tuple()) if rate <= 0.0]
         if zero:
             raise ValueError(f"purchase_rate must be > 0 in every stage; zero for {zero}")
+        high = [f"{stage} = {rate:g}" for stage, rate in zip(STAGES, rates.as_tuple()) if rate > MAX_PURCHASE_RATE]
+        if high:
+            raise ValueError(f"purchase_rate must be <= {MAX_PURCHASE_RATE:g} purchases per period in every stage "
+                             f"(each purchase is a simulated event); got {', '.join(high)}")
         return rates
 
     @property

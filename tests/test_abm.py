@@ -55,12 +55,13 @@ def engines(baseline_config):
 
 
 def test_agent_engine_reproduces_the_core_customer_for_customer(engines, baseline_config):
-    """Interactions off, period timing: every customer's CLV equals the core's to 1e-9 (the same
-    equations, draws and order), so the stage, pattern and satisfaction counts are identical."""
+    """Interactions off, period timing: every customer's CLV equals the core's bit for bit (the
+    same equations, draws and order, and the parts summed in the core's order), so the stage,
+    pattern and satisfaction counts are identical."""
     agents, core = engines
     for name in baseline_config.policy_names:
         assert agents.clv[name].shape == core.clv[name].shape == (3000,)
-        np.testing.assert_allclose(agents.clv[name], core.clv[name], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(agents.clv[name], core.clv[name], err_msg=name)
     pd.testing.assert_frame_equal(agents.stages, core.stages, check_exact=True)
     pd.testing.assert_frame_equal(agents.patterns[["policy", "pattern", "customers", "share"]],
                                   core.patterns[["policy", "pattern", "customers", "share"]], check_exact=True)
@@ -80,7 +81,7 @@ def test_agreement_holds_with_beta_churn(baseline_config):
                      population={"churn_propensity": {"alpha": 1.0, "beta": 12.0}})
     agents = simulate_market(config, customers=1000, replications=1, horizon=48)
     core = sim.project(config, customers=1000, replications=1, horizon=48)
-    np.testing.assert_allclose(agents.clv["stage_based"], core.clv["stage_based"], rtol=0, atol=1e-9)
+    np.testing.assert_array_equal(agents.clv["stage_based"], core.clv["stage_based"])
     pd.testing.assert_frame_equal(agents.stages, core.stages, check_exact=True)
     assert agents.snapshot(0)["propensity"].gt(0).all()
 
@@ -235,23 +236,35 @@ def test_ample_capacity_changes_nothing(baseline_config):
 
 
 def test_a_capacity_shortfall_lengthens_waits_and_lowers_satisfaction(baseline_config):
-    """Fewer servers: longer mean waits (weighted by complaints served), lower mean satisfaction of
-    the cohort, and a lower CLV than with no queue, by more than 4 SE of the paired difference
-    (the comparison table's SE: sd of per-customer differences / sqrt(n))."""
+    """Fewer servers (1, 2, 12 for 1,500 customers): longer mean waits (weighted by complaints
+    served) and lower mean satisfaction (per live customer-period), and a lower CLV than with no
+    queue. Waits within a market are correlated (a queue), so the unit is the replication: each of
+    R = 4 independent replications gives one market-level mean per capacity, the capacities share
+    the replication's customers and shocks, and the paired difference between two capacities must
+    exceed 4 SE, SE = sd(differences over replications) / sqrt(R). The CLV difference is the
+    comparison table's: > 4 SE of the paired per-customer difference, sd / sqrt(n)."""
+    replications = 4
     waits, satisfaction = [], []
-    for servers in (0.5, 2.0, 8.0):
+    for servers in (0.5, 1.0, 8.0):
         config = _config(baseline_config, policies=[STAGE_POLICY, _twin("stage_queue")],
                          market={"capacity": {"enabled": True, "servers_per_1000": servers,
                                               "policies": ["stage_queue"]}})
-        result = simulate_market(config, customers=1500, horizon=48)
+        result = simulate_market(config, customers=1500, horizon=48, replications=replications)
         rows = result.market[result.market["policy"] == "stage_queue"]
-        waits.append((rows["wait_mean"].fillna(0) * rows["complaints_served"]).sum() / rows["complaints_served"].sum())
-        satisfaction.append(result.summary.set_index("policy").loc["stage_queue", "satisfaction_mean"])
+        rows = rows.assign(wait_total=rows["wait_mean"].fillna(0) * rows["complaints_served"],
+                           satisfaction_total=rows["satisfaction_mean"] * rows["live"])
+        by_replication = rows.groupby("replication")[["wait_total", "complaints_served", "satisfaction_total",
+                                                      "live"]].sum()
+        waits.append((by_replication["wait_total"] / by_replication["complaints_served"]).to_numpy())
+        satisfaction.append((by_replication["satisfaction_total"] / by_replication["live"]).to_numpy())
         if servers == 0.5:
             row = result.comparison.set_index(["policy", "reference"]).loc[("stage_queue", "stage_based")]
             assert row["delta_clv"] + 4 * row["se"] < 0
-    assert waits[0] > waits[1] > waits[2] >= 0, waits
-    assert satisfaction[0] < satisfaction[1] < satisfaction[2], satisfaction
+    for fewer, more in ((0, 1), (1, 2)):
+        for name, values, sign in (("wait", waits, 1), ("satisfaction", satisfaction, -1)):
+            difference = sign * (values[fewer] - values[more])  # > 0 expected
+            se = difference.std(ddof=1) / math.sqrt(replications)
+            assert difference.mean() > 4 * se, (name, fewer, more, difference.mean(), se)
 
 
 def test_buying_capacity_adds_servers(baseline_config):
@@ -280,7 +293,10 @@ def test_positive_word_of_mouth_raises_arrivals(baseline_config):
         config = _wom(baseline_config, {"dissatisfied": 0.0, "satisfied": satisfied, "highly_satisfied": highly})
         result = simulate_market(config, customers=1000, horizon=48)
         joined.append(result.market["joined_word_of_mouth"].sum())
-    assert joined[0] == 0 and joined[1] > 0 and joined[2] > joined[1], joined
+    # joined counts are Poisson-like: SE of j2 - j1 = sqrt(j1 + j2) treating them as independent
+    # (conservative: the two runs share customers and shocks, so the counts correlate positively)
+    assert joined[0] == 0 and joined[1] > 0, joined
+    assert joined[2] - joined[1] > 4 * math.sqrt(joined[1] + joined[2]), joined
 
 
 def test_negative_word_of_mouth_deters_acquisition(baseline_config):
@@ -364,13 +380,13 @@ def test_competitor_entry_raises_transactional_churn_more(baseline_config):
     pd.testing.assert_frame_equal(before.loc["stage_based"], before.loc["stage_competitor"])
     after = rows[rows.index.get_level_values("period") >= 12].groupby("policy").sum()
     log_ratio = {}
-    variance = 0.0
+    variance = {}
     for segment in ("relationship", "transactional"):
         rate = after[f"exits_{segment}"] / after[f"live_{segment}"]
         log_ratio[segment] = math.log(rate["stage_competitor"] / rate["stage_based"])
-        variance += (1 / after[f"exits_{segment}"]).sum()
-    assert log_ratio["relationship"] > 0
-    assert log_ratio["transactional"] - log_ratio["relationship"] > 4 * math.sqrt(variance)
+        variance[segment] = (1 / after[f"exits_{segment}"]).sum()  # the two Poisson exit counts of the ratio
+    assert log_ratio["relationship"] > 4 * math.sqrt(variance["relationship"]), (log_ratio, variance)
+    assert log_ratio["transactional"] - log_ratio["relationship"] > 4 * math.sqrt(sum(variance.values()))
     entered = result.events[result.events["event"] == "competitor_entered"]
     assert entered["policy"].tolist() == ["stage_competitor"] and entered["time"].tolist() == [12.0]
 
@@ -406,10 +422,35 @@ def test_bad_policy_functions_fail_before_work(baseline_config, functions, error
         simulate_market(baseline_config, customers=10, horizon=2, replications=1, policy_functions=functions)
 
 
-@pytest.mark.parametrize("value", [-1.0, float("nan"), "lots", None])
+@pytest.mark.parametrize("value", [-1.0, float("nan"), float("inf"), 2e12, 10**400, "lots", None])
 def test_a_bad_spend_from_a_policy_function_names_it(baseline_config, value):
-    with pytest.raises(ValueError, match=r"policy function 'f' returned .* a spend must be a finite number >= 0"):
+    with pytest.raises(ValueError, match=r"policy function 'f' returned .* for customer 0 in period 0; "
+                                         r"a spend must be a finite number >= 0 and <= 1e\+12"):
         simulate_market(baseline_config, customers=10, horizon=2, replications=1, policy_functions={"f": lambda state: value})
+
+
+def test_the_largest_spend_allowed_is_max_magnitude(baseline_config):
+    result = simulate_market(baseline_config, customers=5, horizon=2, replications=1,
+                             policy_functions={"f": lambda state: sim.config.MAX_MAGNITUDE})
+    rows = result.market.set_index(["policy", "period"])
+    assert rows.loc[("f", 0), "retention_spend"] == 5 * 1e12  # all five customers live in period 0
+
+
+def test_a_policy_function_that_raises_is_named_with_its_customer(baseline_config):
+    def failing(state):
+        if state.customer == 3 and state.period == 1:
+            raise KeyError("no such tier")
+        return 1.0
+
+    with pytest.raises(RuntimeError, match=r"policy function 'failing' raised KeyError: 'no such tier' for customer 3 "
+                                           r"in period 1 \(replication 0\)") as caught:
+        simulate_market(baseline_config, customers=10, horizon=3, replications=1, policy_functions={"failing": failing})
+    causes = []  # the original error is chained (SimPy re-raises a process's error as a copy, chained too)
+    error = caught.value
+    while error is not None and len(causes) < 5:
+        causes.append(error)
+        error = error.__cause__
+    assert any(isinstance(cause, KeyError) for cause in causes)
 
 
 def test_bad_arguments_fail_with_clear_messages(baseline_config):
@@ -417,8 +458,26 @@ def test_bad_arguments_fail_with_clear_messages(baseline_config):
         simulate_market(baseline_config, customers=0)
     with pytest.raises(ValueError, match=r"snapshot_periods: 13 must be a whole period in \[0, 12\]"):
         simulate_market(baseline_config, customers=10, horizon=12, snapshot_periods=[13])
-    with pytest.raises(TypeError, match="ExperimentConfig"):
+    with pytest.raises(TypeError, match=r"got dict \(for a dict use sim.config_from_dict\(data\)\)"):
         simulate_market({"population": {}})
+    with pytest.raises(TypeError, match="snapshot_periods = 2.5: must be a period or an iterable of periods"):
+        simulate_market(baseline_config, customers=10, horizon=12, snapshot_periods=2.5)
+
+
+def test_word_of_mouth_means_are_bounded_when_it_is_on(baseline_config):
+    config = baseline_config.with_overrides(word_of_mouth={"people_told": {"satisfied": 1e9}})
+    simulate_market(config, customers=5, horizon=2, replications=1)  # off: the core's expected CLV5 only
+    on = config.with_overrides(market={"word_of_mouth": {"enabled": True}})
+    with pytest.raises(ConfigError, match=r"word_of_mouth.people_told.satisfied: people_told.satisfied \* "
+                                          r"\|influence.satisfied\| = 1e\+09 \* 0.005 = 5e\+06 prospects per talk "
+                                          r"must be <= 1000"):
+        simulate_market(on, customers=5, horizon=2, replications=1)
+
+
+def test_a_single_snapshot_period_may_be_an_int(baseline_config):
+    result = simulate_market(baseline_config, customers=10, horizon=12, replications=1, snapshot_periods=5)
+    assert result.snapshot_periods == [0, 5, 12]
+    assert (result.snapshot(5)["tenure"] == 5).all()
 
 
 @pytest.mark.parametrize("data, fragments", [
@@ -433,12 +492,135 @@ def test_bad_arguments_fail_with_clear_messages(baseline_config):
     ({"market": {"budget": {"policies": ["nope"]}}}, ["market.budget.policies", "no policy named ['nope']"]),
     ({"market": {"timing": "continuous"}}, ["market.timing = 'continuous'", "'period'", "'event'"]),
     ({"market": {"purchase_rate": {"stability": 0.0}}}, ["market.purchase_rate", "must be > 0"]),
+    # upper bounds: each purchase and each prospect is a simulated event (1e9 would never finish)
+    ({"market": {"purchase_rate": {"exploration": 1.0, "formation": 2.0, "stability": 1e9, "decline": 1.0}}},
+     ["market.purchase_rate", "must be <= 1000 purchases per period in every stage", "got stability = 1e+09"]),
+    ({"market": {"acquisition": {"prospects_per_1000": 1e9}}},
+     ["market.acquisition", "= 1e+06 prospects per period per cohort customer must be <= 1",
+      "prospects_per_1000 = 1e+09"]),
+    ({"market": {"acquisition": {"spend_per_customer": 1e6, "prospects_per_spend": 0.01}}},
+     ["market.acquisition", "= 10000 prospects per period per cohort customer must be <= 1",
+      "spend_per_customer = 1e+06"]),
 ])
 def test_bad_market_config_is_rejected(data, fragments):
     with pytest.raises(ConfigError) as caught:
         config_from_dict(data)
     for fragment in fragments:
         assert fragment in str(caught.value), (fragment, str(caught.value))
+
+
+# ----------------------------------------------------------------------------- numerical guards
+
+
+def _one_market(config, customers):
+    """A bare market of the first policy of ``config`` with ``customers`` cohort agents added."""
+    from sim.abm import ORIGIN_COHORT, _Market, _Setup
+    from sim.core import ChunkPartials
+
+    horizon = config.run.horizon
+    setup = _Setup(config, config.policy_names, {}, False, frozenset())
+    market = _Market(setup, 0, 0, ChunkPartials(1, len(config.policy_names), horizon, customers))
+    for _ in range(customers):
+        market._add_agent(ORIGIN_COHORT, -1, 0)
+    return market
+
+
+def test_the_satisfaction_bin_is_always_a_valid_index():
+    from sim.abm import _satisfaction_bin
+
+    cases = {0.0: 0, 0.05: 0, 0.5: 5, 0.95: 9, 0.999: 9, 1.0: 9, -0.5: 0, 1.5: 9, -np.inf: 0, np.inf: 9, np.nan: -1}
+    for satisfaction, expected in cases.items():
+        assert _satisfaction_bin(satisfaction) == expected, satisfaction
+    grid = np.linspace(0.0, 1.0, 1001)  # the core's rule on [0, 1]
+    assert [_satisfaction_bin(value) for value in grid] == [min(int(value * 10), 9) for value in grid]
+
+
+def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
+    """The step kernel's satisfaction bin: a NaN satisfaction (int(NaN) is undefined, the write
+    unchecked) books nothing; a finite one books exactly one bin, as in the core."""
+    from sim.abm import F_EXPECTATION, F_SATISFACTION, _close_period
+
+    config = baseline_config.with_overrides(run={"horizon": 4})
+    market = _one_market(config, 2)
+    market.fstate[1, F_EXPECTATION] = np.nan  # -> NaN disconfirmation -> NaN satisfaction (M4)
+    bins = market.partials.satisfaction_bins
+    _close_period(1, 0, *market.kernel_arguments)
+    assert math.isnan(market.fstate[1, F_SATISFACTION])
+    assert bins.sum() == 0
+    _close_period(0, 0, *market.kernel_arguments)
+    assert bins[..., 0].sum() == 1
+
+
+def test_a_nan_satisfaction_is_a_named_error(baseline_config, monkeypatch):
+    """A NaN reaching a customer's satisfaction stops the run with NonFiniteResultError naming
+    the customer, period, policy and replication (here injected through customer 3's expectation)."""
+    from sim import abm
+    from sim.projection import NonFiniteResultError
+
+    real = abm._init_agent
+
+    def poisoned(agent, seed, replication, origin, referrer, period, fstate, *rest):
+        real(agent, seed, replication, origin, referrer, period, fstate, *rest)
+        if agent == 3:
+            fstate[agent, abm.F_EXPECTATION] = np.nan
+
+    monkeypatch.setattr(abm, "_init_agent", poisoned)
+    first = baseline_config.policy_names[0]
+    with pytest.raises(NonFiniteResultError, match=rf"satisfaction of customer 3 is nan after period 0 "
+                                                    rf"\(policy '{first}', replication 0\)"):
+        simulate_market(baseline_config, customers=10, horizon=3, replications=1)
+
+
+@pytest.mark.parametrize("mean, n", [(800.0, 400), (5000.0, 200)])
+def test_poisson_draws_have_the_right_mean_for_large_means(mean, n):
+    """exp(-mean) underflows above a mean of ~745: the draw is a sum of Poisson draws of means <= 500.
+    The mean of n draws is within 4 SE of the Poisson mean, SE = sqrt(mean / n); so is the variance
+    (SE of a sample variance of Poisson draws ~ mean * sqrt(2 / n) for a large mean)."""
+    from sim.abm import _poisson
+
+    uniforms = np.random.default_rng(20240611).random(n * 20)
+    position = iter(uniforms)
+    draws = np.array([_poisson(mean, lambda: next(position)) for _ in range(n)], dtype=float)
+    assert abs(draws.mean() - mean) < 4 * math.sqrt(mean / n), draws.mean()
+    assert abs(draws.var(ddof=1) - mean) < 4 * mean * math.sqrt(2 / n), draws.var(ddof=1)
+
+
+def test_poisson_draws_for_small_means_are_the_inverse_distribution_function():
+    """Up to a mean of 500 a draw is one inversion with one uniform (the draws of the runs above
+    are unchanged): the count equals scipy's Poisson quantile of that uniform. Larger means use
+    ceil(mean / 500) uniforms."""
+    from scipy.stats import poisson
+
+    from sim.abm import _poisson
+
+    def constant(value, used):
+        def draw():
+            used.append(value)
+            return value
+        return draw
+
+    uniforms = np.random.default_rng(7).random(300)
+    for mean in (0.0, 0.05, 3.0, 40.0, 500.0):
+        for u in uniforms:
+            used = []
+            count = _poisson(mean, constant(u, used))
+            assert len(used) == 1
+            assert count == poisson.ppf(u, mean), (mean, u, count)
+    for mean, parts in ((500.5, 2), (800.0, 2), (5000.0, 10)):
+        used = []
+        _poisson(mean, constant(0.5, used))
+        assert len(used) == parts
+
+
+def test_acquisition_stops_when_the_market_is_full(baseline_config):
+    """At most max_customers customers (cohort 100 + 10): the 11th period's worth of arrivals
+    never comes (the arrival process stops once full), so nobody is turned away."""
+    market = {"max_customers": 110, "acquisition": {"enabled": True, "prospects_per_1000": 1000.0}}
+    result = simulate_market(_config(baseline_config, policies=[STAGE_POLICY], market=market),
+                             customers=100, horizon=24)
+    assert result.market["joined_acquisition"].sum() == 10
+    assert result.market["turned_away"].sum() == 0
+    assert len(result.customers) == 110
 
 
 # ----------------------------------------------------------------------------- snapshots, event log, reproducibility
@@ -494,7 +676,6 @@ def test_event_log_is_consistent_with_the_customers(baseline_config):
     result = simulate_market(_all_interactions(baseline_config), customers=400, horizon=36)
     events, customers = result.events, result.customers
     assert list(events.columns) == ["policy", "replication", "time", "customer", "event", "stage", "satisfaction"]
-    assert result.config.run.replications == 1
     for name in result.summary["policy"]:
         log = events[events["policy"] == name]
         people = customers[customers["policy"] == name]
