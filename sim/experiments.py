@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from .config import ExperimentConfig, apply_overrides, sweep_grid
-from .projection import ProjectionResult, project
+from .projection import Z95, ProjectionResult, _resolve, _set_threads, project
 
 __all__ = [
     "Z95",
@@ -55,10 +55,6 @@ __all__ = [
     "sweep_figure",
     "experiment_report",
 ]
-
-#: Normal quantile of two-sided 95 % intervals (as in :mod:`sim.projection`).
-Z95 = 1.959963984540054
-
 
 # --------------------------------------------------------------------------- table helpers
 
@@ -165,15 +161,6 @@ class ExperimentResult(ProjectionResult):
         return extra
 
 
-def _set_threads(threads: int) -> int:
-    import numba
-
-    available = numba.config.NUMBA_NUM_THREADS
-    wanted = available if threads == 0 else min(threads, available)
-    numba.set_num_threads(wanted)
-    return wanted
-
-
 def _add_replications(config: ExperimentConfig, reducer, first: int, stop: int, keep_clv: bool,
                       progress: bool = False) -> None:
     """Simulate replications ``first .. stop-1`` and add their chunks to ``reducer``, in the
@@ -202,9 +189,10 @@ def project_to_precision(config: ExperimentConfig, *, progress: bool = False) ->
     replications (the SE falls as ``1/sqrt(R)``), simulating only the new replications
     ``R .. R'-1`` and adding their chunks to the running totals
     (:class:`sim.executors.ChunkReducer`, memory independent of ``R``). The tables are
-    bitwise identical to those of ``sim.project(config, replications=R_final)``; the
-    per-customer CLVs (``result.clv``) are kept only if ``sim.project`` would keep them
-    at ``max_replications``.
+    bitwise identical to those of ``sim.project(config, replications=R_final)``, and so is
+    ``result.clv``: the per-customer CLVs are kept while ``customers x R <=
+    sim.executors.CLV_KEEP_LIMIT`` (:func:`sim.executors.exact_clv_tables`, the rule of
+    ``sim.project``) and dropped, for the sketch, at the first round that grows past it.
 
     Returns
     -------
@@ -224,7 +212,7 @@ def project_to_precision(config: ExperimentConfig, *, progress: bool = False) ->
     rule) makes the reported half-width slightly optimistic; with thousands of customers
     per replication the SE estimate is very stable, so the effect is negligible here.
     """
-    from .executors import ChunkReducer, keep_clv_default
+    from .executors import ChunkReducer, exact_clv_tables
 
     target = config.precision.target_ci_halfwidth
     if target is None:
@@ -233,8 +221,9 @@ def project_to_precision(config: ExperimentConfig, *, progress: bool = False) ->
     replications = config.run.replications
     threads = _set_threads(config.run.threads)
     started = time.perf_counter()
-    # per-customer CLVs are kept only if they would be at the cap (memory known up front)
-    keep_clv = keep_clv_default(config.with_overrides(run={"replications": cap}))
+    # per-customer CLVs are kept exactly when sim.project keeps them for the current R
+    # (memory at most CLV_KEEP_LIMIT CLVs per policy); past the limit the sketch takes over
+    keep_clv = exact_clv_tables(config)
     reducer = ChunkReducer(len(config.policy_names), keep_clv=keep_clv)
     _add_replications(config, reducer, 0, replications, keep_clv, progress)
     rounds = []
@@ -247,6 +236,9 @@ def project_to_precision(config: ExperimentConfig, *, progress: bool = False) ->
             break
         wanted = math.ceil(replications * (halfwidth / target) ** 2)
         grown = min(cap, max(replications + 1, wanted))
+        if keep_clv and not exact_clv_tables(config.with_overrides(run={"replications": grown})):
+            reducer.drop_clv()  # as sim.project with ``grown`` replications: quantiles from the sketch
+            keep_clv = False
         _add_replications(config, reducer, replications, grown, keep_clv, progress)
         replications = grown
     result.timings["simulate_seconds"] = time.perf_counter() - started
@@ -286,14 +278,7 @@ def run_experiment(
     """
     if config.sweep:
         raise ValueError("the config has a [sweep]: run it with sim.experiments.run_sweep (or sim run)")
-    overrides_run = {key: value for key, value in
-                     (("replications", replications), ("horizon", horizon), ("seed", seed), ("threads", threads))
-                     if value is not None}
-    overrides = {"run": overrides_run} if overrides_run else {}
-    if customers is not None:
-        overrides["population"] = {"customers": customers}
-    if overrides:
-        config = config.with_overrides(**overrides)
+    config = _resolve(config, customers, replications, horizon, seed, threads)
     if config.precision.target_ci_halfwidth is not None:
         result, record = project_to_precision(config, progress=progress)
         return ExperimentResult.from_projection(result, record)

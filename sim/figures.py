@@ -70,6 +70,7 @@ from .config import PATTERNS, STAGES, ConfigError, ExperimentConfig, config_from
 from .experiments import frontier_table
 from .paths import UnsafeOutputError, check_output_dir
 from .plotting import plot_comparison_forest, plot_frontier
+from .projection import Z95
 
 __all__ = [
     "FIGURE_KINDS",
@@ -82,12 +83,14 @@ __all__ = [
     "load_figure_spec",
     "load_figure_specs",
     "figure_data",
+    "figure_caption",
     "draw_figure",
     "make_figures",
     "tenure_stage_table",
     "loyalty_curve_table",
     "lorenz_table",
     "response_config",
+    "survival_validation_table",
     "plot_lifecycle_curve",
     "plot_pattern_bars",
     "plot_loyalty_curve",
@@ -108,8 +111,6 @@ DEFAULT_CONFIG_DIR = Path("experiments") / "figures"
 DEFAULT_OUT = Path("results") / "figures"
 #: Where ``--quick`` writes (not committed; keeps the full run's files intact).
 DEFAULT_QUICK_OUT = Path("results") / "figures-quick"
-#: Normal quantile of two-sided 95 % intervals.
-Z95 = 1.959963984540054
 
 #: Columns of the frontier panel's data (figure 7).
 FRONTIER_COLUMNS = ["policy", "retention_spend", "clv_mean", "clv_se", "ci_low", "ci_high", "efficient"]
@@ -721,6 +722,7 @@ class _Kind:
     experiments: tuple[str, ...] | None  # required labels (None: any, at least one)
     build: Callable
     draw: Callable
+    facts: Callable  # (spec, parameters, configs) -> {fact: value or a stand-in of its type}, before any work
 
 
 @dataclasses.dataclass(frozen=True)
@@ -842,8 +844,11 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
     Raises
     ------
     ConfigError
-        For a missing or malformed file, an unknown key or kind, a bad parameter, or an
-        experiment that is not a valid config — one line per problem, before any work.
+        For a missing or malformed file, an unknown key or kind, a bad parameter, an
+        experiment that is not a valid config, a caption that is not a valid template or
+        uses a placeholder the figure does not provide, or a ``spend_response`` sweep that
+        cannot be built (base policy not of kind ``stage``, more than 64 policies) — one
+        line per problem, before any work.
     """
     path = Path(path)
     source = str(path)
@@ -895,6 +900,8 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
             raise ConfigError(_pydantic_problems(error, prefix), source) from None
         configs = {label: spec.config(label, quick) for label in experiments}  # raises ConfigError
         _check_policy_names(spec, parameters, configs, source)
+        _check_kind(spec, parameters, configs, source, quick)
+        _check_caption(spec, parameters, configs, source)
     return spec
 
 
@@ -935,6 +942,32 @@ def _check_policy_names(spec: FigureSpec, parameters, configs: dict, source: str
                 need("policy", parameters.policy, configs[label])
     if problems:
         raise ConfigError(problems, source)
+
+
+def _check_kind(spec: FigureSpec, parameters, configs: dict, source: str, quick: bool) -> None:
+    """What a kind builds from its parameters, built once here without simulating (the
+    spend-response sweep: a stage base policy, at most 64 policies)."""
+    if spec.kind == "spend_response":
+        try:
+            response_config(configs["main"], parameters.base_policy, parameters.stages, parameters.spends)
+        except (ConfigError, ValueError) as error:
+            where = " (quick sizes)" if quick else ""
+            raise ConfigError([(f"figure.params{where}", " ".join(str(error).split()))], source) from None
+
+
+def _check_caption(spec: FigureSpec, parameters, configs: dict, source: str) -> None:
+    """The caption formats with the facts the figure will provide (names, syntax and format
+    specifications, with each fact's value or a stand-in of its type), before any work."""
+    facts = FIGURE_KINDS[spec.kind].facts(spec, parameters, configs)
+    try:
+        _format_caption(spec.caption, facts)
+    except KeyError as error:
+        raise ConfigError([(f"figure.caption: {{{error.args[0]}}}",
+                            f"the figure does not provide it; available: {', '.join(sorted(facts))}")], source) from None
+    except (IndexError, ValueError, TypeError, AttributeError) as error:
+        raise ConfigError([("figure.caption", (f"not a valid caption template: {error}; placeholders are "
+                                               "{name} or {name:format}, literal braces {{ and }}"))],
+                          source) from None
 
 
 def load_figure_specs(directory: str | Path = DEFAULT_CONFIG_DIR, only: Sequence[str] | None = None) -> list[FigureSpec]:
@@ -1333,8 +1366,57 @@ def _draw_value_concentration(spec: FigureSpec, data: FigureData):
     return figure
 
 
-def _build_validation(spec: FigureSpec, quick: bool, threads: int | None) -> FigureData:
+def survival_validation_table(cohort: ExperimentConfig, survivors: Sequence[int], holdout: Sequence[int] = (), *,
+                              policy: str | None = None, customers: int | None = None,
+                              replications: int | None = None, threads: int | None = None) -> pd.DataFrame:
+    """Observed, sBG-fitted and simulated survival of a cohort (the survival panel of the
+    ``validation`` figure).
+
+    Fits the shifted-beta-geometric model to ``survivors`` (:func:`sim.analytic.sbg_fit`;
+    ``survivors[t]`` = customers active at the start of period ``t``), gives ``cohort`` that
+    churn propensity (``population.churn_propensity``, M8) and a horizon covering
+    ``survivors`` and the ``holdout`` counts that follow them, and projects it
+    (:func:`sim.project`; ``customers``, ``replications`` and ``threads`` override the
+    config). For a config from :func:`sim.calibration.calibrate_survival` on the same counts
+    the propensity is the one it already has.
+
+    Returns
+    -------
+    DataFrame
+        One row per period ``t = 0 .. len(survivors) + len(holdout) - 1``: ``period,
+        observed_survivors, observed_survival, observed_role`` (``"fit"`` or
+        ``"holdout"``), ``fitted_survival`` (sBG), ``simulated_survival`` (share of
+        ``policy``'s cohort not ended, default the first policy) and ``simulated_se``
+        (binomial, over customers x replications).
+    """
     from .analytic import sbg_fit, sbg_survival
+
+    fit = sbg_fit(list(survivors))
+    periods = len(survivors) + len(holdout)
+    cohort = cohort.with_overrides(population={"churn_propensity": {"alpha": float(fit.alpha), "beta": float(fit.beta)}},
+                                   run={"horizon": periods - 1})
+    result = _project(cohort, threads, customers=customers, replications=replications)
+    cohort = result.config
+    policy = policy or cohort.policy_names[0]
+    ended = result.stages[(result.stages["policy"] == policy) & (result.stages["stage"] == "ended")]
+    simulated_survival = 1.0 - ended.set_index("period")["share"].loc[range(periods)].to_numpy()
+    n_total = cohort.population.customers * cohort.run.replications
+    observed = np.asarray(list(survivors) + list(holdout), dtype=float)
+    t = np.arange(periods)
+    fitted = np.asarray(sbg_survival(fit.alpha, fit.beta, t), dtype=float)
+    return pd.DataFrame({
+        "period": t,
+        "observed_survivors": observed.astype(np.int64),
+        "observed_survival": observed / observed[0],
+        "observed_role": ["fit"] * len(survivors) + ["holdout"] * len(holdout),
+        "fitted_survival": fitted,
+        "simulated_survival": simulated_survival,
+        "simulated_se": np.sqrt(simulated_survival * (1.0 - simulated_survival) / n_total),
+    })
+
+
+def _build_validation(spec: FigureSpec, quick: bool, threads: int | None) -> FigureData:
+    from .analytic import sbg_fit
     from .lifecycle_chain import lifecycle_markov_clv
 
     params = spec.parameters(quick)
@@ -1357,27 +1439,10 @@ def _build_validation(spec: FigureSpec, quick: bool, threads: int | None) -> Fig
     simulated = pd.DataFrame(simulated_rows)
 
     cohort = spec.config("cohort", quick)
+    survival = survival_validation_table(cohort, params.survivors, params.holdout, policy=params.cohort_policy,
+                                         threads=threads)
     fit = sbg_fit(list(params.survivors))
     periods = len(params.survivors) + len(params.holdout)
-    cohort = cohort.with_overrides(population={"churn_propensity": {"alpha": float(fit.alpha), "beta": float(fit.beta)}},
-                                   run={"horizon": periods - 1})
-    result = _project(cohort, threads)
-    policy = params.cohort_policy or cohort.policy_names[0]
-    ended = result.stages[(result.stages["policy"] == policy) & (result.stages["stage"] == "ended")]
-    simulated_survival = 1.0 - ended.set_index("period")["share"].loc[range(periods)].to_numpy()
-    n_total = cohort.population.customers * cohort.run.replications
-    observed = np.asarray(list(params.survivors) + list(params.holdout), dtype=float)
-    t = np.arange(periods)
-    fitted = np.asarray(sbg_survival(fit.alpha, fit.beta, t), dtype=float)
-    survival = pd.DataFrame({
-        "period": t,
-        "observed_survivors": observed.astype(np.int64),
-        "observed_survival": observed / observed[0],
-        "observed_role": ["fit"] * len(params.survivors) + ["holdout"] * len(params.holdout),
-        "fitted_survival": fitted,
-        "simulated_survival": simulated_survival,
-        "simulated_se": np.sqrt(simulated_survival * (1.0 - simulated_survival) / n_total),
-    })
     frame = pd.concat([_with_panel(exact, "markov_exact"), _with_panel(simulated, "markov_simulated"),
                        _with_panel(survival, "survival")], ignore_index=True)
     facts = {**_size_facts(markov), "cohort_customers": cohort.population.customers,
@@ -1493,18 +1558,118 @@ def _draw_agent_effects(spec: FigureSpec, data: FigureData):
     return figure
 
 
+# --------------------------------------------------------------------------- caption facts, before work
+# What each builder puts in FigureData.facts, known from the configs alone: the values
+# themselves where they do not need a simulation, else a stand-in of the same type
+# (tests/test_figures.py checks the names and types against the built figures).
+
+
+def _main_size_facts(spec, parameters, configs) -> dict:
+    return _size_facts(configs["main"])
+
+
+def _lifecycle_curve_facts(spec, parameters, configs) -> dict:
+    return {**_size_facts(configs["main"]), "policy": parameters.policy, "tenure_step": parameters.tenure_step,
+            "min_customer_periods": parameters.min_customer_periods}
+
+
+def _stage_occupancy_facts(spec, parameters, configs) -> dict:
+    config = configs["main"]
+    return {**_size_facts(config), "policies": ", ".join(parameters.policies or config.policy_names)}
+
+
+def _satisfaction_loyalty_facts(spec, parameters, configs) -> dict:
+    config = configs["main"]
+    loy = config.loyalty
+    return {**_size_facts(config), "policy": parameters.policy, "defection_threshold": loy.defection_threshold,
+            "affection_threshold": loy.affection_threshold, "indifference_low": loy.indifference_low,
+            "indifference_high": loy.indifference_high, "min_customer_periods": parameters.min_customer_periods}
+
+
+def _satisfaction_trap_facts(spec, parameters, configs) -> dict:
+    config = configs["main"]
+    facts = _size_facts(config)
+    for policy in parameters.policies or config.policy_names:
+        facts.update({f"clv_{policy}": 0.0, f"spend_{policy}": 0.0, f"satisfaction_{policy}": 0.0})
+    return facts
+
+
+def _spend_response_facts(spec, parameters, configs) -> dict:
+    from .model import best_care_spend
+
+    config = configs["main"]
+    dyn = config.dynamics
+    base = next(policy for policy in config.policies if policy.name == parameters.base_policy)
+    return {**_size_facts(config), "base_policy": parameters.base_policy,
+            "care_peak_spend": best_care_spend(dyn.care_gain, dyn.care_scale, dyn.annoyance),
+            "optimum": ", ".join(f"{stage} {spend:g}" for stage, spend in zip(parameters.stages, parameters.spends)),
+            "base_spend": ", ".join(f"{stage} {getattr(base.spend, stage):g}" for stage in parameters.stages)}
+
+
+def _policy_comparison_facts(spec, parameters, configs) -> dict:
+    config = configs["main"]
+    return {**_size_facts(config), "reference": parameters.reference, "best_policy": config.policy_names[0],
+            "efficient": ", ".join(config.policy_names)}
+
+
+def _value_concentration_facts(spec, parameters, configs) -> dict:
+    from .projection import VALUE_GROUPS
+
+    config = configs["main"]
+    facts = _size_facts(config)
+    for policy in parameters.policies or config.policy_names:
+        for group, _ in VALUE_GROUPS:
+            facts.update({f"{policy}_{group}_value_share": 0.0, f"{policy}_{group}_negative_share": 0.0})
+    return facts
+
+
+def _validation_facts(spec, parameters, configs) -> dict:
+    cohort = configs["cohort"]
+    return {**_size_facts(configs["markov"]), "cohort_customers": cohort.population.customers,
+            "cohort_replications": cohort.run.replications, "alpha": 0.0, "beta": 0.0, "max_abs_z": 0.0,
+            "fit_periods": len(parameters.survivors) - 1,
+            "periods": len(parameters.survivors) + len(parameters.holdout) - 1,
+            "horizons": ", ".join(str(h) for h in parameters.horizons)}
+
+
+def _agent_effects_facts(spec, parameters, configs) -> dict:
+    facts, entry = {}, None
+    for scenario in parameters.scenarios:
+        config = configs[scenario]
+        facts.update(_size_facts(config))
+        competitor = config.market.competitor
+        if competitor.enabled:
+            entry = competitor.enters_at
+            facts["competitor_enters_at"] = competitor.enters_at
+            facts["competitor_exit_odds"] = (f"relationship × {competitor.exit_odds.relationship:g}, "
+                                             f"transactional × {competitor.exit_odds.transactional:g}")
+    facts["policy"] = parameters.policy
+    facts["entry"] = entry
+    return facts
+
+
 FIGURE_KINDS: dict[str, _Kind] = {
-    "lifecycle_curve": _Kind(_LifecycleParams, ("main",), _build_lifecycle_curve, _draw_lifecycle_curve),
-    "stage_occupancy": _Kind(_PoliciesParams, ("main",), _build_stage_occupancy, _draw_stage_occupancy),
-    "lifecycle_patterns": _Kind(_Params, ("main",), _build_lifecycle_patterns, _draw_lifecycle_patterns),
-    "satisfaction_loyalty": _Kind(_LoyaltyParams, ("main",), _build_satisfaction_loyalty, _draw_satisfaction_loyalty),
-    "satisfaction_trap": _Kind(_PoliciesParams, ("main",), _build_satisfaction_trap, _draw_satisfaction_trap),
-    "spend_response": _Kind(_ResponseParams, ("main",), _build_spend_response, _draw_spend_response),
-    "policy_comparison": _Kind(_ComparisonParams, ("main",), _build_policy_comparison, _draw_policy_comparison),
-    "clv_decomposition": _Kind(_Params, ("main",), _build_clv_decomposition, _draw_clv_decomposition),
-    "value_concentration": _Kind(_ValueParams, ("main",), _build_value_concentration, _draw_value_concentration),
-    "validation": _Kind(_ValidationParams, ("markov", "cohort"), _build_validation, _draw_validation),
-    "agent_effects": _Kind(_AgentParams, None, _build_agent_effects, _draw_agent_effects),
+    "lifecycle_curve": _Kind(_LifecycleParams, ("main",), _build_lifecycle_curve, _draw_lifecycle_curve,
+                             _lifecycle_curve_facts),
+    "stage_occupancy": _Kind(_PoliciesParams, ("main",), _build_stage_occupancy, _draw_stage_occupancy,
+                             _stage_occupancy_facts),
+    "lifecycle_patterns": _Kind(_Params, ("main",), _build_lifecycle_patterns, _draw_lifecycle_patterns,
+                                _main_size_facts),
+    "satisfaction_loyalty": _Kind(_LoyaltyParams, ("main",), _build_satisfaction_loyalty, _draw_satisfaction_loyalty,
+                                  _satisfaction_loyalty_facts),
+    "satisfaction_trap": _Kind(_PoliciesParams, ("main",), _build_satisfaction_trap, _draw_satisfaction_trap,
+                               _satisfaction_trap_facts),
+    "spend_response": _Kind(_ResponseParams, ("main",), _build_spend_response, _draw_spend_response,
+                            _spend_response_facts),
+    "policy_comparison": _Kind(_ComparisonParams, ("main",), _build_policy_comparison, _draw_policy_comparison,
+                               _policy_comparison_facts),
+    "clv_decomposition": _Kind(_Params, ("main",), _build_clv_decomposition, _draw_clv_decomposition,
+                               _main_size_facts),
+    "value_concentration": _Kind(_ValueParams, ("main",), _build_value_concentration, _draw_value_concentration,
+                                 _value_concentration_facts),
+    "validation": _Kind(_ValidationParams, ("markov", "cohort"), _build_validation, _draw_validation,
+                        _validation_facts),
+    "agent_effects": _Kind(_AgentParams, None, _build_agent_effects, _draw_agent_effects, _agent_effects_facts),
 }
 """The figure kinds: parameters, experiments needed, data builder and drawer."""
 
@@ -1542,13 +1707,27 @@ class _Facts(dict):
         raise KeyError(key)
 
 
-def _caption(spec: FigureSpec, data: FigureData) -> str:
-    text = " ".join(spec.caption.split())
+def _format_caption(caption: str, facts: dict) -> str:
+    return " ".join(caption.split()).format_map(_Facts(facts))
+
+
+def figure_caption(spec: FigureSpec, data: FigureData) -> str:
+    """The figure's caption with its placeholders filled from ``data.facts`` (whitespace
+    runs collapsed to one space), as written to ``<name>.txt``.
+
+    Raises
+    ------
+    ValueError
+        If the caption uses a placeholder the data does not provide, or is not a valid
+        template (:func:`load_figure_spec` refuses both before any work).
+    """
     try:
-        return text.format_map(_Facts(data.facts))
-    except (KeyError, IndexError, ValueError) as error:
+        return _format_caption(spec.caption, data.facts)
+    except KeyError as error:
         raise ValueError(f"{spec.path}: figure.caption uses {{{error.args[0]}}}, which the figure does not provide; "
                          f"available: {', '.join(sorted(data.facts))}") from None
+    except (IndexError, ValueError, TypeError, AttributeError) as error:
+        raise ValueError(f"{spec.path}: figure.caption is not a valid caption template: {error}") from None
 
 
 # =========================================================================== making the files
@@ -1639,7 +1818,7 @@ def make_figures(out: str | Path | None = None, *, quick: bool = False, only: Se
         data = figure_data(spec, quick=quick, threads=threads)
         files = []
         if data.status == "ok":
-            caption = _caption(spec, data)
+            caption = figure_caption(spec, data)
             figure = draw_figure(spec, data)
             files += [path.name for path in save_figure(figure, out / f"{spec.name}.png")]
             plt.close(figure)
@@ -1781,7 +1960,12 @@ def _figures_command(args) -> int:
     print(f"sim figures: {len(specs)} figure{'s' if len(specs) != 1 else ''} "
           f"({'quick' if args.quick else 'full'} sizes) -> {out}/")
     started = time.perf_counter()
-    records = make_figures(out, quick=args.quick, only=only, config_dir=args.configs, threads=args.threads, log=print)
+    try:
+        records = make_figures(out, quick=args.quick, only=only, config_dir=args.configs, threads=args.threads,
+                               log=print)
+    except (ConfigError, ValueError) as error:  # load_figure_specs refuses these before work; never a traceback
+        print(f"sim: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     skipped = [record for record in records if record.status != "ok"]
     print(f"wrote {out}/ ({len(records) - len(skipped)} figures, README.md, manifest.json) "
           f"in {time.perf_counter() - started:.1f} s")

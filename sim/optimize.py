@@ -57,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from .config import SEGMENTS, STAGES, ConfigError, ExperimentConfig
-from .projection import project
+from .projection import Z95, project
 
 __all__ = [
     "SpendLayout",
@@ -463,10 +463,36 @@ class OptimizationResult:
                            extra_manifest={**self.manifest_extra(), **(extra_manifest or {})}, figures=figures)
 
 
-def _optimum_name(config: ExperimentConfig) -> str:
+def _max_policies() -> int:
+    """The most policies a config may hold (the ``max_length`` of ``ExperimentConfig.policies``)."""
+    metadata = ExperimentConfig.model_fields["policies"].metadata
+    return next(item.max_length for item in metadata if getattr(item, "max_length", None) is not None)
+
+
+def _optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
+    """The name of the optimised policy, once every check :func:`optimize_spend` can make
+    before any work has passed: the name is free, the config leaves room for one more
+    policy, and the evaluation seed differs from the objective's (``seed``, default
+    ``run.seed``). Raises :class:`ConfigError` listing every problem."""
+    problems = []
     if OPTIMUM in config.policy_names:
-        raise ConfigError([(f"policies ({OPTIMUM!r})", f"the name {OPTIMUM!r} is reserved for the optimised policy "
-                                                       "in sim optimize; rename that policy")])
+        problems.append((f"policies ({OPTIMUM!r})", (f"the name {OPTIMUM!r} is reserved for the optimised policy "
+                                                     "in sim optimize; rename that policy")))
+    limit = _max_policies()
+    if len(config.policies) >= limit:
+        problems.append((f"policies ({len(config.policies)} policies)",
+                         (f"sim optimize adds the policy {OPTIMUM!r} and a config holds at most {limit}, "
+                          f"so at most {limit - 1} may be given; remove {len(config.policies) - limit + 1}")))
+    evaluation_seed = config.optimize.evaluation_seed
+    objective_seed = config.run.seed if seed is None else seed
+    if evaluation_seed is not None and evaluation_seed == objective_seed:
+        source = "run.seed (or --seed)" if seed is None else "the seed argument"
+        problems.append((f"optimize.evaluation_seed = {evaluation_seed}",
+                         (f"equals the search objective's seed, {source} = {objective_seed}: the optimum must be "
+                          "re-evaluated on fresh random numbers; choose another seed, or leave it unset "
+                          "(objective seed + 1)")))
+    if problems:
+        raise ConfigError(problems)
     return OPTIMUM
 
 
@@ -504,11 +530,13 @@ def optimize_spend(
     Raises
     ------
     ConfigError
-        If a config policy is named ``"optimized"``.
+        Before any work: if a config policy is named ``"optimized"``, if the config already
+        holds the most policies allowed (the optimum is added), or if
+        ``optimize.evaluation_seed`` equals the objective's seed.
     """
     from .experiments import ExperimentResult
 
-    name = _optimum_name(config)
+    name = _optimum_name(config, seed)
     settings = config.optimize
     reference = settings.reference or config.comparison.reference or config.policy_names[0]
     objective_customers = customers or settings.customers or config.population.customers
@@ -535,8 +563,8 @@ def optimize_spend(
     evaluated = ExperimentResult.from_projection(project(evaluation_config, customers=evaluation_customers,
                                                          replications=evaluation_replications, seed=evaluation_seed))
     evaluation = evaluated.summary.copy()
-    evaluation["ci_low"] = evaluation["clv_mean"] - 1.959963984540054 * evaluation["clv_se"]
-    evaluation["ci_high"] = evaluation["clv_mean"] + 1.959963984540054 * evaluation["clv_se"]
+    evaluation["ci_low"] = evaluation["clv_mean"] - Z95 * evaluation["clv_se"]
+    evaluation["ci_high"] = evaluation["clv_mean"] + Z95 * evaluation["clv_se"]
     evaluation["in_sample_clv"] = np.where(evaluation["policy"] == name, search.clv, np.nan)
     timings["evaluation_seconds"] = time.perf_counter() - started
 

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from .config import STAGES
+from .projection import Z95
 
 __all__ = [
     "STAGE_COLORS",
@@ -83,7 +84,7 @@ def plot_clv_by_policy(summary: pd.DataFrame, ax=None):
     ax = _axes(ax)
     positions = np.arange(len(summary))
     ax.bar(positions, summary["clv_mean"], color="#4292c6", width=0.6)
-    ax.errorbar(positions, summary["clv_mean"], yerr=1.959964 * summary["clv_se"], fmt="none", ecolor="black", capsize=4)
+    ax.errorbar(positions, summary["clv_mean"], yerr=Z95 * summary["clv_se"], fmt="none", ecolor="black", capsize=4)
     ax.set_xticks(positions, summary["policy"], rotation=20, ha="right")
     ax.axhline(0, color="black", linewidth=0.8)
     return _style(ax, "Mean CLV per customer (95 % CI)", "policy", "CLV (money units)")
@@ -175,8 +176,6 @@ def result_figure(result, policy: str | None = None):
 # --------------------------------------------------------------------------- policy experiments
 # (sim.experiments and sim.optimize: paired comparisons, frontiers, response curves, sweeps)
 
-_Z95 = 1.959963984540054
-
 
 def plot_comparison_forest(comparison: pd.DataFrame, reference: str | None = None, ax=None):
     """Forest plot of paired ΔCLV against one reference policy, with 95 % confidence intervals.
@@ -224,7 +223,7 @@ def plot_frontier(frontier: pd.DataFrame, ax=None):
     """
     ax = _axes(ax)
     table = frontier.sort_values("retention_spend")
-    ax.errorbar(table["retention_spend"], table["clv_mean"], yerr=_Z95 * table["clv_se"], fmt="o",
+    ax.errorbar(table["retention_spend"], table["clv_mean"], yerr=Z95 * table["clv_se"], fmt="o",
                 color="#4292c6", ecolor="#9ecae1", capsize=3)
     efficient = table[table["efficient"].astype(bool)]
     ax.plot(efficient["retention_spend"], efficient["clv_mean"], color="#08519c", linewidth=1.5, label="efficient frontier")
@@ -259,7 +258,7 @@ def plot_response(response: pd.DataFrame, ax=None, *, delta: bool = False):
         color = STAGE_COLORS.get(stage)
         line = ax.plot(rows["spend"], rows[value], marker=".", color=color, label=label,
                        linestyle="-" if segment in ("all", "relationship") else "--")[0]
-        ax.fill_between(rows["spend"], rows[value] - _Z95 * rows[spread], rows[value] + _Z95 * rows[spread],
+        ax.fill_between(rows["spend"], rows[value] - Z95 * rows[spread], rows[value] + Z95 * rows[spread],
                         color=line.get_color(), alpha=0.15, linewidth=0)
         best = rows[rows["is_optimum"].astype(bool)] if "is_optimum" in rows else rows.iloc[0:0]
         ax.scatter(best["spend"], best[value], marker="*", s=120, color=line.get_color(), edgecolor="black", zorder=3)
@@ -296,7 +295,7 @@ def plot_sweep(sweep: pd.DataFrame, parameter: str, value: str = "clv_mean", by=
         colour = colours[first_values.index(key[0]) % len(colours)] if by else None
         linestyle, marker = styles[rest_values.index(tuple(key[1:])) % len(styles)] if by else styles[0]
         label = ", ".join(f"{k}" if column == "policy" else f"{column.rsplit('.', 1)[-1]}={k}" for column, k in zip(by, key)) or value
-        yerr = _Z95 * rows["clv_se"] if value == "clv_mean" and "clv_se" in rows else None
+        yerr = Z95 * rows["clv_se"] if value == "clv_mean" and "clv_se" in rows else None
         ax.errorbar(rows[parameter], rows[value], yerr=yerr, marker=marker, linestyle=linestyle, color=colour,
                     capsize=3, label=label)
     ax.legend(fontsize=7, frameon=False)

@@ -36,11 +36,25 @@ except ImportError:  # pragma: no cover
     simulate_market = None
 
 
+#: The caption facts of every figure of the quick run, by name (filled by ``quick_run``).
+BUILT_FACTS: dict = {}
+
+
 @pytest.fixture(scope="module")
 def quick_run(tmp_path_factory):
-    """Run ``sim figures --quick`` once; returns the output folder."""
+    """Run ``sim figures --quick`` once; returns the output folder (and records the caption
+    facts each figure's data provided in :data:`BUILT_FACTS`)."""
     out = tmp_path_factory.mktemp("figures")
-    assert main(["figures", "--quick", "--out", str(out), "--configs", str(CONFIGS)]) == 0
+    build = figures.figure_data
+
+    def recording(spec, **kwargs):
+        data = build(spec, **kwargs)
+        BUILT_FACTS[spec.name] = dict(data.facts)
+        return data
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(figures, "figure_data", recording)
+        assert main(["figures", "--quick", "--out", str(out), "--configs", str(CONFIGS)]) == 0
     return out
 
 
@@ -91,6 +105,29 @@ def test_every_figure_is_made_with_its_files_and_index(quick_run):
         assert b"<svg" in (quick_run / f"{name}.svg").read_bytes()[:2000]
         assert f"![{entry['title']}]({name}.png)" in readme
         assert len(pd.read_csv(quick_run / f"{name}.csv")) > 0
+
+
+def _type_of(value):
+    if value is None or isinstance(value, str):
+        return type(value)
+    return int if isinstance(value, (int, np.integer)) else float
+
+
+def test_caption_facts_known_before_work_are_those_the_figures_provide(quick_run):
+    """load_figure_spec checks each caption against the facts a figure will provide, known
+    from its config alone (:func:`sim.figures._check_caption`); those must be exactly the
+    names, with the types, that the built figures provide, or a good caption could be
+    refused or a bad one pass."""
+    for spec in figures.load_figure_specs(CONFIGS):
+        if spec.name not in BUILT_FACTS or not BUILT_FACTS[spec.name]:  # a skipped figure has none
+            continue
+        parameters = spec.parameters(quick=True)
+        configs = {label: spec.config(label, quick=True) for label in spec.experiments}
+        declared = figures.FIGURE_KINDS[spec.kind].facts(spec, parameters, configs)
+        built = BUILT_FACTS[spec.name]
+        assert set(declared) == set(built), spec.name
+        for name, value in built.items():
+            assert _type_of(declared[name]) == _type_of(value), (spec.name, name, declared[name], value)
 
 
 def test_same_config_and_seed_give_identical_files(quick_run, tmp_path):
@@ -215,14 +252,18 @@ def test_spend_response_is_a_common_random_numbers_sweep(quick_run):
     spec = _spec("spend_response")
     config = spec.config(quick=True)
     params = spec.parameters(quick=True)
-    base = {"exploration": 1.0, "formation": 4.0, "stability": 1.0, "decline": 3.0}  # stage_based in the TOML
-    policies = [{"name": "stage_based", "kind": "stage", "spend": base}]
+    base_policy = next(policy for policy in config.policies if policy.name == params.base_policy)
+    assert base_policy.kind == "stage"
+    base = dict(zip(sim.STAGES, base_policy.spend.as_tuple()))  # the base policy's spend in the spec's config
+    assert len(set(base.values())) > 1  # a stage-dependent spend: replacing the wrong stage would show
+    dumped = base_policy.model_dump(mode="python")  # same segment multipliers
+    policies = [dumped]
     for stage in params.stages:
         for spend in params.spends:
-            policies.append({"name": f"{stage}_{spend:g}", "kind": "stage", "spend": {**base, stage: spend}})
+            policies.append({**dumped, "name": f"{stage}_{spend:g}", "spend": {**base, stage: spend}})
     result = sim.project(config.with_overrides(policies=policies))
     summary = result.summary.set_index("policy")
-    comparison = result.comparison[result.comparison["reference"] == "stage_based"].set_index("policy")
+    comparison = result.comparison[result.comparison["reference"] == params.base_policy].set_index("policy")
     csv = _csv(quick_run, "spend_response")
     assert len(csv) == len(params.stages) * len(params.spends)
     for row in csv.itertuples():
@@ -235,7 +276,7 @@ def test_spend_response_is_a_common_random_numbers_sweep(quick_run):
         # common random numbers: the base spend reproduces the base policy exactly
         assert row.is_base == (row.spend == base[row.stage])
         if row.is_base:
-            assert row.delta_clv == 0.0 and row.clv_mean == summary.loc["stage_based", "clv_mean"]
+            assert row.delta_clv == 0.0 and row.clv_mean == summary.loc[params.base_policy, "clv_mean"]
     for stage, group in csv.groupby("stage"):
         assert group["is_optimum"].sum() == 1
         assert group.loc[group["is_optimum"], "clv_mean"].iloc[0] == group["clv_mean"].max()
@@ -258,6 +299,10 @@ def test_policy_comparison_forest_and_frontier(quick_run):
     assert set(frontier.index) == set(summary.index)
     for column in ("retention_spend", "clv_mean", "clv_se"):
         np.testing.assert_array_equal(frontier[column], summary.loc[frontier.index, column], err_msg=column)
+    # the 95 % CIs of the mean CLV drawn on the frontier (normal quantile written out here)
+    mean, se = summary.loc[frontier.index, "clv_mean"].to_numpy(), summary.loc[frontier.index, "clv_se"].to_numpy()
+    np.testing.assert_array_equal(frontier["ci_low"], mean - Z95 * se, err_msg="ci_low")
+    np.testing.assert_array_equal(frontier["ci_high"], mean + Z95 * se, err_msg="ci_high")
     # efficient = not dominated (brute force over all pairs)
     for policy, row in frontier.iterrows():
         dominated = any((other["retention_spend"] <= row["retention_spend"]) and (other["clv_mean"] >= row["clv_mean"])
@@ -414,6 +459,24 @@ name = "x"
         "[experiment]", "params = { reference = \"nobody\" }\n[experiment]"), "reference = 'nobody'"),
     (GOOD + "\n[other]\nx = 1\n", "other: unknown top-level key"),
     ("[figure\n", "is not valid TOML"),
+    (GOOD.replace('caption = "c {customers}"', 'caption = "c {nobody}"'),
+     "figure.caption: {nobody}: the figure does not provide it; available: customers, horizon, long_term"),
+    (GOOD.replace('caption = "c {customers}"', 'caption = "c {customers"'), "figure.caption: not a valid caption template"),
+    (GOOD.replace('caption = "c {customers}"', 'caption = "c {} customers"'), "Format string contains positional fields"),
+    (GOOD.replace('caption = "c {customers}"', 'caption = "c {customers:.2q}"'),
+     "figure.caption: not a valid caption template: Unknown format code 'q'"),
+    (GOOD.replace('kind = "clv_decomposition"', 'kind = "spend_response"').replace(
+        "[experiment]", 'params = { base_policy = "uniform", spends = [0.0, 1.0] }\n[experiment]'),
+     "figure.params: base_policy = 'uniform': must be a policy of kind 'stage', not 'uniform'"),
+    (GOOD.replace('kind = "clv_decomposition"', 'kind = "spend_response"').replace(
+        "quick = { customers = 50 }", "quick = { customers = 50, params = { spends = "
+        + str([float(i) for i in range(20)]) + " } }").replace(
+        "[experiment]", 'params = { base_policy = "stage_based", spends = [0.0, 1.0] }\n[experiment]'),
+     "figure.params (quick sizes): 4 stages x 20 spends + 1 = 81 policies; at most 64"),
+    (GOOD.replace('kind = "clv_decomposition"', 'kind = "spend_response"').replace(
+        'caption = "c {customers}"', 'caption = "c {optimum:.1f}"').replace(
+        "[experiment]", 'params = { base_policy = "stage_based", spends = [0.0, 1.0] }\n[experiment]'),
+     "figure.caption: not a valid caption template: Unknown format code 'f' for object of type 'str'"),
 ])
 def test_bad_figure_configs_are_refused_before_any_work(tmp_path, capsys, text, needle):
     configs = tmp_path / "configs"
@@ -424,6 +487,19 @@ def test_bad_figure_configs_are_refused_before_any_work(tmp_path, capsys, text, 
     assert needle in error, error
     assert "Traceback" not in error
     assert not (tmp_path / "out").exists()  # refused before any work
+
+
+def test_an_error_while_making_figures_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    """Should a figure still fail with bad input after the checks, ``sim figures`` says so
+    in one message and exits 2 (the checks above keep the known cases before any work)."""
+    def failing(spec, **kwargs):
+        raise ValueError("figure.params.x = 1: a problem only the data shows")
+
+    monkeypatch.setattr(figures, "figure_data", failing)
+    code = main(["figures", "--quick", "--only", "clv_decomposition", "--configs", str(CONFIGS),
+                 "--out", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert code == 2 and error.strip() == "sim: figure.params.x = 1: a problem only the data shows"
 
 
 def test_unknown_figure_name_lists_the_figures(capsys):

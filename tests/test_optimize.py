@@ -12,7 +12,7 @@ maximiser per stage is found to 1e-10 by a 1-D search on the exact function.
 Tolerance of the optimiser. The CRN objective is a sum of indicator functions of the spend
 (a customer-period turns "highly satisfied" when its disconfirmation crosses the
 tolerance), so its argmax converges like N^(-1/3), as for maximum-score estimators (Kim &
-Pollard 1990), not like N^(-1/2). Over 12 seeds at N = 8,192 customers (36-60 periods) the
+Pollard 1990), not like N^(-1/2). Over 12 seeds at N = N_TEST = 8,192 customers (36-60 periods) the
 largest error of a coordinate was 0.16 money units; we allow 0.3 (about 10 % of the optimal
 spends, 2.5-3.1). A search that never left its coarse grid would miss by more (the test
 checks that the nearest grid point is farther than the tolerance), and the exact CLV lost
@@ -39,6 +39,9 @@ from sim.optimize import (
 
 from conftest import REPO, markov_reducible
 
+#: Customers of every search of the known case. The tolerances below were measured at this
+#: size (module docstring: argmax error ~ N^(-1/3)); change the three together.
+N_TEST = 8192
 SPEND_TOLERANCE = 0.3
 LOSS_TOLERANCE = 0.1
 
@@ -107,7 +110,7 @@ def _check_found(config, search, optimum):
     loss = optimum["clv"].iloc[0] - referral_case_clv(config, layout.table(search.x))
     assert 0 <= loss < LOSS_TOLERANCE, loss
     # on its own (CRN) objective the optimiser's point is at least as good as the exact optimum
-    objective = CRNObjective(config, layout, customers=8192, replications=1, seed=config.run.seed)
+    objective = CRNObjective(config, layout, customers=N_TEST, replications=1, seed=config.run.seed)
     assert objective(search.x) >= objective(exact_spend) - 1e-9
 
 
@@ -116,7 +119,7 @@ def test_coordinate_search_finds_the_exact_optimum():
     optimum = referral_case_optimum(config)
     spends = optimum.set_index("stage")["spend"]
     assert 2.4 < spends.min() and spends.max() < 3.3 and (optimum["curvature"] < 0).all()  # interior maxima
-    search = search_spend(config, customers=8192)
+    search = search_spend(config, customers=N_TEST)
     _check_found(config, search, optimum)
     assert search.evaluations == len(search.trace) and search.kernel_calls < search.evaluations
 
@@ -124,7 +127,7 @@ def test_coordinate_search_finds_the_exact_optimum():
 def test_powell_search_finds_the_exact_optimum():
     config = referral_case(method="powell", stages=["formation", "stability"], start={"exploration": 1.0, "decline": 2.0})
     optimum = referral_case_optimum(config)
-    search = search_spend(config, customers=8192)
+    search = search_spend(config, customers=N_TEST)
     _check_found(config, search, optimum)
     # the stages not searched kept their start spends
     np.testing.assert_array_equal(search.layout.table(search.x)[[0, 3]], [[1.0, 1.0], [2.0, 2.0]])
@@ -139,7 +142,7 @@ def test_per_segment_search_finds_the_exact_optimum():
     optimum = referral_case_optimum(config)
     by_segment = optimum.pivot(index="stage", columns="segment", values="spend")
     assert (by_segment["transactional"] - by_segment["relationship"] > 0.5).all()
-    search = search_spend(config, customers=8192)
+    search = search_spend(config, customers=N_TEST)
     error = search.x - optimum["spend"].to_numpy()
     assert np.all(np.abs(error) < 2 * SPEND_TOLERANCE), error  # flatter per-segment terms: twice the tolerance
     assert optimum["clv"].iloc[0] - referral_case_clv(config, search.layout.table(search.x)) < LOSS_TOLERANCE
@@ -227,6 +230,62 @@ def test_sim_optimize_bad_input_is_one_clear_message(tmp_path, capsys):
     bad.write_text('[optimize]\nmax_spend = 5.0\nstart = { formation = 9.0 }\n')
     assert main(["optimize", str(bad)]) == 2
     assert "start.formation = 9 must be <= max_spend = 5" in capsys.readouterr().err
+
+
+def _no_simulation(monkeypatch):
+    """Make any simulation by sim optimize fail the test (the checks must come first)."""
+    import sim.optimize
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a simulation ran before the configuration was refused")
+
+    monkeypatch.setattr(sim.optimize, "project", refuse)
+    monkeypatch.setattr(sim.optimize, "search_spend", refuse)
+
+
+def test_evaluation_seed_equal_to_the_objective_seed_is_refused_before_work(tmp_path, capsys, monkeypatch,
+                                                                              baseline_config):
+    _no_simulation(monkeypatch)
+    config = baseline_config.with_overrides(run={"seed": 7}, optimize={"evaluation_seed": 7})
+    with pytest.raises(sim.ConfigError, match=r"optimize\.evaluation_seed = 7: equals the search objective's seed, run\.seed"):
+        optimize_spend(config)
+    with pytest.raises(sim.ConfigError, match=r"optimize\.evaluation_seed = 7: .*the seed argument = 7"):
+        optimize_spend(config.with_overrides(run={"seed": 1}), seed=7)
+    from sim.cli import main
+
+    path = tmp_path / "seed.toml"
+    path.write_text('[optimize]\nevaluation_seed = 7\n[run]\nseed = 1\n')
+    out = tmp_path / "out"
+    assert main(["optimize", str(path), "--seed", "7", "--out", str(out)]) == 2  # --seed makes them equal
+    error = capsys.readouterr().err
+    assert "optimize.evaluation_seed = 7" in error and "run.seed (or --seed) = 7" in error and "Traceback" not in error
+    assert not out.exists()
+
+
+def test_a_config_with_the_most_policies_is_refused_before_work(tmp_path, capsys, monkeypatch, baseline_config):
+    """sim optimize adds the optimised policy: a config already holding the most policies
+    allowed (64) is refused before the search, by the API and the command line."""
+    from sim.optimize import _max_policies
+
+    _no_simulation(monkeypatch)
+    limit = _max_policies()
+    assert limit == 64
+    policies = [{"name": f"p{i}", "kind": "uniform", "spend": i / 8} for i in range(limit)]
+    config = baseline_config.with_overrides(policies=policies, comparison={"reference": "p0"})
+    with pytest.raises(sim.ConfigError, match=r"policies \(64 policies\): sim optimize adds the policy 'optimized' "
+                                              r"and a config holds at most 64, so at most 63 may be given; remove 1"):
+        optimize_spend(config)
+    from sim.cli import main
+
+    path = tmp_path / "many.toml"
+    path.write_text("".join(f'[[policies]]\nname = "p{i}"\nkind = "none"\n' for i in range(limit)))
+    out = tmp_path / "out"
+    assert main(["optimize", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "at most 63 may be given" in error and "Traceback" not in error
+    assert not out.exists()
+    # one fewer passes the checks
+    assert sim.optimize._optimum_name(config.with_overrides(policies=policies[1:], comparison={"reference": "p1"})) == "optimized"
 
 
 def test_shipped_optimize_config_is_valid():

@@ -162,6 +162,35 @@ def test_precision_control_adds_replications_until_the_target(baseline_config):
         pd.testing.assert_frame_equal(result.table(name), direct.table(name), check_exact=True)
 
 
+@pytest.mark.parametrize("keep_limit", [None, 2 * 4096], ids=["below-limit", "crosses-limit"])
+def test_precision_control_keeps_clvs_exactly_as_sim_project(baseline_config, monkeypatch, keep_limit):
+    """The cap x customers is far above sim.executors.CLV_KEEP_LIMIT, but the run stops at
+    a few replications: the quantiles and value concentration come from the per-customer
+    CLVs exactly when sim.project with the reached replications computes them so, and the
+    tables are bitwise those of sim.project. With the limit lowered to two replications
+    (``crosses-limit``) the CLVs kept in the first rounds are dropped for the sketch."""
+    import sim.executors
+
+    if keep_limit is not None:
+        monkeypatch.setattr(sim.executors, "CLV_KEEP_LIMIT", keep_limit)
+    config = _two_policy_config(baseline_config)
+    cap = 1000
+    assert cap * config.population.customers > sim.executors.CLV_KEEP_LIMIT
+    halfwidth_one = 1.959963984540054 * sim.project(config).comparison["se"].max()
+    controlled = config.with_overrides(precision={"target_ci_halfwidth": halfwidth_one / 2, "max_replications": cap})
+    result, record = project_to_precision(controlled)
+    replications = record["replications"]
+    assert record["met"] and 2 <= replications < 20
+    exact = replications * config.population.customers <= sim.executors.CLV_KEEP_LIMIT
+    assert exact == (keep_limit is None)  # each case takes the branch it is named for
+    direct = sim.project(config, replications=replications)
+    for name in ("summary", "value_concentration", *direct.TABLES):
+        pd.testing.assert_frame_equal(result.table(name), direct.table(name), check_exact=True)
+    assert sorted(result.clv) == sorted(direct.clv) == (sorted(config.policy_names) if exact else [])
+    for name in direct.clv:
+        np.testing.assert_array_equal(result.clv[name], direct.clv[name])
+
+
 def test_precision_control_stops_at_the_cap(baseline_config):
     config = _two_policy_config(baseline_config).with_overrides(
         precision={"target_ci_halfwidth": 0.01, "max_replications": 3})
@@ -283,7 +312,7 @@ def test_sim_run_writes_comparison_frontier_and_precision(tmp_path, baseline_con
         '[[policies]]\nname = "stage_based"\nkind = "stage"\nspend = { formation = 4.0, decline = 3.0 }\n'
         '[[policies]]\nname = "max_satisfaction"\nkind = "max_satisfaction"\n'
         '[comparison]\nreference = "max_satisfaction"\n'
-        '[precision]\ntarget_ci_halfwidth = 40.0\nmax_replications = 6\n'
+        '[precision]\ntarget_ci_halfwidth = 20.0\nmax_replications = 6\n'
         '[population]\ncustomers = 4096\n[run]\nreplications = 1\nhorizon = 60\n'
     )
     out = tmp_path / "out"
@@ -295,8 +324,9 @@ def test_sim_run_writes_comparison_frontier_and_precision(tmp_path, baseline_con
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["comparison_reference"] == "max_satisfaction"
     precision = manifest["precision"]
-    assert precision["target_ci_halfwidth"] == 40.0
-    assert precision["met"] == (precision["reached_ci_halfwidth"] <= 40.0)
+    assert precision["target_ci_halfwidth"] == 20.0
+    assert precision["met"] and precision["reached_ci_halfwidth"] <= 20.0
+    assert len(precision["rounds"]) > 1 and precision["rounds"][0]["ci_halfwidth"] > 20.0  # it had to add replications
     assert precision["replications"] == manifest["config"]["run"]["replications"] == pd.read_csv(out / "summary.csv")["replications"].iloc[0]
     assert (comparison["ci_high"] - comparison["ci_low"]).max() / 2 == pytest.approx(precision["reached_ci_halfwidth"], rel=1e-9)
     assert (out / "comparison.png").stat().st_size > 0 and "comparison.png" in manifest["files"]
