@@ -81,6 +81,7 @@ horizon (censored). ``events`` holds the optional event log, and
 from __future__ import annotations
 
 import math
+import os
 import re
 import time
 from collections import deque
@@ -93,7 +94,9 @@ import simpy
 from numba import njit
 
 from . import _rng
-from .config import MAX_MAGNITUDE, SATISFACTION_TYPES, SEGMENTS, STAGES, ConfigError, ExperimentConfig
+from .config import (AGENT_BYTES_PER_CUSTOMER, MAX_MAGNITUDE, MAX_WORD_OF_MOUTH_PROSPECTS, SATISFACTION_TYPES,
+                     SEGMENTS, STAGES, ConfigError, ExperimentConfig, market_problems, market_servers,
+                     word_of_mouth_problems)
 from .core import (
     K_LOYALTY,
     K_PROFIT,
@@ -667,8 +670,8 @@ class _Setup:
         self.budget = market.budget.per_customer * self.customers
         capacity = market.capacity
         self.capacity_spend = capacity.spend_per_customer * self.customers
-        bought = int(math.floor(self.capacity_spend / capacity.server_cost))
-        self.servers = max(1, int(round(capacity.servers_per_1000 * scale))) + bought
+        # at most market.max_customers when capacity is on (sim.config.market_problems); unused when off
+        self.servers = int(market_servers(config)) if capacity.enabled else 0
         acquisition = market.acquisition
         self.acquisition_spend = acquisition.spend_per_customer * self.customers
         self.acquisition_rate = acquisition.prospects_per_1000 * scale + self.acquisition_spend * acquisition.prospects_per_spend
@@ -1319,27 +1322,53 @@ def _resolve(config, customers, replications, horizon, seed) -> ExperimentConfig
     return config.with_overrides(**overrides) if overrides else config
 
 
-#: Most prospects won or deterred per talk on average (``people_told * |influence|`` of a
-#: satisfaction type) with ``market.word_of_mouth`` on: each is a simulated arrival.
-MAX_WORD_OF_MOUTH_PROSPECTS = 1_000.0
-
-
 def _check_word_of_mouth(config: ExperimentConfig) -> None:
     """With word of mouth on, ``people_told * |influence|`` of every satisfaction type at
-    most :data:`MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields."""
-    if not config.market.word_of_mouth.enabled:
-        return
-    wom = config.word_of_mouth
-    problems = []
-    for name, told, influence in zip(SATISFACTION_TYPES, wom.people_told.as_tuple(), wom.influence.as_tuple()):
-        mean = told * abs(influence)
-        if mean > MAX_WORD_OF_MOUTH_PROSPECTS:
-            problems.append((f"word_of_mouth.people_told.{name}",
-                             f"people_told.{name} * |influence.{name}| = {told:g} * {abs(influence):g} = {mean:g} "
-                             f"prospects per talk must be <= {MAX_WORD_OF_MOUTH_PROSPECTS:g} with "
-                             "market.word_of_mouth on (each prospect is a simulated arrival)"))
+    most :data:`MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields (the
+    configuration already refuses this at load: :func:`sim.config.market_problems`)."""
+    problems = word_of_mouth_problems(config)
     if problems:
         raise ConfigError(problems)
+
+
+#: Bytes per cohort customer, replication and policy that a result keeps (the ``customers``
+#: frame, about 15 eight-byte columns, held twice while the frames are concatenated, and
+#: the per-customer CLV of the partials).
+_RESULT_BYTES_PER_CUSTOMER_MARKET = 2 * 15 * 8 + 8
+
+
+def estimated_memory(config: ExperimentConfig, n_policies: int | None = None) -> int:
+    """Bytes :func:`simulate_market` needs at least for ``config`` (state arrays of one market
+    plus the per-customer tables kept for every market); arrivals beyond the cohort add more."""
+    n_policies = len(config.policies) if n_policies is None else n_policies
+    customers = config.population.customers
+    state = max(customers + 64, 256) * AGENT_BYTES_PER_CUSTOMER
+    return state + customers * config.run.replications * n_policies * _RESULT_BYTES_PER_CUSTOMER_MARKET
+
+
+def _physical_memory() -> int | None:
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def agent_engine_problems(config: ExperimentConfig, n_policies: int | None = None) -> list[tuple[str, str]]:
+    """Why the agent engine cannot run ``config`` (before any allocation): the checks of
+    :func:`sim.config.market_problems` on the agent engine (whatever ``config.engine`` says,
+    e.g. under ``sim run --engine abm``), and a memory estimate above this machine's memory."""
+    problems = market_problems(config, agent_engine=True)
+    if problems:
+        return problems
+    need = estimated_memory(config, n_policies)
+    have = _physical_memory()
+    if have is not None and need > have:
+        n_policies = len(config.policies) if n_policies is None else n_policies
+        problems.append((f"population.customers = {config.population.customers}",
+                         f"the agent engine needs about {need / 2**30:,.1f} GiB for {config.population.customers:,} "
+                         f"customers x {config.run.replications} replications x {n_policies} policies, more than "
+                         f"this machine's {have / 2**30:,.1f} GiB; lower population.customers or run.replications"))
+    return problems
 
 
 def _checked_functions(policy_functions, config: ExperimentConfig) -> dict[str, Callable]:
@@ -1451,8 +1480,10 @@ def simulate_market(
     ``benchmarks/abm_scale.py``. Deterministic given the seed.
     """
     config = _resolve(config, customers, replications, horizon, seed)
-    _check_word_of_mouth(config)
     functions = _checked_functions(policy_functions, config)
+    problems = agent_engine_problems(config, len(config.policies) + len(functions))
+    if problems:
+        raise ConfigError(problems)
     if event_log is not None and not isinstance(event_log, (bool, np.bool_)):
         raise TypeError(f"event_log = {event_log!r}: must be True or False")
     horizon = config.run.horizon
@@ -1609,6 +1640,10 @@ def run_market_command(config: ExperimentConfig, out, args) -> int:
     if config.sweep:
         print("sim: the agent engine does not run [sweep] grids; run the sweep with the core engine "
               "(engine = \"core\" or --engine core)", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problems = agent_engine_problems(config)  # before any work (the config may be a core one under --engine abm)
+    if problems:
+        print(f"sim: {ConfigError(problems)}", file=sys.stderr)
         return EXIT_BAD_INPUT
     interactions = ", ".join(config.market.interactions) or "none"
     print(f"{config.name} (agent engine, interactions: {interactions}, timing: {config.market.timing}): "

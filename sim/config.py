@@ -572,6 +572,10 @@ def _flatten_sweep(data: Any, prefix: str = "") -> dict:
 
 # --------------------------------------------------------------------------- market (agent engine)
 
+#: Largest ``market.max_customers``.
+MAX_MARKET_CUSTOMERS = 100_000_000
+#: Memory of one agent of the agent engine (its state arrays), bytes.
+AGENT_BYTES_PER_CUSTOMER = 321
 #: Most purchases per period per customer under ``market.timing = "event"`` (each purchase
 #: is a simulated event, so the rate bounds the work per customer-period).
 MAX_PURCHASE_RATE = 1_000.0
@@ -746,7 +750,7 @@ class MarketConfig(_Frozen):
     )
     event_log: bool = Field(False, description="keep the event log (time, customer, event, stage, satisfaction)")
     snapshot_every: int = Field(12, ge=0, le=100_000, description="keep a snapshot of all live customers every this many periods (0: only at the horizon)")
-    max_customers: int = Field(1_000_000, ge=1, le=100_000_000, description="most customers one market may hold, ended ones included (word-of-mouth arrivals beyond are turned away and counted; the acquisition process stops once it is reached)")
+    max_customers: int = Field(1_000_000, ge=1, le=MAX_MARKET_CUSTOMERS, description="most customers one market may hold, ended ones included (word-of-mouth arrivals beyond are turned away and counted; the acquisition process stops once it is reached)")
     budget: MarketBudgetConfig = Field(default_factory=MarketBudgetConfig)
     capacity: MarketCapacityConfig = Field(default_factory=MarketCapacityConfig)
     word_of_mouth: MarketWordOfMouthConfig = Field(default_factory=MarketWordOfMouthConfig)
@@ -962,7 +966,10 @@ def _problems_from(error: ValidationError, data: Any) -> list[tuple[str, str]]:
             bound = next(iter(ctx.values()))
             symbol = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
             message = f"must be {symbol} {bound:g}" if isinstance(bound, float) and abs(bound) >= 1e6 else f"must be {symbol} {bound}"
-            if _is_probability_path(clean, data):
+            hint = _RANGE_HINTS.get(".".join(str(part) for part in clean))
+            if hint:
+                message += f" ({hint})"
+            elif _is_probability_path(clean, data):
                 message += " (a probability in [0, 1])"
             elif isinstance(bound, float) and abs(bound) == MAX_MAGNITUDE:
                 message += " (the largest magnitude a config may hold: beyond it the model's float64 arithmetic could overflow)"
@@ -1012,6 +1019,12 @@ def _plain_message(kind: str, message: str, loc: list, value: Any, ctx: dict) ->
     return message
 
 
+#: What is allowed for fields whose range is [0, 1] but which are not probabilities.
+_RANGE_HINTS = {
+    "economics.annual_discount_rate": "a yearly discount rate in [0, 1]: 0.10 discounts by 10 % a year",
+}
+
+
 def _is_probability_path(loc: list, data: Any) -> bool:
     owner = _model_at(tuple(loc), data)
     if owner is None:
@@ -1044,9 +1057,99 @@ def config_from_dict(data: dict, source: str | None = None) -> ExperimentConfig:
         raise ConfigError(problems, source) from None
     _check_numerics(config, source)
     _check_references(config, source)
+    _check_market(config, source)
     if config.sweep:
         _check_sweep(config, source)
     return config
+
+
+#: Most prospects won or deterred per talk on average (``people_told * |influence|`` of a
+#: satisfaction type) with ``market.word_of_mouth`` on: each is a simulated arrival.
+MAX_WORD_OF_MOUTH_PROSPECTS = 1_000.0
+
+
+def market_servers(config: ExperimentConfig) -> float:
+    """Servers of ``[market.capacity]`` for the initial cohort: ``max(1, round(servers_per_1000
+    * customers / 1000))`` plus ``floor(spend_per_customer * customers / server_cost)`` bought
+    (a float: inf when the purchase overflows)."""
+    capacity = config.market.capacity
+    customers = config.population.customers
+    base = max(1, int(round(capacity.servers_per_1000 * customers / 1000.0)))
+    bought = capacity.spend_per_customer * customers / capacity.server_cost
+    return base + (math.floor(bought) if math.isfinite(bought) else math.inf)
+
+
+def word_of_mouth_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
+    """With ``market.word_of_mouth`` on, ``people_told * |influence|`` of every satisfaction
+    type must be at most :data:`MAX_WORD_OF_MOUTH_PROSPECTS` (each prospect is simulated)."""
+    if not config.market.word_of_mouth.enabled:
+        return []
+    wom = config.word_of_mouth
+    problems = []
+    for name, told, influence in zip(SATISFACTION_TYPES, wom.people_told.as_tuple(), wom.influence.as_tuple()):
+        mean = told * abs(influence)
+        if mean > MAX_WORD_OF_MOUTH_PROSPECTS:
+            problems.append((f"word_of_mouth.people_told.{name}",
+                             f"people_told.{name} * |influence.{name}| = {told:g} * {abs(influence):g} = {mean:g} "
+                             f"prospects per talk must be <= {MAX_WORD_OF_MOUTH_PROSPECTS:g} with "
+                             "market.word_of_mouth on (each prospect is a simulated arrival)"))
+    return problems
+
+
+def market_problems(config: ExperimentConfig, *, agent_engine: bool | None = None) -> list[tuple[str, str]]:
+    """Cross-field checks of the agent engine's ``[market]``: word-of-mouth arrivals per talk,
+    the number of servers of ``[market.capacity]`` and (on the agent engine: ``agent_engine``,
+    default ``config.engine == "abm"``) the cohort against ``market.max_customers``."""
+    market = config.market
+    customers = config.population.customers
+    problems = word_of_mouth_problems(config)
+    if agent_engine is None:
+        agent_engine = config.engine == "abm"
+    if agent_engine and customers > market.max_customers:
+        problems.append((f"population.customers = {customers}",
+                         f"must be <= market.max_customers = {market.max_customers} on the agent engine (engine = "
+                         f"\"abm\" holds every customer in memory, about {AGENT_BYTES_PER_CUSTOMER} bytes each per "
+                         f"market); lower population.customers or raise market.max_customers (at most "
+                         f"{MAX_MARKET_CUSTOMERS:,})"))
+    capacity = market.capacity
+    if capacity.enabled:
+        servers = market_servers(config)
+        if servers > market.max_customers:
+            problems.append(("market.capacity",
+                             f"max(1, round(servers_per_1000 * customers / 1000)) + floor(spend_per_customer * "
+                             f"customers / server_cost) = {servers:g} servers must be <= market.max_customers = "
+                             f"{market.max_customers} (at most one open complaint per customer); got "
+                             f"servers_per_1000 = {capacity.servers_per_1000:g}, spend_per_customer = "
+                             f"{capacity.spend_per_customer:g}, server_cost = {capacity.server_cost:g}, "
+                             f"population.customers = {customers}"))
+    return problems
+
+
+def _check_market(config: ExperimentConfig, source: str | None) -> None:
+    problems = market_problems(config)
+    if problems:
+        raise ConfigError(problems, source)
+
+
+def _check_engine(config: ExperimentConfig, source: str | None) -> None:
+    """A file for the core engine must not switch on market interactions (only the agent
+    engine simulates them) nor sweep ``market.*`` paths: nothing is silently ignored."""
+    if config.engine != "core":
+        return
+    problems = []
+    interactions = config.market.interactions
+    if interactions:
+        fields = ", ".join(f"market.{name}.enabled" for name in interactions)
+        problems.append((f"{fields} = true",
+                         f"the market interactions run only on the agent engine: set engine = \"abm\" in the file "
+                         f"(engine = \"core\", the default, would ignore them), or switch them off"))
+    swept = [path for path in config.sweep if path.split(".")[0] == "market"]
+    if swept:
+        problems.append((f"sweep.{swept[0]!r}",
+                         "[market] settings are used only by the agent engine (engine = \"abm\"), which does not "
+                         "run sweeps; the core engine would ignore them"))
+    if problems:
+        raise ConfigError(problems, source)
 
 
 def _check_references(config: ExperimentConfig, source: str | None) -> None:
@@ -1252,10 +1355,15 @@ def load_config(path: str | Path) -> ExperimentConfig:
     except UnicodeDecodeError as error:
         raise ConfigError([("", f"{source} is not UTF-8 text (byte {error.start}): save it as UTF-8")]) from None
     text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as some editors write
+    empty = f"{source} is empty (no settings, only blank space or comments): an experiment needs at least a name"
     if not text.strip():
-        raise ConfigError([("", f"{source} is empty: an experiment needs at least a name")])
+        raise ConfigError([("", empty)])
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
         raise ConfigError([("", f"{source} is not valid TOML: {error}")]) from None
-    return config_from_dict(data, source)
+    if not data:  # only comments: the same as an empty file
+        raise ConfigError([("", empty)])
+    config = config_from_dict(data, source)
+    _check_engine(config, source)
+    return config

@@ -992,6 +992,10 @@ def load_figure_specs(directory: str | Path = DEFAULT_CONFIG_DIR, only: Sequence
     paths = {path.stem: path for path in sorted(directory.glob("*.toml"))}
     if not paths:
         raise ConfigError([("", f"no figure configs (*.toml) in {directory}")])
+    if only is not None and (isinstance(only, str) or not all(isinstance(name, str) and name.strip() for name in only)
+                             or not len(only)):
+        raise ValueError(f"--only {only!r}: give one or more figure names (file stems; an empty name is not a "
+                         f"figure, and no --only makes them all); figures: {', '.join(paths)}")
     if only:
         unknown = [name for name in only if name not in paths]
         if unknown:
@@ -1808,6 +1812,7 @@ def make_figures(out: str | Path | None = None, *, quick: bool = False, only: Se
 
     config_dir = Path(config_dir)
     out = Path(out) if out is not None else (DEFAULT_QUICK_OUT if quick else DEFAULT_OUT)
+    _check_threads(threads)
     specs = load_figure_specs(config_dir, only)  # validates everything first
     out.mkdir(parents=True, exist_ok=True)
     records = []
@@ -1936,13 +1941,54 @@ def _anchor(title: str) -> str:
 # =========================================================================== command line
 
 
+def _threads_limit() -> int:
+    from .config import RunConfig
+
+    return next(item.le for item in RunConfig.model_fields["threads"].metadata if getattr(item, "le", None) is not None)
+
+
+def _check_threads(threads) -> None:
+    """``threads`` is None or a whole number in [0, run.threads' upper bound]; else ValueError."""
+    if threads is None:
+        return
+    limit = _threads_limit()
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= limit:
+        raise ValueError(f"--threads {threads!r}: must be a whole number in [0, {limit}] (numba threads, 0 = all "
+                         "cores; the bound of run.threads)")
+
+
+def _manifest_problem(out: Path, force: bool) -> str | None:
+    """A folder whose ``manifest.json`` is not a figure set's (a ``sim run`` or ``sim optimize``
+    result: it has ``experiment`` and ``files``, no ``figures`` list) is not overwritten
+    without ``--force``: making figures there would replace that manifest."""
+    path = Path(out) / "manifest.json"
+    if force or not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError):
+        manifest = None
+    if isinstance(manifest, dict) and isinstance(manifest.get("figures"), list):
+        return None
+    what = ("a result of sim run or sim optimize (its manifest lists 'experiment' and 'files', not 'figures')"
+            if isinstance(manifest, dict) and "experiment" in manifest else "not a figure set's")
+    return (f"--out {out}: its manifest.json is {what}; making figures there would replace it. "
+            "Choose another --out, or pass --force to write into it anyway")
+
+
 def _figures_command(args) -> int:
     from .cli import EXIT_BAD_INPUT
 
     only = None
     if args.only:
-        only = [name.strip() for item in args.only for name in item.split(",") if name.strip()]
+        names = [name.strip() for item in args.only for name in item.split(",")]
+        if not all(names):
+            print(f"sim: --only {','.join(args.only)!r}: an empty figure name; give figure names (file stems, "
+                  "repeat --only or separate with commas), or leave --only out to make every figure", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        only = names
     try:
+        _check_threads(args.threads)
         if args.list:
             for spec in load_figure_specs(args.configs):
                 print(f"{spec.number:>2}. {spec.name:<22} {spec.kind:<22} {spec.title}")
@@ -1956,6 +2002,10 @@ def _figures_command(args) -> int:
         check_output_dir(out, force=args.force)
     except UnsafeOutputError as error:
         print(f"sim: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    problem = _manifest_problem(out, args.force)
+    if problem:
+        print(f"sim: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
     print(f"sim figures: {len(specs)} figure{'s' if len(specs) != 1 else ''} "
           f"({'quick' if args.quick else 'full'} sizes) -> {out}/")

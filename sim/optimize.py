@@ -837,15 +837,21 @@ def _optimize_command(args) -> int:
         if overrides:
             config = config.with_overrides(**overrides)
         _optimum_name(config)
+        problems = _command_problems(config)
+        if problems:
+            raise ConfigError(problems, str(args.config))
     except ConfigError as error:
         print(f"sim: {error}", file=sys.stderr)
         return 2
     try:  # the output-path rules of sim.paths, before any work
         out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
+        stale = _stale_files(out, figure=not args.no_figure)  # read before the old manifest is removed
         prepare_result_dir(out, force=args.force)
     except ResultExistsError as error:
         print(f"sim: {error}", file=sys.stderr)
         return 2
+    for path in stale:  # the old result's files this run does not write (--force): never left beside the new
+        path.unlink(missing_ok=True)
     layout = SpendLayout.from_config(config)
     print(f"{config.name}: optimising {len(layout.coordinates)} spend(s) ({', '.join(layout.names())}) "
           f"in [0, {layout.max_spend:g}] by {config.optimize.method} search")
@@ -864,6 +870,58 @@ def _optimize_command(args) -> int:
     print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
           f"in {result.timings['total_seconds']:.1f} s")
     return 0
+
+
+def _command_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
+    """Sections of ``config`` that ``sim optimize`` would ignore: it searches one experiment on
+    the core engine, with the replications of ``[optimize]``."""
+    from .config import PrecisionConfig
+
+    problems = []
+    if config.engine != "core":
+        problems.append((f"engine = {config.engine!r}",
+                         "sim optimize searches the spend on the core engine, not the agent engine's [market]; "
+                         "set engine = \"core\" (and switch the [market] interactions off) or use another config"))
+    if config.sweep:
+        problems.append((f"sweep ({len(config.sweep)} swept path{'s' if len(config.sweep) != 1 else ''})",
+                         "sim optimize runs one experiment, not a [sweep] grid; remove the [sweep] section "
+                         "(run the sweep with sim run)"))
+    if config.precision != PrecisionConfig():
+        problems.append(("precision",
+                         "sim optimize does not use [precision] control (its replications are optimize.replications "
+                         "and optimize.evaluation_replications); remove the [precision] section"))
+    return problems
+
+
+def _stale_files(out, *, figure: bool) -> list:
+    """Files listed in ``out``'s existing manifest that this run will not write (the tables
+    of ``sim optimize``, ``optimize.png`` with ``figure``, ``manifest.json``): removed under
+    --force so that no old table stays beside the new ones. Only plain file names of the
+    folder itself are considered."""
+    import json
+    from pathlib import Path
+
+    from .results import MANIFEST
+
+    out = Path(out)
+    try:
+        listed = json.loads((out / MANIFEST).read_text()).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(listed, (dict, list)):
+        return []
+    writes = {f"{name}.csv" for name in OptimizationResult.TABLES} | {MANIFEST}
+    if figure:
+        writes.add("optimize.png")
+    stale = []
+    for name in listed:
+        if (not isinstance(name, str) or name in writes or Path(name).name != name or name in ("", ".", "..")
+                or name.startswith(".")):
+            continue
+        path = out / name
+        if path.is_file() and not path.is_symlink():
+            stale.append(path)
+    return stale
 
 
 def register(subparsers) -> None:

@@ -467,10 +467,11 @@ def test_bad_arguments_fail_with_clear_messages(baseline_config):
 def test_word_of_mouth_means_are_bounded_when_it_is_on(baseline_config):
     config = baseline_config.with_overrides(word_of_mouth={"people_told": {"satisfied": 1e9}})
     simulate_market(config, customers=5, horizon=2, replications=1)  # off: the core's expected CLV5 only
-    on = config.with_overrides(market={"word_of_mouth": {"enabled": True}})
+    # refused when the configuration is made (before any result folder), no longer at simulate_market
     with pytest.raises(ConfigError, match=r"word_of_mouth.people_told.satisfied: people_told.satisfied \* "
                                           r"\|influence.satisfied\| = 1e\+09 \* 0.005 = 5e\+06 prospects per talk "
                                           r"must be <= 1000"):
+        on = config.with_overrides(market={"word_of_mouth": {"enabled": True}})
         simulate_market(on, customers=5, horizon=2, replications=1)
 
 
@@ -719,3 +720,43 @@ def test_experiments_load_and_switch_their_interaction_on(experiment):
     assert section in config.market.interactions
     listed = getattr(config.market, section).policies
     assert listed and len(listed) < len(config.policies)  # a with/without comparison in one run
+
+
+# ----------------------------------------------------------------------------- bad-input probe: sizes before work
+
+
+def test_agent_engine_sizes_are_checked_before_any_allocation(baseline_config, monkeypatch):
+    """The cohort must fit market.max_customers on the agent engine, whatever config.engine
+    says (sim run --engine abm on a core config), and a run that would need more memory than
+    the machine has is refused with an estimate, before any array is allocated."""
+    import sim.abm as abm
+
+    config = baseline_config.with_overrides(market={"max_customers": 100})  # a core config: allowed
+    with pytest.raises(ConfigError, match=r"population.customers = 200: must be <= market.max_customers = 100 "
+                                          r"on the agent engine"):
+        simulate_market(config, customers=200, horizon=2, replications=1)
+    monkeypatch.setattr(abm, "_physical_memory", lambda: 2**20)  # a 1 MiB machine
+    with pytest.raises(ConfigError, match=r"population.customers = 5000: the agent engine needs about .* GiB for "
+                                          r"5,000 customers x 1 replications x 3 policies, more than this machine's"):
+        simulate_market(baseline_config, customers=5000, horizon=2, replications=1)
+
+
+def test_switched_off_capacity_with_extreme_costs_does_not_overflow(baseline_config):
+    config = baseline_config.with_overrides(market={"capacity": {"spend_per_customer": 1e12, "server_cost": 1e-300}})
+    result = simulate_market(config, customers=20, horizon=2, replications=1)  # capacity off: no server count
+    assert (result.market["servers"] == 0).all()
+    with pytest.raises(ConfigError, match=r"market.capacity: .* = inf servers must be <= market.max_customers"):
+        config.with_overrides(market={"capacity": {"enabled": True, "spend_per_customer": 1e12, "server_cost": 1e-300}})
+
+
+def test_cli_engine_abm_on_a_too_large_core_config_is_one_line(tmp_path, capsys):
+    from sim.cli import main
+
+    path = tmp_path / "big.toml"
+    path.write_text('name = "big"\n[market]\nmax_customers = 50\n[run]\nhorizon = 2\nreplications = 1\n')
+    status = main(["run", str(path), "--engine", "abm", "--customers", "100", "--out", str(tmp_path / "o"),
+                   "--no-progress", "--no-figure"])
+    assert status == 2
+    error = capsys.readouterr().err
+    assert "population.customers = 100: must be <= market.max_customers = 50" in error and "Traceback" not in error
+    assert not (tmp_path / "o" / "manifest.json").exists()

@@ -75,6 +75,19 @@ BAD_CONFIGS = [
      ["policies[0] ('s').segment_multiplier.relationshp", "did you mean 'relationship'"]),
     ("typo in a table policy's segment", {"policies": [{"name": "t", "kind": "table", "relationship": {}, "transactionl": {}}]},
      ["policies[0] ('t').transactionl", "did you mean 'transactional'", "policies[0] ('t').transactional: is required"]),
+    # --- bad-input probe: the agent engine's sizes and arrival counts are checked at load ---
+    ("agent cohort above max_customers", {"engine": "abm", "population": {"customers": 1_000_000_000}},
+     ["population.customers = 1000000000", "<= market.max_customers = 1000000", "agent engine"]),
+    ("capacity buys infinitely many servers",
+     {"market": {"capacity": {"enabled": True, "spend_per_customer": 1e12, "server_cost": 1e-300}}},
+     ["market.capacity", "= inf servers must be <= market.max_customers = 1000000", "server_cost = 1e-300"]),
+    ("more servers than customers", {"market": {"capacity": {"enabled": True, "servers_per_1000": 1e9}}},
+     ["market.capacity", "servers must be <= market.max_customers", "servers_per_1000 = 1e+09"]),
+    ("word of mouth beyond the arrivals bound",
+     {"word_of_mouth": {"people_told": {"satisfied": 1e12}}, "market": {"word_of_mouth": {"enabled": True}}},
+     ["word_of_mouth.people_told.satisfied", "= 1e+12 * 0.005 = 5e+09 prospects per talk must be <= 1000"]),
+    ("negative discount rate", {"economics": {"annual_discount_rate": -1.0}},
+     ["economics.annual_discount_rate = -1.0", ">= 0", "a yearly discount rate in [0, 1]"]),
 ]
 
 
@@ -126,8 +139,9 @@ def test_config_is_frozen_and_defaults_are_the_baseline(baseline_config):
         (b"  \n\t\n", "is empty"),
         (b"name = 'x'\nname = 'y'\n", "not valid TOML: Cannot overwrite a value"),
         (b"[population]\ncustomers = 1_000\nwallet_median = nan\n", "population.wallet_median = nan: must be a finite number"),
+        (b"# only a comment\n\n", "is empty"),
     ],
-    ids=["empty", "malformed", "not-utf8", "whitespace-only", "duplicate-key", "toml-nan"],
+    ids=["empty", "malformed", "not-utf8", "whitespace-only", "duplicate-key", "toml-nan", "comment-only"],
 )
 def test_unreadable_files_get_one_clear_line(tmp_path, content, expected):
     path = tmp_path / "bad.toml"
@@ -248,3 +262,53 @@ def test_bad_command_lines_exit_2_with_one_clear_message(argv, expected, tmp_pat
         assert fragment in error, (fragment, error)
     assert "Traceback" not in error
     assert not (tmp_path / "results").exists()  # nothing written
+
+
+def test_a_discount_rate_is_not_called_a_probability():
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"economics": {"annual_discount_rate": 1.5}})
+    message = str(caught.value)
+    assert "economics.annual_discount_rate = 1.5: must be <= 1" in message and "yearly discount rate" in message
+    assert "probability" not in message
+
+
+def test_an_empty_file_and_a_comment_only_file_get_the_same_message(tmp_path):
+    messages = []
+    for content in ("", "# an experiment\n# (nothing set yet)\n"):
+        path = tmp_path / "x.toml"
+        path.write_text(content)
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        messages.append(str(caught.value))
+    assert messages[0] == messages[1] and "needs at least a name" in messages[0]
+
+
+def test_core_engine_file_with_market_interactions_is_refused(tmp_path):
+    """The core engine ignores [market]: a file that switches an interaction on without
+    engine = "abm" is refused at load, naming the section; with engine = "abm" it loads."""
+    path = tmp_path / "m.toml"
+    text = 'name = "m"\n{engine}[[policies]]\nname = "a"\nkind = "uniform"\nspend = 2.0\n[market.budget]\nenabled = true\n'
+    for engine in ('engine = "core"\n', ""):
+        path.write_text(text.format(engine=engine))
+        with pytest.raises(ConfigError) as caught:
+            load_config(path)
+        message = str(caught.value)
+        assert "market.budget.enabled = true" in message and 'engine = "abm"' in message
+    path.write_text(text.format(engine='engine = "abm"\n'))
+    assert load_config(path).market.interactions == ("budget",)
+    path.write_text('name = "s"\n[sweep]\n"market.budget.per_customer" = [1.0, 2.0]\n')
+    with pytest.raises(ConfigError, match=r"sweep.'market.budget.per_customer'.*agent engine"):
+        load_config(path)
+    for name in ("baseline", "policy_comparison", "sweep_discount", "optimize", "abm_budget", "abm_capacity",
+                 "abm_competitor", "abm_word_of_mouth"):
+        load_config(REPO / "experiments" / f"{name}.toml")  # the shipped configs are unaffected
+
+
+def test_cli_agent_cohort_too_large_exits_2_before_any_folder(tmp_path):
+    out = tmp_path / "out"
+    completed = _cli("run", str(REPO / "experiments" / "abm_budget.toml"), "--customers", "1000000000",
+                     "--out", str(out), cwd=REPO)
+    assert completed.returncode == 2, completed.stderr
+    assert "population.customers = 1000000000" in completed.stderr and "market.max_customers" in completed.stderr
+    assert "Traceback" not in completed.stderr and "MemoryError" not in completed.stderr
+    assert not out.exists()

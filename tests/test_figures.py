@@ -535,3 +535,40 @@ def test_figures_refuse_an_output_folder_of_other_files(tmp_path, capsys):
     assert main(arguments + ["--force"]) == 0
     assert (tmp_path / "stage_occupancy.csv").is_file() and (tmp_path / "manifest.json").is_file()
     assert main(arguments) == 0  # now a figure folder (it has a manifest): remaking into it is allowed
+
+
+# ----------------------------------------------------------------------------- bad-input probe
+
+
+def test_figures_refuse_an_empty_name_and_bad_threads_before_any_folder(tmp_path, capsys):
+    out = tmp_path / "figs"
+    for only in ("", ",", "stage_occupancy,"):
+        assert main(["figures", "--quick", "--only", only, "--configs", str(CONFIGS), "--out", str(out)]) == 2
+        error = capsys.readouterr().err
+        assert "--only" in error and "empty figure name" in error and "Traceback" not in error
+    assert main(["figures", "--quick", "--only", "stage_occupancy", "--threads", "99999", "--configs", str(CONFIGS),
+                 "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "--threads 99999: must be a whole number in [0, 1024]" in error and "Traceback" not in error
+    assert not out.exists()
+    with pytest.raises(ValueError, match="empty figure name|give one or more figure names"):
+        figures.load_figure_specs(CONFIGS, [])
+    with pytest.raises(ValueError, match=r"--threads 5000"):
+        figures.make_figures(out, quick=True, only=["stage_occupancy"], config_dir=CONFIGS, threads=5000)
+    assert not out.exists()
+
+
+def test_figures_refuse_a_run_result_folder_without_force(tmp_path, capsys):
+    """A folder whose manifest.json is a run's (experiment, files) is not a figure set: making
+    figures there would replace the run's manifest, so it needs --force."""
+    run_manifest = {"experiment": "baseline", "complete": True, "files": {"summary.csv": "0" * 64}}
+    (tmp_path / "manifest.json").write_text(json.dumps(run_manifest))
+    (tmp_path / "summary.csv").write_text("policy\nnone\n")
+    arguments = ["figures", "--quick", "--only", "stage_occupancy", "--configs", str(CONFIGS), "--out", str(tmp_path)]
+    assert main(arguments) == 2
+    error = capsys.readouterr().err
+    assert "manifest.json is a result of sim run or sim optimize" in error and "--force" in error
+    assert json.loads((tmp_path / "manifest.json").read_text()) == run_manifest  # untouched
+    assert not (tmp_path / "stage_occupancy.csv").exists()
+    assert main(arguments + ["--force"]) == 0
+    assert "figures" in json.loads((tmp_path / "manifest.json").read_text())

@@ -293,3 +293,55 @@ def test_shipped_optimize_config_is_valid():
     assert config.optimize.stages == ("exploration", "formation", "stability", "decline")
     assert config.comparison.reference in config.policy_names
     assert "optimized" not in config.policy_names
+
+
+# ----------------------------------------------------------------------------- bad-input probe
+
+
+@pytest.mark.parametrize("text, fragments", [
+    ('engine = "abm"\n', ["engine = 'abm'", "core engine"]),
+    ('[sweep]\n"economics.annual_discount_rate" = [0.05, 0.1]\n', ["sweep (1 swept path)", "remove the [sweep] section"]),
+    ('[precision]\ntarget_ci_halfwidth = 5.0\n', ["precision:", "remove the [precision] section"]),
+], ids=["abm", "sweep", "precision"])
+def test_sim_optimize_refuses_sections_it_would_ignore(tmp_path, capsys, monkeypatch, text, fragments):
+    from sim.cli import main
+
+    _no_simulation(monkeypatch)
+    path = tmp_path / "c.toml"
+    path.write_text('name = "c"\n' + text)
+    out = tmp_path / "out"
+    assert main(["optimize", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in error, (fragment, error)
+    assert "Traceback" not in error and not out.exists()
+
+
+def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkeypatch):
+    """--force over an older result: the files its manifest lists that this run does not
+    write are removed (only those); files the manifest does not list stay."""
+    import sim.optimize
+    from sim.cli import main
+    from sim.results import prepare_result_dir
+
+    out = prepare_result_dir(tmp_path / "old")
+    for name in ("summary.csv", "stages.csv", "optimum.csv", "overview.png", "notes.txt"):
+        (out / name).write_text("old\n")
+    listed = ["summary.csv", "stages.csv", "optimum.csv", "overview.png", "../outside.txt"]
+    (tmp_path / "outside.txt").write_text("keep\n")
+    (out / "manifest.json").write_text(json.dumps({"experiment": "old", "files": {name: "x" for name in listed}}))
+
+    class Stop(Exception):
+        pass
+
+    def stop(*args, **kwargs):
+        raise Stop
+
+    monkeypatch.setattr(sim.optimize, "optimize_spend", stop)
+    path = tmp_path / "c.toml"
+    path.write_text('name = "c"\n')
+    with pytest.raises(Stop):
+        main(["optimize", str(path), "--out", str(out), "--force"])
+    remaining = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
+    assert remaining == ["notes.txt", "optimum.csv"]  # optimum.csv is rewritten by the run
+    assert (tmp_path / "outside.txt").read_text() == "keep\n"
