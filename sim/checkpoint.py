@@ -137,6 +137,21 @@ class ChunkStore:
         """Every chunk file present (any config)."""
         return sorted(self.directory.glob("*.npz")) if self.directory.is_dir() else []
 
+    def foreign_files(self) -> list[Path]:
+        """Chunk files that name another config, seed or code version in their hash (files
+        that cannot be read at all are not listed: they are corrupted, and recomputed)."""
+        foreign = []
+        for path in self.files():
+            try:
+                with np.load(path, allow_pickle=False) as archive:
+                    stored = archive["config_hash"] if "config_hash" in archive.files else None
+                    stored = None if stored is None else bytes(np.asarray(stored, dtype=np.uint8)).hex()
+            except Exception:  # noqa: BLE001 - unreadable: a corrupted chunk, recomputed on resume
+                continue
+            if stored is not None and stored != self.hash:
+                foreign.append(path)
+        return foreign
+
     def save(self, result: ChunkResult) -> Path:
         """Write one completed chunk atomically (temporary file + fsync + rename)."""
         arrays = result.to_arrays()

@@ -119,7 +119,7 @@ def _run(args) -> int:
         from .paths import default_result_dir
 
         out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
-        problem = _resume_problem(out, resume=getattr(args, "resume", False), force=args.force)
+        problem = _resume_problem(out, resume=getattr(args, "resume", False), force=args.force, config=config)
         if problem:
             print(f"sim: {problem}", file=sys.stderr)
             return EXIT_BAD_INPUT
@@ -204,11 +204,12 @@ def _executor_problem(args, config) -> str | None:
     return None
 
 
-def _resume_problem(out: Path, *, resume: bool, force: bool) -> str | None:
+def _resume_problem(out: Path, *, resume: bool, force: bool, config=None) -> str | None:
     """The result-folder rules for chunk files (sim/checkpoint.py): a folder with chunk files
     but no manifest holds an interrupted run, continued with --resume or replaced with
-    --force; --resume on a complete folder has nothing to do."""
-    from .checkpoint import CHUNK_DIR
+    --force; --resume on a complete folder has nothing to do; --resume with chunk files of
+    another config, seed or code version is refused (they would be discarded)."""
+    from .checkpoint import CHUNK_DIR, ChunkStore
     from .results import MANIFEST
 
     out = Path(out)
@@ -219,6 +220,13 @@ def _resume_problem(out: Path, *, resume: bool, force: bool) -> str | None:
                 "Choose another --out, or pass --force to run it again")
     if resume and force:
         return "--resume continues an interrupted run and --force starts over: pass one of them"
+    if resume and chunks and not complete and config is not None:
+        foreign = ChunkStore(out, config).foreign_files()
+        if foreign:
+            return (f"--resume: {len(foreign)} of the {len(chunks)} chunk files in {out / CHUNK_DIR} were written "
+                    "for another config, seed or version of the code (was a setting such as --seed changed?); "
+                    "resume with the original settings, or run without --resume and with --force to discard "
+                    "them and start over")
     if chunks and not complete and not resume and not force:
         return (f"{out} holds an interrupted run ({len(chunks)} chunk files in {out / CHUNK_DIR}, no {MANIFEST}): "
                 "pass --resume to continue it, or --force to start over")

@@ -492,6 +492,41 @@ def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch,
         pd.testing.assert_frame_equal(pd.read_csv(out / table), pd.read_csv(tmp_path / "whole" / table))
 
 
+def test_resume_with_another_seed_is_refused_and_keeps_the_chunks(tmp_path, monkeypatch, capsys):
+    """``--resume`` on chunk files written under another seed (or config, or code) is refused
+    in one line with exit 2 and the chunk files are left as they were (they are the
+    interrupted run's work); resuming with the original settings still completes it."""
+    import sim.projection as projection
+
+    config = tmp_path / "chunked.toml"  # three chunks of 4,096 customers
+    config.write_text('name = "chunked"\n[population]\ncustomers = 12288\n[run]\nhorizon = 6\nreplications = 1\n'
+                      'chunk_customers = 4096\n[[policies]]\nname = "none"\nkind = "none"\n')
+    out = tmp_path / "interrupted"
+    arguments = ["run", str(config), "--no-progress", "--no-figure", "--out", str(out)]
+    real_simulate, calls = projection.simulate_chunk, []
+
+    def interrupted_after_one_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise KeyboardInterrupt
+        return real_simulate(*args, **kwargs)
+
+    monkeypatch.setattr(projection, "simulate_chunk", interrupted_after_one_chunk)
+    assert main(arguments) == 130
+    monkeypatch.setattr(projection, "simulate_chunk", real_simulate)
+    chunks = sorted((out / ".chunks").glob("*.npz"))
+    assert len(chunks) == 1
+    before = {path.name: path.read_bytes() for path in chunks}
+    capsys.readouterr()
+    assert main(arguments + ["--resume", "--seed", "5"]) == 2
+    error = capsys.readouterr().err
+    assert "another config, seed or version of the code" in error and "--force" in error
+    assert "Traceback" not in error and error.count("\n") == 1
+    assert {path.name: path.read_bytes() for path in sorted((out / ".chunks").glob("*.npz"))} == before
+    assert not (out / MANIFEST).exists()
+    assert main(arguments + ["--resume"]) == 0 and (out / MANIFEST).exists()
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 
