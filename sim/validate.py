@@ -452,9 +452,34 @@ def plot_checks(table: pd.DataFrame, ax=None):
 # --------------------------------------------------------------------------- command line
 
 
+def _csv_problem(path, force: bool) -> str | None:
+    """Why ``--csv path`` cannot be written (checked before any work), or None."""
+    from pathlib import Path
+
+    path = Path(path)
+    if path.is_dir():
+        return f"--csv {path} is a directory; give a file name such as {path / 'validate.csv'}"
+    if path.exists() and not force:
+        return f"--csv {path} already exists; choose another file or pass --force to overwrite it"
+    if not path.parent.is_dir():
+        return f"--csv {path}: the folder {path.parent} does not exist"
+    return None
+
+
 def _validate_command(args) -> int:
+    from .cli import EXIT_BAD_INPUT
+    from .config import ConfigError
+
+    problem = _csv_problem(args.csv, args.force) if args.csv is not None else None
+    if problem:
+        print(f"sim: {problem}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     started = __import__("time").perf_counter()
-    table = run_checks(quick=args.quick, seed=args.seed, threads=args.threads)
+    try:
+        table = run_checks(quick=args.quick, seed=args.seed, threads=args.threads)
+    except (ConfigError, ValueError) as error:  # e.g. a seed or thread count out of range
+        print(f"sim: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     elapsed = __import__("time").perf_counter() - started
     columns = ["group", "check", "exact", "simulated", "se", "z", "passed"]
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500,
@@ -496,4 +521,5 @@ def register(subparsers) -> None:
     parser.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED, help="seed of every scenario")
     parser.add_argument("--threads", type=_non_negative_int, default=None, help="numba threads (never changes results)")
     parser.add_argument("--csv", type=Path, default=None, help="also write the table to this CSV file")
+    parser.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
     parser.set_defaults(handler=_validate_command)

@@ -187,3 +187,37 @@ def test_plot_checks_draws_one_bar_per_check(checks):
     heights = sorted(patch.get_width() for patch in ax.patches)
     np.testing.assert_allclose(heights, sorted(checks["z"].clip(-8, 8)))
     assert len(ax.get_yticklabels()) == len(checks)
+
+
+@pytest.mark.parametrize(
+    "extra, needle",
+    [
+        (["--seed", "99999999999999999999999"], "run.seed = 99999999999999999999999: must be <= 9223372036854775807"),
+        (["--threads", "5000"], "run.threads = 5000: must be <= 1024"),
+        (["--csv", "{existing}"], "already exists; choose another file or pass --force"),
+        (["--csv", "{folder}"], "is a directory"),
+        (["--csv", "{folder}/missing/table.csv"], "does not exist"),
+    ],
+)
+def test_bad_validate_command_lines_exit_2_in_one_message(tmp_path, capsys, extra, needle):
+    """Bad ``sim validate`` options: exit 2, the message names the option and the value, no
+    traceback, and an existing --csv file is left untouched."""
+    from sim.cli import main
+
+    existing = tmp_path / "existing.csv"
+    existing.write_text("a reader's table\n")
+    extra = [part.format(existing=existing, folder=tmp_path) for part in extra]
+    assert main(["validate", "--quick", *extra]) == 2
+    error = capsys.readouterr().err
+    assert needle in error and "Traceback" not in error
+    assert existing.read_text() == "a reader's table\n"
+
+
+def test_validate_csv_force_overwrites(tmp_path, capsys):
+    from sim.cli import main
+
+    existing = tmp_path / "existing.csv"
+    existing.write_text("old\n")
+    assert main(["validate", "--quick", "--csv", str(existing), "--force"]) == 0
+    table = pd.read_csv(existing)
+    assert len(table) > 0 and table["passed"].all()
