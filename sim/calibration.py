@@ -135,6 +135,8 @@ def check_survivors(values: Sequence, name: str = "survivors") -> np.ndarray:
             raise ValueError(f"{name}[{index}] = {value!r}: must be a whole number of customers")
         if value < 0:
             raise ValueError(f"{name}[{index}] = {value!r}: must be >= 0 (a number of customers)")
+        if value > MAX_COHORT:
+            raise ValueError(f"{name}[{index}] = {value!r}: must be <= {MAX_COHORT:.0e} customers")
         counts.append(int(value))
     if len(counts) < 2:
         raise ValueError(f"{name} = {counts}: needs at least 2 counts (the cohort size and the survivors after one period)")
@@ -152,6 +154,14 @@ def check_survivors(values: Sequence, name: str = "survivors") -> np.ndarray:
             "(the sBG likelihood has no maximum); observe the cohort for longer"
         )
     return np.asarray(counts, dtype=np.int64)
+
+
+#: Longest span of a transaction log, in periods (100 years of months): a longer one is most
+#: likely a mistyped date, and calibrating it would simulate that many periods.
+MAX_LOG_PERIODS = 1200
+
+#: Largest survivor count accepted (counts are int64 and the fit's likelihood uses them as weights).
+MAX_COHORT = 10**12
 
 
 def parse_survivors(text: str, name: str = "--survivors") -> np.ndarray:
@@ -631,15 +641,25 @@ def cohort_survival(log: pd.DataFrame, period_months: int = 1) -> CohortSurvival
     if len(log) == 0:
         raise ValueError("log has no transactions")
     amounts = log["amount"].to_numpy(dtype=float)
-    if not np.all(np.isfinite(amounts)) or np.any(amounts < 0):
-        bad = amounts[~np.isfinite(amounts) | (amounts < 0)][:3].tolist()
-        raise ValueError(f"log amount values {bad} (first offending): amounts must be finite and >= 0")
+    from .config import MAX_MAGNITUDE
+
+    bad_rows = np.flatnonzero(~np.isfinite(amounts) | (amounts < 0) | (amounts > MAX_MAGNITUDE))
+    if bad_rows.size:
+        raise ValueError(f"log amount values {amounts[bad_rows[:3]].tolist()} (rows {bad_rows[:3].tolist()}, first "
+                         f"offending): amounts must be finite, >= 0 and <= {MAX_MAGNITUDE:g}")
     dates = pd.to_datetime(log["date"])
     month_index = (dates.dt.year * 12 + dates.dt.month - 1).to_numpy(dtype=np.int64)
     first = int(month_index.min())
     period = (month_index - first) // months
     n_periods = int(period.max()) + 1
     first_month = f"{first // 12:04d}-{first % 12 + 1:02d}"
+    if n_periods > MAX_LOG_PERIODS:
+        last = int(month_index.max())
+        raise ValueError(
+            f"the log spans {n_periods} periods of {months} month(s), from {first_month} to "
+            f"{last // 12:04d}-{last % 12 + 1:02d}; at most {MAX_LOG_PERIODS} periods are calibrated "
+            "(a mistyped date? check the earliest and latest dates in the log)"
+        )
     if n_periods < 2:
         raise ValueError(
             f"the log spans only 1 period of {months} month(s) (from {first_month}); "

@@ -84,6 +84,7 @@ def test_check_survivors_names_the_entry_and_the_rule(values, expected):
         ("1000,900.5", "entry 1 = '900.5'"),
         ("1000,-3", "--survivors[1] = -3: must be >= 0"),
         ("1000,1100", "--survivors[1] = 1100 > --survivors[0] = 1000"),
+        ("99999999999999999999999,1", "--survivors[0] = 99999999999999999999999: must be <= 1e+12 customers"),
     ],
 )
 def test_parse_survivors_errors(text, expected):
@@ -513,3 +514,32 @@ def test_plot_survival_fit_draws_the_table():
     fitted_line, observed_points = ax.get_lines()
     np.testing.assert_array_equal(fitted_line.get_ydata(), table["fitted_survival"])
     np.testing.assert_array_equal(observed_points.get_ydata(), table["observed_survival"])
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        # one mistyped year would make the calibration simulate ~96,000 periods
+        ("customer_id,date,amount\nA,2020-01-05,10\nB,2020-02-01,5\nA,9999-12-01,3\n",
+         "the log spans 95760 periods of 1 month(s), from 2020-01 to 9999-12; at most 1200 periods"),
+        ("customer_id,date,amount\nA,2020-01-05,1e308\nB,2020-02-01,5\n",
+         "log amount values [1e+308] (rows [0], first offending): amounts must be finite, >= 0 and <= 1e+12"),
+    ],
+)
+def test_implausible_logs_are_refused_before_any_simulation(tmp_path, capsys, monkeypatch, content, expected):
+    """A log whose span or amounts cannot be right exits 2 naming what was found, before any
+    simulation (the kernel is replaced by one that fails the test) and without an output."""
+    import sim.core as core
+    from sim.cli import main
+
+    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("simulated before refusing the log")
+
+    monkeypatch.setattr(core, "simulate_chunk", no_work)
+    path = tmp_path / "log.csv"
+    path.write_text(content, encoding="utf-8")
+    out = tmp_path / "calibrated.toml"
+    assert main(["calibrate", "transactions", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and "Traceback" not in error
+    assert not out.exists()
