@@ -108,6 +108,10 @@ def _run(args) -> int:
             overrides["population"] = {"customers": args.customers}
         if overrides:
             config = config.with_overrides(**overrides)
+        if (args.engine or config.engine) == "core":
+            from .executors import check_run_size
+
+            check_run_size(config)  # before the result folder exists
     except ConfigError as error:
         print(f"sim: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

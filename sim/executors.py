@@ -92,6 +92,70 @@ def plan_work(config) -> list[WorkItem]:
     ]
 
 
+#: Most work items (replications x chunks) one run may have: each is a task and a chunk file.
+MAX_WORK_ITEMS = 1_000_000
+
+
+def _available_memory() -> int | None:
+    """Bytes of memory available to a new allocation (``MemAvailable`` of /proc/meminfo),
+    or None where that cannot be read."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def chunk_bytes(config) -> int:
+    """Peak bytes of the arrays of one chunk in flight (:class:`sim.core.ChunkPartials` of
+    ``run.chunk_customers`` customers and their per-customer CLVs), counted twice (the
+    kernel's arrays and the copy a result holds), plus the run's exact per-customer CLVs
+    when they are kept (``customers x replications <= CLV_KEEP_LIMIT``)."""
+    from .core import BLOCK, N_MONEY, N_PERIOD_SUMS, N_STAGES, SATISFACTION_BINS
+
+    customers = min(config.population.customers, config.run.chunk_customers)
+    blocks = -(-customers // BLOCK)
+    p, horizon = len(config.policy_names), config.run.horizon
+    per_block = p * (N_MONEY + N_STAGES * (N_PERIOD_SUMS + 1) + horizon * N_PERIOD_SUMS
+                     + (horizon + 1) * (N_STAGES + 1) + 8 + 3 * p + N_STAGES * SATISFACTION_BINS * 2)
+    chunk = 2 * 8 * (blocks * per_block + p * customers)
+    kept = 8 * p * config.population.customers * config.run.replications if exact_clv_tables(config) else 0
+    return chunk + kept
+
+
+def run_size_problems(config) -> list[tuple[str, str]]:
+    """Why a run of ``config`` cannot be done on this machine, checked before any work:
+    too many work items (:data:`MAX_WORK_ITEMS`), or one chunk needing more memory than
+    is available. ``(field path, message)`` pairs, as :class:`sim.config.ConfigError` takes."""
+    problems = []
+    customers, size = config.population.customers, config.run.chunk_customers
+    items = config.run.replications * -(-customers // size)
+    if items > MAX_WORK_ITEMS:
+        problems.append(("run.replications", (
+            f"{config.run.replications:,} replications x {-(-customers // size):,} chunks of run.chunk_customers = "
+            f"{size:,} (population.customers = {customers:,}) = {items:,} work items; at most {MAX_WORK_ITEMS:,}: "
+            "fewer replications or customers, or larger chunks")))
+    needed, available = chunk_bytes(config), _available_memory()
+    if available is not None and needed > available:
+        problems.append(("run.chunk_customers", (
+            f"one chunk of {min(customers, size):,} customers x {len(config.policy_names)} policies x run.horizon = "
+            f"{config.run.horizon:,} periods needs about {needed / 2**30:,.1f} GiB, more than the "
+            f"{available / 2**30:,.1f} GiB available: a smaller run.chunk_customers or run.horizon")))
+    return problems
+
+
+def check_run_size(config) -> None:
+    """Raise :class:`sim.config.ConfigError` with :func:`run_size_problems`, if any."""
+    from .config import ConfigError
+
+    problems = run_size_problems(config)
+    if problems:
+        raise ConfigError(problems)
+
+
 def exact_clv_tables(config) -> bool:
     """Whether the CLV quantiles and the value-concentration table of ``config`` are computed
     from every customer's CLV (``customers x replications <= CLV_KEEP_LIMIT``; then the

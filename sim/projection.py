@@ -26,7 +26,7 @@ from .core import (
     ChunkPartials,
     simulate_chunk,
 )
-from .executors import ChunkReducer, exact_clv_tables, make_executor, plan_work, run_ordered, simulate_work_item
+from .executors import ChunkReducer, check_run_size, exact_clv_tables, make_executor, plan_work, run_ordered, simulate_work_item
 
 __all__ = ["project", "ProjectionResult", "QUANTILE_LEVELS", "STATE_NAMES", "NonFiniteResultError", "NAN_WHEN_EMPTY",
            "check_finite"]
@@ -139,6 +139,7 @@ def project(
         raise ValueError(f"resume = {resume!r}: must be True or False")
     if resume and checkpoint is None:
         raise ValueError("resume = True needs checkpoint = <result folder> (where the chunk files are)")
+    check_run_size(config)  # before any allocation: work items and the memory of one chunk
     items = plan_work(config)
     exact = exact_clv_tables(config)
     expose = exact if keep_clv is None else bool(keep_clv)

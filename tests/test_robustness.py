@@ -527,6 +527,41 @@ def test_resume_with_another_seed_is_refused_and_keeps_the_chunks(tmp_path, monk
     assert main(arguments + ["--resume"]) == 0 and (out / MANIFEST).exists()
 
 
+def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, monkeypatch, capsys):
+    """Sizes that would build hundreds of millions of work items, or a chunk larger than the
+    memory available, are refused by ``sim run`` (exit 2, one problem naming the fields)
+    before the result folder exists and before any allocation; ``sim.project`` raises the
+    same ConfigError."""
+    import time
+
+    import sim.executors as executors
+    import sim.projection as projection
+
+    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("the kernel ran for a run that cannot fit")
+
+    monkeypatch.setattr(projection, "simulate_chunk", no_work)
+    huge = tmp_path / "huge.toml"
+    huge.write_text('name = "huge"\n[population]\ncustomers = 1000000000\n[run]\nreplications = 100000\n'
+                    'horizon = 100000\n')
+    started = time.perf_counter()
+    assert main(["run", str(huge), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    assert time.perf_counter() - started < 30  # refused from the sizes, not after building 3.8e8 work items
+    error = capsys.readouterr().err
+    assert "381,500,000 work items; at most 1,000,000" in error and "run.replications" in error
+    assert "Traceback" not in error and not (tmp_path / "out").exists()
+    # memory: one chunk must fit in what the machine has available (here pretended to be 64 KiB)
+    monkeypatch.setattr(executors, "_available_memory", lambda: 2**16)
+    config = sim.config_from_dict({"name": "tight", "population": {"customers": 8192}, "run": {"horizon": 120}})
+    needed = executors.chunk_bytes(config)
+    assert needed > 2**16
+    with pytest.raises(sim.ConfigError, match=r"run.chunk_customers.*needs about .* GiB, more than the 0.0 GiB available"):
+        sim.project(config)
+    monkeypatch.setattr(executors, "_available_memory", lambda: needed)
+    monkeypatch.setattr(projection, "simulate_chunk", executors.simulate_chunk)
+    assert sim.project(config, replications=1, horizon=12).summary["customers"].iloc[0] == 8192
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 
