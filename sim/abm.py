@@ -1635,16 +1635,8 @@ def run_market_command(config: ExperimentConfig, out, args) -> int:
     import shlex
     import sys
 
-    from .cli import EXIT_BAD_INPUT, _print_summary
+    from .cli import _print_summary
 
-    if config.sweep:
-        print("sim: the agent engine does not run [sweep] grids; run the sweep with the core engine "
-              "(engine = \"core\" or --engine core)", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    problems = agent_engine_problems(config)  # before any work (the config may be a core one under --engine abm)
-    if problems:
-        print(f"sim: {ConfigError(problems)}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     interactions = ", ".join(config.market.interactions) or "none"
     print(f"{config.name} (agent engine, interactions: {interactions}, timing: {config.market.timing}): "
           f"{config.population.customers:,} customers x {config.run.replications} replications x "

@@ -108,10 +108,9 @@ def _run(args) -> int:
             overrides["population"] = {"customers": args.customers}
         if overrides:
             config = config.with_overrides(**overrides)
-        if (args.engine or config.engine) == "core":
-            from .executors import check_run_size
-
-            check_run_size(config)  # before the result folder exists
+        engine_problems = _engine_problems(config, args.engine or config.engine)
+        if engine_problems:
+            raise ConfigError(engine_problems, str(args.config))  # before the result folder exists
     except ConfigError as error:
         print(f"sim: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -183,6 +182,32 @@ def _run(args) -> int:
     print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
           f"in {result.timings['total_seconds']:.1f} s")
     return 0
+
+
+def _engine_problems(config, engine: str) -> list[tuple[str, str]]:
+    """Why ``engine`` (the config's, or ``--engine``'s) cannot run ``config`` on this machine,
+    as ``(field, message)`` pairs: the agent engine's checks (no [sweep], cohort and memory,
+    :func:`sim.abm.agent_engine_problems`), or the core's run size
+    (:func:`sim.executors.run_size_problems`) and market interactions it would ignore."""
+    if engine == "abm":
+        from .abm import agent_engine_problems
+
+        problems = []
+        if config.sweep:
+            problems.append((f"sweep ({len(config.sweep)} swept paths)",
+                             "the agent engine does not run [sweep] grids; run the sweep on the core engine "
+                             "(engine = \"core\" or --engine core)"))
+        return problems + agent_engine_problems(config)
+    from .executors import run_size_problems
+
+    problems = run_size_problems(config)
+    interactions = config.market.interactions
+    if interactions:  # an agent-engine file under --engine core (a core file with them is refused at load)
+        fields = ", ".join(f"market.{name}.enabled" for name in interactions)
+        problems.append((f"{fields} = true",
+                         "the market interactions run only on the agent engine; --engine core would ignore them: "
+                         "drop --engine core, or switch them off in the file"))
+    return problems
 
 
 def _executor_problem(args, config) -> str | None:

@@ -531,11 +531,15 @@ def optimize_spend(
     ------
     ConfigError
         Before any work: if a config policy is named ``"optimized"``, if the config already
-        holds the most policies allowed (the optimum is added), or if
-        ``optimize.evaluation_seed`` equals the objective's seed.
+        holds the most policies allowed (the optimum is added), if
+        ``optimize.evaluation_seed`` equals the objective's seed, or if the config has a
+        section the search would ignore (engine = "abm", a [sweep], [precision]).
     """
     from .experiments import ExperimentResult
 
+    problems = _command_problems(config)
+    if problems:
+        raise ConfigError(problems)
     name = _optimum_name(config, seed)
     settings = config.optimize
     reference = settings.reference or config.comparison.reference or config.policy_names[0]
@@ -845,13 +849,10 @@ def _optimize_command(args) -> int:
         return 2
     try:  # the output-path rules of sim.paths, before any work
         out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
-        stale = _stale_files(out, figure=not args.no_figure)  # read before the old manifest is removed
-        prepare_result_dir(out, force=args.force)
+        prepare_result_dir(out, force=args.force)  # --force: the old result's files are removed
     except ResultExistsError as error:
         print(f"sim: {error}", file=sys.stderr)
         return 2
-    for path in stale:  # the old result's files this run does not write (--force): never left beside the new
-        path.unlink(missing_ok=True)
     layout = SpendLayout.from_config(config)
     print(f"{config.name}: optimising {len(layout.coordinates)} spend(s) ({', '.join(layout.names())}) "
           f"in [0, {layout.max_spend:g}] by {config.optimize.method} search")
@@ -891,37 +892,6 @@ def _command_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
                          "sim optimize does not use [precision] control (its replications are optimize.replications "
                          "and optimize.evaluation_replications); remove the [precision] section"))
     return problems
-
-
-def _stale_files(out, *, figure: bool) -> list:
-    """Files listed in ``out``'s existing manifest that this run will not write (the tables
-    of ``sim optimize``, ``optimize.png`` with ``figure``, ``manifest.json``): removed under
-    --force so that no old table stays beside the new ones. Only plain file names of the
-    folder itself are considered."""
-    import json
-    from pathlib import Path
-
-    from .results import MANIFEST
-
-    out = Path(out)
-    try:
-        listed = json.loads((out / MANIFEST).read_text()).get("files") or {}
-    except (OSError, ValueError, AttributeError):
-        return []
-    if not isinstance(listed, (dict, list)):
-        return []
-    writes = {f"{name}.csv" for name in OptimizationResult.TABLES} | {MANIFEST}
-    if figure:
-        writes.add("optimize.png")
-    stale = []
-    for name in listed:
-        if (not isinstance(name, str) or name in writes or Path(name).name != name or name in ("", ".", "..")
-                or name.startswith(".")):
-            continue
-        path = out / name
-        if path.is_file() and not path.is_symlink():
-            stale.append(path)
-    return stale
 
 
 def register(subparsers) -> None:

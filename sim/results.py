@@ -114,6 +114,11 @@ def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
     folder; not someone else's non-empty folder unless ``force``); a new or reused folder
     gets the :data:`sim.paths.RUN_MARKER` file, which marks it as a sim result folder.
 
+    With ``force``, a complete result is replaced as a whole: the files its manifest lists
+    (plain names in the folder itself, nothing else) are removed with the manifest, so no
+    table or figure of the old run is left beside the new one; files the manifest does not
+    list are kept.
+
     Raises
     ------
     ResultExistsError
@@ -131,11 +136,29 @@ def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
                 f"{directory} already holds a complete result (it has {MANIFEST}); "
                 "choose another --out or pass --force to overwrite it"
             )
+        _remove_listed_files(directory, manifest)  # no old table or figure stays beside the new result
         manifest.unlink()  # the folder is incomplete until the new manifest is written
     directory.mkdir(parents=True, exist_ok=True)
     if not (directory / RUN_MARKER).exists():
         atomic_write_text(directory / RUN_MARKER, "a sim result folder; manifest.json marks it complete\n")
     return directory
+
+
+def _remove_listed_files(directory: Path, manifest: Path) -> None:
+    """Remove the files ``manifest`` lists under ``"files"``: only plain, non-hidden names
+    of ``directory`` itself that are regular files (no path, no link, nothing outside)."""
+    try:
+        listed = json.loads(manifest.read_text(encoding="utf-8")).get("files") or {}
+    except (OSError, ValueError, AttributeError):
+        return  # an unreadable manifest lists nothing
+    if not isinstance(listed, (dict, list)):
+        return
+    for name in listed:
+        if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or name == MANIFEST:
+            continue
+        path = directory / name
+        if path.is_file() and not path.is_symlink():
+            path.unlink()
 
 
 def _sha256(path: Path) -> str:

@@ -759,4 +759,20 @@ def test_cli_engine_abm_on_a_too_large_core_config_is_one_line(tmp_path, capsys)
     assert status == 2
     error = capsys.readouterr().err
     assert "population.customers = 100: must be <= market.max_customers = 50" in error and "Traceback" not in error
-    assert not (tmp_path / "o" / "manifest.json").exists()
+    assert not (tmp_path / "o").exists()  # refused before the result folder is made
+
+
+def test_cli_engine_core_on_an_agent_file_with_interactions_is_refused(tmp_path, capsys):
+    """--engine core on a file that switches market interactions on would silently ignore
+    them: refused before any work, naming the switches; a [sweep] under --engine abm likewise."""
+    from sim.cli import main
+
+    status = main(["run", str(REPO / "experiments" / "abm_competitor.toml"), "--engine", "core",
+                   "--out", str(tmp_path / "o"), "--no-progress", "--no-figure"])
+    error = capsys.readouterr().err
+    assert status == 2 and "market.competitor.enabled = true" in error and "--engine core would ignore them" in error
+    assert "Traceback" not in error and not (tmp_path / "o").exists()
+    status = main(["run", str(REPO / "experiments" / "sweep_discount.toml"), "--engine", "abm",
+                   "--out", str(tmp_path / "s"), "--no-progress", "--no-figure"])
+    error = capsys.readouterr().err
+    assert status == 2 and "the agent engine does not run [sweep] grids" in error and not (tmp_path / "s").exists()

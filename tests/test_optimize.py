@@ -194,13 +194,15 @@ def test_sim_optimize_on_the_baseline_model(tmp_path, baseline_config):
 
 def test_optimize_spend_api_matches_the_cli_conventions(baseline_config):
     """The optimum's evaluation row, the comparison row and the manifest agree (and a
-    [sweep] in the config, here over a policy's field, is ignored by the optimiser)."""
+    [sweep] in the config, which the optimiser would ignore, is refused before any work, as
+    by sim optimize)."""
     config = baseline_config.with_overrides(
         population={"customers": 4096}, run={"replications": 1, "horizon": 36},
         policies=[{"name": "none", "kind": "none"}, {"name": "uniform", "kind": "uniform", "spend": 1.0}],
         optimize={"stages": ["formation"], "max_cycles": 1, "response_points": 3, "grid_points": 5, "spend_tolerance": 0.5},
-        sweep={"policies.uniform.spend": [1.0, 2.0]},
     )
+    with pytest.raises(sim.ConfigError, match=r"sweep \(1 swept path\).*remove the \[sweep\] section"):
+        optimize_spend(config.with_overrides(sweep={"policies.uniform.spend": [1.0, 2.0]}))
     result = optimize_spend(config)
     extra = result.manifest_extra()["optimize"]
     row = result.evaluation.set_index("policy").loc["optimized"]
@@ -318,8 +320,8 @@ def test_sim_optimize_refuses_sections_it_would_ignore(tmp_path, capsys, monkeyp
 
 
 def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkeypatch):
-    """--force over an older result: the files its manifest lists that this run does not
-    write are removed (only those); files the manifest does not list stay."""
+    """--force over an older result: the files its manifest lists are removed before the run
+    (only those, and only inside the folder); files the manifest does not list stay."""
     import sim.optimize
     from sim.cli import main
     from sim.results import prepare_result_dir
@@ -343,5 +345,5 @@ def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkey
     with pytest.raises(Stop):
         main(["optimize", str(path), "--out", str(out), "--force"])
     remaining = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
-    assert remaining == ["notes.txt", "optimum.csv"]  # optimum.csv is rewritten by the run
+    assert remaining == ["notes.txt"]  # the old result is gone as a whole; the run writes its own files
     assert (tmp_path / "outside.txt").read_text() == "keep\n"

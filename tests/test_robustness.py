@@ -384,6 +384,33 @@ def test_a_complete_result_is_never_overwritten_without_force(small_run, tmp_pat
     assert json.loads((out / MANIFEST).read_text())["complete"] is True
 
 
+def test_force_replaces_a_complete_result_as_a_whole(tmp_path, capsys):
+    """sim run --force over an older result whose manifest lists files this run does not
+    write (here the old run's comparison figure and an extra table): they are removed, so the
+    folder holds exactly the new manifest's files; unlisted files and files outside stay."""
+    from sim.cli import main
+
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\n[population]\ncustomers = 50\n[run]\nhorizon = 3\nreplications = 1\n')
+    out = tmp_path / "run"
+    arguments = ["run", str(config), "--out", str(out), "--no-progress"]
+    assert main(arguments) == 0
+    old = json.loads((out / MANIFEST).read_text())
+    assert "comparison.png" in old["files"]
+    (out / "sweep.csv").write_text("old table\n")
+    (out / "notes.txt").write_text("mine\n")
+    (tmp_path / "outside.csv").write_text("keep\n")
+    old["files"].update({"sweep.csv": "x", "../outside.csv": "x"})
+    (out / MANIFEST).write_text(json.dumps(old))
+    assert main(arguments + ["--no-figure", "--force"]) == 0
+    new = json.loads((out / MANIFEST).read_text())
+    present = {path.name for path in out.iterdir() if not path.name.startswith(".")}
+    assert present == set(new["files"]) | {MANIFEST, "notes.txt"}
+    assert "comparison.png" not in present and "sweep.csv" not in present
+    assert (tmp_path / "outside.csv").read_text() == "keep\n"
+    capsys.readouterr()
+
+
 @pytest.mark.parametrize("name", ["..", ".", "../escape", "a/b", "/etc", "", "a b", "nul\x00"])
 def test_default_folder_names_cannot_leave_results(tmp_path, name):
     with pytest.raises(UnsafeOutputError, match="cannot name a result folder"):
