@@ -163,6 +163,14 @@ MAX_LOG_PERIODS = 1200
 #: Largest survivor count accepted (counts are int64 and the fit's likelihood uses them as weights).
 MAX_COHORT = 10**12
 
+#: Calendar years a synthetic transaction log's dates may fall in (inside pandas' datetime
+#: range, 1677-2262, which :func:`read_transaction_log` parses with).
+SYNTHETIC_FIRST_YEAR, SYNTHETIC_LAST_YEAR = 1900, 2261
+
+#: Most customers x periods a synthetic transaction log may simulate (it is test data; one
+#: row per active customer-period, so up to this many rows).
+MAX_SYNTHETIC_CUSTOMER_PERIODS = 20_000_000
+
 
 def parse_survivors(text: str, name: str = "--survivors") -> np.ndarray:
     """Parse comma-separated survivor counts (``"1000,869,743"``) and validate them with
@@ -870,7 +878,9 @@ def synthetic_transaction_log(
     ------
     ValueError
         For a bad count or seed, a ``period_months`` that is not a whole number of months,
-        an unknown policy, or a bad ``start`` (``YYYY-MM``).
+        an unknown policy, a bad ``start`` (``YYYY-MM``; every date must fall in the years
+        :data:`SYNTHETIC_FIRST_YEAR` .. :data:`SYNTHETIC_LAST_YEAR`), or more than
+        :data:`MAX_SYNTHETIC_CUSTOMER_PERIODS` customers x periods.
     """
     from . import _rng
     from .core import BLOCK, _customer_attributes, simulate_chunk
@@ -894,9 +904,22 @@ def synthetic_transaction_log(
     if not match or not 1 <= int(match.group(2)) <= 12:
         raise ValueError(f"start = {start!r}: must be a calendar month YYYY-MM")
     start_month = int(match.group(1)) * 12 + int(match.group(2)) - 1
+    horizon = config.run.horizon
+    end_month = start_month + (horizon + 1) * months  # past the last period of a late customer
+    if not SYNTHETIC_FIRST_YEAR * 12 <= start_month or end_month > SYNTHETIC_LAST_YEAR * 12 + 12:
+        raise ValueError(
+            f"start = {start!r}: the log's {horizon} periods of {months} month(s) would end at "
+            f"{end_month // 12:04d}-{end_month % 12 + 1:02d}; its dates must lie in the years "
+            f"{SYNTHETIC_FIRST_YEAR}-{SYNTHETIC_LAST_YEAR} (inside pandas' datetime range): another start, "
+            "or a shorter run.horizon")
+    customer_periods = (int(customers) + int(late_customers)) * horizon
+    if customer_periods > MAX_SYNTHETIC_CUSTOMER_PERIODS:
+        raise ValueError(
+            f"customers + late_customers = {int(customers) + int(late_customers):,} x run.horizon = {horizon} = "
+            f"{customer_periods:,} customer-periods: a synthetic log holds at most "
+            f"{MAX_SYNTHETIC_CUSTOMER_PERIODS:,} (one row each at most); fewer customers or a shorter horizon")
     index = _policy_index(config, policy)
     config = config.with_overrides(run={"seed": int(seed), "replications": 1})
-    horizon = config.run.horizon
     arrays = model_arrays(config)
     tables = policy_tables(config)
     total = int(customers) + int(late_customers)
@@ -1119,10 +1142,12 @@ def _load_base(path) -> ExperimentConfig:
 
 
 def _refuse_existing(path: Path, force: bool) -> None:
+    """--out must name a file: not a folder (whatever --force says); an existing file only
+    with --force."""
+    if path.is_dir():
+        raise FileExistsError(f"--out {path} is a folder; --out names the file to write (e.g. {path / 'calibrated.toml'})")
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; choose another --out or pass --force to overwrite it")
-    if path.exists() and path.is_dir():
-        raise FileExistsError(f"{path} is a directory")
 
 
 def _survival_command(args) -> int:

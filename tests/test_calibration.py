@@ -443,6 +443,27 @@ def test_synthetic_log_rejects_bad_arguments():
         cal.synthetic_transaction_log(config.with_overrides(economics={"period_months": 1.5}), 10, 1)
 
 
+def test_synthetic_log_dates_and_size_are_bounded_before_simulation(tmp_path):
+    """Every date of a synthetic log lies in SYNTHETIC_FIRST_YEAR..SYNTHETIC_LAST_YEAR, so the
+    log reader (pandas dates) reads back what was written: the last accepted start round-trips
+    through CSV exactly, one month later and year 0 are refused; so is a log of more than
+    MAX_SYNTHETIC_CUSTOMER_PERIODS customer-periods (before anything is simulated)."""
+    config = sbg_config(1.0, 2.0, 6)  # 6 periods of one month (+1 for a late cohort)
+    last_start = f"{cal.SYNTHETIC_LAST_YEAR}-06"  # periods up to 2261-12 (2262-01 for the +1)
+    log = cal.synthetic_transaction_log(config, 20, 3, start=last_start)
+    path = cal.write_transaction_log(log, tmp_path / "log.csv")
+    back = cal.read_transaction_log(path)
+    assert back["date"].max().year == cal.SYNTHETIC_LAST_YEAR and len(back) == len(log)
+    assert (back["date"].to_numpy() == log["date"].to_numpy()).all()
+    for start in (f"{cal.SYNTHETIC_LAST_YEAR}-07", "0000-01", f"{cal.SYNTHETIC_FIRST_YEAR - 1}-12"):
+        with pytest.raises(ValueError, match=rf"start = '{start}': .* must lie in the years 1900-2261"):
+            cal.synthetic_transaction_log(config, 20, 3, start=start)
+    cal.synthetic_transaction_log(config, 20, 3, start=f"{cal.SYNTHETIC_FIRST_YEAR}-01")  # the first accepted month
+    too_many = cal.MAX_SYNTHETIC_CUSTOMER_PERIODS // 6 + 1
+    with pytest.raises(ValueError, match=rf"{too_many:,} x run.horizon = 6 = .* at most 20,000,000"):
+        cal.synthetic_transaction_log(config, too_many, 3)
+
+
 # ----------------------------------------------------------------------------- command line
 
 
@@ -464,6 +485,12 @@ def test_cli_survival_writes_a_runnable_config(tmp_path, capsys):
     assert sim.load_config(out) == config
     assert main(["calibrate", "survival", "--survivors", "10,5", "--out", str(out), "--force"]) == 0
     assert sim.load_config(out).population.churn_propensity != config.population.churn_propensity
+    # a folder as --out is named as such, with or without --force, before any fit
+    capsys.readouterr()
+    for force in ([], ["--force"]):
+        assert main(["calibrate", "survival", "--survivors", "10,5", "--out", str(tmp_path), *force]) == EXIT_BAD_INPUT
+        captured = capsys.readouterr()
+        assert f"--out {tmp_path} is a folder; --out names the file to write" in captured.err and not captured.out
 
 
 @pytest.mark.parametrize(
