@@ -853,10 +853,13 @@ class ExperimentConfig(_Frozen):
 
     def with_overrides(self, **sections: Any) -> "ExperimentConfig":
         """A validated copy with some values replaced, e.g.
-        ``config.with_overrides(run={"seed": 3}, population={"customers": 1000})``."""
+        ``config.with_overrides(run={"seed": 3}, population={"customers": 1000})``.
+
+        A section given as a dict updates the section's fields (the others are kept);
+        ``sweep`` and ``policies`` are replaced as a whole (``sweep={}`` removes the sweep)."""
         data = self.model_dump(mode="python")
         for section, values in sections.items():
-            if isinstance(values, dict) and isinstance(data.get(section), dict):
+            if isinstance(values, dict) and isinstance(data.get(section), dict) and section != "sweep":
                 data[section] = {**data[section], **values}
             else:
                 data[section] = values

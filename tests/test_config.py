@@ -177,6 +177,18 @@ def test_overrides_are_validated_too(baseline_config):
         sim.project(baseline_config, replications=0)
 
 
+def test_overrides_update_sections_but_replace_the_sweep():
+    """A section override keeps the section's other fields; ``sweep`` is replaced whole, so
+    ``sweep={}`` removes it and a new grid does not keep the old swept paths."""
+    config = sim.load_config(REPO / "experiments" / "sweep_discount.toml")
+    assert len(config.sweep) == 2
+    assert config.with_overrides(sweep={}).sweep == {}
+    narrowed = config.with_overrides(sweep={"population.relationship_share": [0.2, 0.8]})
+    assert narrowed.sweep == {"population.relationship_share": (0.2, 0.8)}
+    seeded = config.with_overrides(run={"seed": 5})
+    assert seeded.run.seed == 5 and seeded.run.horizon == config.run.horizon and seeded.sweep == config.sweep
+
+
 def _cli(*args, cwd):
     return subprocess.run([sys.executable, "-m", "sim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
