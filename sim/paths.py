@@ -11,7 +11,10 @@ Python alike:
 3. **An existing folder with files in it that is not a sim result folder** — it has neither
    ``manifest.json`` (a complete result) nor :data:`RUN_MARKER` (left by a run that was
    interrupted) — is refused unless ``force``: our tables would be mixed with someone
-   else's files. Hidden entries (names starting with ``.``) do not count as files.
+   else's files. Hidden entries (names starting with ``.``) do not count as files. Even
+   with ``force``, such a folder is refused while it holds a file a result could replace
+   (a name ending in one of :data:`RESULT_SUFFIXES`, e.g. someone's ``summary.csv``):
+   ``force`` lets a result sit beside other files, never overwrite them.
 4. **A complete result folder** (one with ``manifest.json``) is refused unless ``force``
    (:class:`sim.results.ResultExistsError`, raised by :func:`sim.results.prepare_result_dir`).
 
@@ -32,6 +35,7 @@ from .results import ResultExistsError
 
 __all__ = [
     "RESULTS_ROOT",
+    "RESULT_SUFFIXES",
     "RUN_MARKER",
     "UnsafeOutputError",
     "check_output_dir",
@@ -45,6 +49,10 @@ RESULTS_ROOT = Path("results")
 #: absent it marks the folder as an interrupted sim run (safe to write into again).
 RUN_MARKER = ".sim-result"
 _MANIFEST = "manifest.json"
+#: File types a sim command writes into a result folder (tables, figures, manifests, captions,
+#: indexes, configs): in a folder that is not a sim result, files of these types are never
+#: replaced, not even with ``force`` (rule 3).
+RESULT_SUFFIXES = (".csv", ".json", ".md", ".npz", ".parquet", ".png", ".svg", ".toml", ".txt")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -89,8 +97,8 @@ def check_output_dir(directory: str | Path, *, force: bool = False) -> Path:
     directory
         The result folder (it may not exist yet).
     force
-        Allow writing into an existing folder that holds other files (rule 3). Rules 1
-        and 2 hold regardless.
+        Allow writing into an existing folder that holds other files, none of which a
+        result could replace (rule 3). Rules 1 and 2 hold regardless.
 
     Returns
     -------
@@ -111,15 +119,24 @@ def check_output_dir(directory: str | Path, *, force: bool = False) -> Path:
         )
     if directory.exists() and not directory.is_dir():
         raise UnsafeOutputError(f"{directory} exists and is not a folder; choose another --out")
-    if directory.is_dir() and not force:
-        foreign = _foreign_entries(directory)
-        if foreign:
-            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
-            raise UnsafeOutputError(
-                f"{directory} already holds files that are not a sim result ({shown}); choose an empty "
-                "or new folder with --out, or pass --force to write into it anyway"
-            )
+    foreign = _foreign_entries(directory) if directory.is_dir() else []
+    if foreign and not force:
+        raise UnsafeOutputError(
+            f"{directory} already holds files that are not a sim result ({_shown(foreign)}); choose an empty "
+            "or new folder with --out, or pass --force to write into it anyway"
+        )
+    replaceable = [name for name in foreign if Path(name).suffix.lower() in RESULT_SUFFIXES]
+    if replaceable:
+        raise UnsafeOutputError(
+            f"{directory} is not a sim result folder and holds files a result could overwrite "
+            f"({_shown(replaceable)}); --force never replaces other files: choose an empty or new folder "
+            "with --out, e.g. a subfolder"
+        )
     return directory
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def default_result_dir(name: str, *, root: str | Path = RESULTS_ROOT, force: bool = False) -> Path:

@@ -522,18 +522,26 @@ def test_tenure_stage_table_rejects_bad_arguments(baseline_config):
 
 def test_figures_refuse_an_output_folder_of_other_files(tmp_path, capsys):
     """``sim figures --out`` follows the rules of :mod:`sim.paths`: a folder holding files
-    that are not a figure set (here a README) is refused before any work, untouched;
-    ``--force`` writes into it, and the folder so made is accepted again without it."""
+    that are not a figure set is refused before any work, untouched; ``--force`` writes
+    beside other files (here a .tex draft) but never over one a result could replace (here a
+    reader's README.md, which the figure index would overwrite); the folder so made is
+    accepted again without --force."""
     readme = tmp_path / "README.md"
     readme.write_text("a reader's file\n")
     arguments = ["figures", "--quick", "--only", "stage_occupancy", "--configs", str(CONFIGS), "--out", str(tmp_path)]
     assert main(arguments) == 2
     message = capsys.readouterr().err
     assert str(tmp_path) in message and "README.md" in message and "--force" in message
+    assert main(arguments + ["--force"]) == 2
+    message = capsys.readouterr().err
+    assert "holds files a result could overwrite (README.md)" in message and "--force never replaces" in message
     assert sorted(path.name for path in tmp_path.iterdir()) == ["README.md"]
     assert readme.read_text() == "a reader's file\n"
+    readme.rename(tmp_path / "draft.tex")
+    assert main(arguments) == 2
     assert main(arguments + ["--force"]) == 0
     assert (tmp_path / "stage_occupancy.csv").is_file() and (tmp_path / "manifest.json").is_file()
+    assert (tmp_path / "draft.tex").read_text() == "a reader's file\n"
     assert main(arguments) == 0  # now a figure folder (it has a manifest): remaking into it is allowed
 
 

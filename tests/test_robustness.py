@@ -346,6 +346,25 @@ def test_a_folder_of_other_files_is_refused_unless_force(tmp_path):
     assert (folder / RUN_MARKER).exists()
 
 
+def test_force_never_overwrites_someone_elses_result_like_files(tmp_path, capsys):
+    """sim run --force --out into a folder that is not a sim result but holds a file a result
+    could replace (someone's summary.csv) is refused before any work; the file is untouched."""
+    from sim.cli import main
+
+    folder = tmp_path / "analysis"
+    folder.mkdir()
+    (folder / "summary.csv").write_text("their numbers\n")
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\n[population]\ncustomers = 10\n[run]\nhorizon = 2\nreplications = 1\n')
+    assert main(["run", str(config), "--out", str(folder), "--force", "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "holds files a result could overwrite (summary.csv)" in error and "Traceback" not in error
+    assert sorted(p.name for p in folder.iterdir()) == ["summary.csv"]
+    assert (folder / "summary.csv").read_text() == "their numbers\n"
+    with pytest.raises(UnsafeOutputError, match="never replaces other files"):
+        prepare_result_dir(folder, force=True)
+
+
 def test_empty_hidden_only_and_interrupted_folders_are_accepted(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
