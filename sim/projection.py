@@ -283,6 +283,9 @@ class ProjectionResult:
         One row per ordered pair of policies (or, when ``comparison.reference`` is set,
         per policy against that reference): ``policy, reference, delta_clv, se, ci_low,
         ci_high, p_better, delta_spend, roi`` from paired per-customer differences.
+        ``roi = delta_clv / delta_spend`` (NaN when the spend is equal); read it with the
+        sign of ``delta_spend``: a policy that spends less *and* earns more (it dominates)
+        has a negative ``roi``, as does one that spends more and earns less.
     clv : dict of str to ndarray
         Per-customer CLV by policy, replications concatenated.
     """
