@@ -503,20 +503,18 @@ def test_bad_config_in_process_starts_no_work(tmp_path, monkeypatch, capsys):
     assert not (tmp_path / "out").exists()
 
 
-def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
-    """Ctrl-C (KeyboardInterrupt) in the middle of ``sim run`` ends with status 130 and one
-    line saying how to continue, no traceback; the folder is left incomplete (no manifest)
-    with the chunks done so far, and ``--resume`` completes it with the same numbers as an
-    uninterrupted run."""
-    import pandas as pd
-
-    import sim.projection as projection
-
-    config = tmp_path / "chunked.toml"  # three chunks of 4,096 customers
+def _chunked_config(tmp_path):
+    """An experiment of three chunks of 4,096 customers, one policy, 6 periods."""
+    config = tmp_path / "chunked.toml"
     config.write_text('name = "chunked"\n[population]\ncustomers = 12288\n[run]\nhorizon = 6\nreplications = 1\n'
                       'chunk_customers = 4096\n[[policies]]\nname = "none"\nkind = "none"\n')
-    arguments = ["run", str(config), "--no-progress", "--no-figure"]
-    assert main(arguments + ["--out", str(tmp_path / "whole")]) == 0
+    return config
+
+
+def _interrupt_after_one_chunk(monkeypatch):
+    """Make the second chunk of a run raise KeyboardInterrupt (Ctrl-C); returns the real kernel."""
+    import sim.projection as projection
+
     real_simulate, calls = projection.simulate_chunk, []
 
     def interrupted_after_one_chunk(*args, **kwargs):
@@ -526,6 +524,22 @@ def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch,
         return real_simulate(*args, **kwargs)
 
     monkeypatch.setattr(projection, "simulate_chunk", interrupted_after_one_chunk)
+    return real_simulate
+
+
+def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch, capsys):
+    """Ctrl-C (KeyboardInterrupt) in the middle of ``sim run`` ends with status 130 and one
+    line saying how to continue, no traceback; the folder is left incomplete (no manifest)
+    with the chunks done so far, and ``--resume`` completes it with the same numbers as an
+    uninterrupted run."""
+    import pandas as pd
+
+    import sim.projection as projection
+
+    config = _chunked_config(tmp_path)
+    arguments = ["run", str(config), "--no-progress", "--no-figure"]
+    assert main(arguments + ["--out", str(tmp_path / "whole")]) == 0
+    real_simulate = _interrupt_after_one_chunk(monkeypatch)
     out = tmp_path / "interrupted"
     capsys.readouterr()
     assert main(arguments + ["--out", str(out)]) == 130
@@ -544,20 +558,10 @@ def test_resume_with_another_seed_is_refused_and_keeps_the_chunks(tmp_path, monk
     interrupted run's work); resuming with the original settings still completes it."""
     import sim.projection as projection
 
-    config = tmp_path / "chunked.toml"  # three chunks of 4,096 customers
-    config.write_text('name = "chunked"\n[population]\ncustomers = 12288\n[run]\nhorizon = 6\nreplications = 1\n'
-                      'chunk_customers = 4096\n[[policies]]\nname = "none"\nkind = "none"\n')
+    config = _chunked_config(tmp_path)
     out = tmp_path / "interrupted"
     arguments = ["run", str(config), "--no-progress", "--no-figure", "--out", str(out)]
-    real_simulate, calls = projection.simulate_chunk, []
-
-    def interrupted_after_one_chunk(*args, **kwargs):
-        calls.append(1)
-        if len(calls) > 1:
-            raise KeyboardInterrupt
-        return real_simulate(*args, **kwargs)
-
-    monkeypatch.setattr(projection, "simulate_chunk", interrupted_after_one_chunk)
+    real_simulate = _interrupt_after_one_chunk(monkeypatch)
     assert main(arguments) == 130
     monkeypatch.setattr(projection, "simulate_chunk", real_simulate)
     chunks = sorted((out / ".chunks").glob("*.npz"))
