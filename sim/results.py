@@ -93,14 +93,16 @@ def package_versions() -> dict[str, str]:
 
 
 def git_commit(where: str | Path | None = None) -> dict[str, Any]:
-    """The git commit of the source tree (and whether it had uncommitted changes), if any."""
+    """The git commit of the source tree, if any, and whether it had uncommitted changes to
+    tracked files outside ``results/`` (the outputs, such as a committed result being
+    regenerated, do not make the code dirty)."""
     where = Path(where) if where else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)results"], cwd=where, capture_output=True, text=True, timeout=10
         ).stdout.strip()
         return {"commit": commit, "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):

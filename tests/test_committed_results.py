@@ -53,3 +53,31 @@ def test_committed_tables_are_what_the_code_gives_now(manifest):
         now = pd.read_csv(io.StringIO(fresh.table(name).to_csv(index=False)))
         assert list(committed.columns) == list(now.columns), name
         pd.testing.assert_frame_equal(committed, now, check_exact=False, rtol=1e-9, atol=1e-12, obj=name)
+
+
+def test_manifest_git_state_ignores_regenerated_results(tmp_path):
+    """``dirty`` in a manifest means tracked code or configs differ from the commit; a tracked
+    file under ``results/`` being rewritten (a committed copy regenerated) does not count."""
+    import shutil
+    import subprocess
+
+    from sim.results import git_commit
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+
+    def git(*arguments):
+        subprocess.run(["git", *arguments], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "model.py").write_text("rate = 1\n")
+    (tmp_path / "results" / "summary.csv").write_text("clv\n1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@example.org", "commit", "-qm", "start")
+    state = git_commit(tmp_path)
+    assert len(state["commit"]) == 40 and state["dirty"] is False
+    (tmp_path / "results" / "summary.csv").write_text("clv\n2\n")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "model.py").write_text("rate = 2\n")
+    assert git_commit(tmp_path)["dirty"] is True
