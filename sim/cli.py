@@ -200,7 +200,12 @@ def _engine_problems(config, engine: str) -> list[tuple[str, str]]:
         return problems + agent_engine_problems(config)
     from .executors import run_size_problems
 
-    problems = run_size_problems(config)
+    if config.sweep:  # every point of the grid (sim/experiments.py)
+        from .experiments import sweep_size_problems
+
+        problems = sweep_size_problems(config)
+    else:
+        problems = run_size_problems(config)
     interactions = config.market.interactions
     if interactions:  # an agent-engine file under --engine core (a core file with them is refused at load)
         fields = ", ".join(f"market.{name}.enabled" for name in interactions)

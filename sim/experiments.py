@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from .config import ExperimentConfig, apply_overrides, sweep_grid
+from .config import ConfigError, ExperimentConfig, apply_overrides, sweep_grid
 from .projection import Z95, ProjectionResult, _resolve, _set_threads, project
 
 __all__ = [
@@ -344,6 +344,32 @@ def _with_point(table: pd.DataFrame, number: int, point: dict) -> pd.DataFrame:
     return pd.concat([front, table.reset_index(drop=True)], axis=1)
 
 
+def sweep_point_configs(config: ExperimentConfig) -> tuple[list[dict], list[ExperimentConfig]]:
+    """The points of the config's ``[sweep]`` grid and the config of each (the base with the
+    swept paths set by ``sim.config.apply_overrides``, each validated)."""
+    base = config.model_copy(update={"sweep": {}})
+    points = sweep_grid(config)
+    return points, [apply_overrides(base, point) for point in points]
+
+
+def sweep_size_problems(config: ExperimentConfig, points: list[dict] | None = None,
+                        configs: list[ExperimentConfig] | None = None) -> list[tuple[str, str]]:
+    """Why a point of the ``[sweep]`` grid is too large to run on this machine
+    (:func:`sim.executors.run_size_problems` of each point, naming the point), checked
+    before any work: a sweep over ``population.customers`` must not fail at its last point,
+    hours in. ``points, configs`` from :func:`sweep_point_configs` if already built."""
+    from .executors import run_size_problems
+
+    if points is None or configs is None:
+        points, configs = sweep_point_configs(config)
+    problems = []
+    for number, (point, point_config) in enumerate(zip(points, configs), start=1):
+        where = ", ".join(f"{path} = {value}" for path, value in point.items())
+        problems += [(f"{field} (sweep point {number}: {where})", message)
+                     for field, message in run_size_problems(point_config)]
+    return problems
+
+
 def run_sweep(config: ExperimentConfig, *, progress: bool = False) -> SweepResult:
     """Run every point of the config's ``[sweep]`` grid with :func:`run_experiment`.
 
@@ -357,12 +383,15 @@ def run_sweep(config: ExperimentConfig, *, progress: bool = False) -> SweepResul
     ------
     ValueError
         If the config has no ``[sweep]``.
+    ConfigError
+        If a point is too large for this machine (:func:`sweep_size_problems`).
     """
     if not config.sweep:
         raise ValueError("the config has no [sweep] section: nothing to sweep")
-    base = config.model_copy(update={"sweep": {}})
-    points = sweep_grid(config)
-    configs = [apply_overrides(base, point) for point in points]  # every point validated before any work
+    points, configs = sweep_point_configs(config)  # every point validated before any work
+    problems = sweep_size_problems(config, points, configs)  # and every point's run size
+    if problems:
+        raise ConfigError(problems)
     started = time.perf_counter()
     summaries, comparisons, frontiers, precision = [], [], [], []
     for number, (point, point_config) in enumerate(zip(points, configs), start=1):

@@ -612,6 +612,28 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
     assert sim.project(config, replications=1, horizon=12).summary["customers"].iloc[0] == 8192
 
 
+def test_a_sweep_with_one_point_too_large_is_refused_before_its_first_point(tmp_path, monkeypatch, capsys):
+    """The size pre-check covers every point of a [sweep]: a grid whose last point would need
+    10^9 customers x 10^4 replications is refused (exit 2, naming the point) before point 1
+    runs and before the result folder exists; sim.run_sweep raises the same ConfigError."""
+    import sim.projection as projection
+
+    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError("a sweep point ran before the grid was checked")
+
+    monkeypatch.setattr(projection, "simulate_chunk", no_work)
+    path = tmp_path / "sweep.toml"
+    path.write_text('name = "sweep"\n[run]\nreplications = 10000\nhorizon = 12\n'
+                    '[sweep]\n"population.customers" = [100, 1000000000]\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "run.replications (sweep point 2: population.customers = 1000000000)" in error
+    assert "work items; at most 1,000,000" in error and "sweep point 1" not in error
+    assert "Traceback" not in error and not (tmp_path / "out").exists()
+    with pytest.raises(sim.ConfigError, match=r"sweep point 2: population.customers = 1000000000"):
+        sim.run_sweep(sim.load_config(path))
+
+
 # ----------------------------------------------------------------------------- atomic writes
 
 
