@@ -94,8 +94,7 @@ import simpy
 from numba import njit
 
 from . import _rng
-from .config import (AGENT_BYTES_PER_CUSTOMER, MAX_MAGNITUDE, MAX_WORD_OF_MOUTH_PROSPECTS, SATISFACTION_TYPES,
-                     SEGMENTS, STAGES, ConfigError, ExperimentConfig, market_problems, market_servers,
+from .config import (AGENT_BYTES_PER_CUSTOMER, MAX_MAGNITUDE, SEGMENTS, STAGES, ConfigError, ExperimentConfig, market_problems, market_servers,
                      word_of_mouth_problems)
 from .core import (
     K_LOYALTY,
@@ -1324,7 +1323,7 @@ def _resolve(config, customers, replications, horizon, seed) -> ExperimentConfig
 
 def _check_word_of_mouth(config: ExperimentConfig) -> None:
     """With word of mouth on, ``people_told * |influence|`` of every satisfaction type at
-    most :data:`MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields (the
+    most :data:`sim.config.MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields (the
     configuration already refuses this at load: :func:`sim.config.market_problems`)."""
     problems = word_of_mouth_problems(config)
     if problems:
@@ -1459,7 +1458,7 @@ def simulate_market(
     ------
     ConfigError
         For an override out of range, or with word of mouth on a mean of more than
-        :data:`MAX_WORD_OF_MOUTH_PROSPECTS` prospects per talk.
+        :data:`sim.config.MAX_WORD_OF_MOUTH_PROSPECTS` prospects per talk.
     ValueError, TypeError
         For a bad policy function or snapshot period (before any work), or a policy
         function returning a spend that is not a finite number in [0, 1e12] (during the run);

@@ -146,20 +146,24 @@ def _run(args) -> int:
     started = time.perf_counter()
     from .experiments import ExperimentResult, comparison_figure, experiment_report, run_experiment
 
-    if config.precision.target_ci_halfwidth is not None:
-        # sim.project plus the frontier table and [precision] control (sim/experiments.py)
-        result = run_experiment(config, progress=not args.no_progress)
-    else:
-        # chunk files in out/.chunks make the run resumable (sim/checkpoint.py)
-        result = ExperimentResult.from_projection(project(
-            config, progress=not args.no_progress, executor=getattr(args, "executor", "local"),
-            scheduler=getattr(args, "scheduler", None), checkpoint=out, resume=getattr(args, "resume", False),
-            keep_clv=False))
-        rejected = result.timings.get("chunk_files_rejected") or []
-        if result.timings.get("chunks_resumed") or rejected:
-            print(f"resumed {result.timings.get('chunks_resumed', 0)} of {result.timings['chunks']} chunks from "
-                  f"{out}/.chunks" + (f"; recomputed {len(rejected)} untrusted chunk files: {'; '.join(rejected)}"
-                                      if rejected else ""))
+    try:
+        if config.precision.target_ci_halfwidth is not None:
+            # sim.project plus the frontier table and [precision] control (sim/experiments.py)
+            result = run_experiment(config, progress=not args.no_progress)
+        else:
+            # chunk files in out/.chunks make the run resumable (sim/checkpoint.py)
+            result = ExperimentResult.from_projection(project(
+                config, progress=not args.no_progress, executor=getattr(args, "executor", "local"),
+                scheduler=getattr(args, "scheduler", None), checkpoint=out, resume=getattr(args, "resume", False),
+                keep_clv=False))
+    except ConfigError as error:  # checked above; available memory can still shrink before a chunk starts
+        print(f"sim: {error}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    rejected = result.timings.get("chunk_files_rejected") or []
+    if result.timings.get("chunks_resumed") or rejected:
+        print(f"resumed {result.timings.get('chunks_resumed', 0)} of {result.timings['chunks']} chunks from "
+              f"{out}/.chunks" + (f"; recomputed {len(rejected)} untrusted chunk files: {'; '.join(rejected)}"
+                                  if rejected else ""))
     result.timings["total_seconds"] = time.perf_counter() - started
     figures = {}
     if not args.no_figure:

@@ -1144,8 +1144,8 @@ def _check_engine(config: ExperimentConfig, source: str | None) -> None:
     if interactions:
         fields = ", ".join(f"market.{name}.enabled" for name in interactions)
         problems.append((f"{fields} = true",
-                         f"the market interactions run only on the agent engine: set engine = \"abm\" in the file "
-                         f"(engine = \"core\", the default, would ignore them), or switch them off"))
+                         "the market interactions run only on the agent engine: set engine = \"abm\" in the file "
+                         "(engine = \"core\", the default, would ignore them), or switch them off"))
     swept = [path for path in config.sweep if path.split(".")[0] == "market"]
     if swept:
         problems.append((f"sweep.{swept[0]!r}",

@@ -128,14 +128,17 @@ def chunk_bytes(config) -> int:
 
 def run_size_problems(config) -> list[tuple[str, str]]:
     """Why a run of ``config`` cannot be done on this machine, checked before any work:
-    too many work items (:data:`MAX_WORK_ITEMS`), or one chunk needing more memory than
-    is available. ``(field path, message)`` pairs, as :class:`sim.config.ConfigError` takes."""
+    too many work items (:data:`MAX_WORK_ITEMS`; with ``[precision]``, at its
+    ``max_replications``), or one chunk needing more memory than is available. ``(field path, message)`` pairs, as :class:`sim.config.ConfigError` takes."""
     problems = []
     customers, size = config.population.customers, config.run.chunk_customers
-    items = config.run.replications * -(-customers // size)
+    replications, field = config.run.replications, "run.replications"
+    if config.precision.target_ci_halfwidth is not None:  # [precision] may add replications up to its cap
+        replications, field = max(replications, config.precision.max_replications), "precision.max_replications"
+    items = replications * -(-customers // size)
     if items > MAX_WORK_ITEMS:
-        problems.append(("run.replications", (
-            f"{config.run.replications:,} replications x {-(-customers // size):,} chunks of run.chunk_customers = "
+        problems.append((field, (
+            f"{replications:,} replications ({field}) x {-(-customers // size):,} chunks of run.chunk_customers = "
             f"{size:,} (population.customers = {customers:,}) = {items:,} work items; at most {MAX_WORK_ITEMS:,}: "
             "fewer replications or customers, or larger chunks")))
     needed, available = chunk_bytes(config), _available_memory()

@@ -362,12 +362,20 @@ def sweep_size_problems(config: ExperimentConfig, points: list[dict] | None = No
 
     if points is None or configs is None:
         points, configs = sweep_point_configs(config)
-    problems = []
+    problems, failing = [], 0
     for number, (point, point_config) in enumerate(zip(points, configs), start=1):
-        where = ", ".join(f"{path} = {value}" for path, value in point.items())
-        problems += [(f"{field} (sweep point {number}: {where})", message)
-                     for field, message in run_size_problems(point_config)]
+        point_problems = run_size_problems(point_config)
+        failing += bool(point_problems)
+        if point_problems and failing <= MAX_REPORTED_POINTS:
+            where = ", ".join(f"{path} = {value}" for path, value in point.items())
+            problems += [(f"{field} (sweep point {number}: {where})", message) for field, message in point_problems]
+    if failing > MAX_REPORTED_POINTS:
+        problems.append(("sweep", f"and {failing - MAX_REPORTED_POINTS:,} more points too large (of {len(points):,})"))
     return problems
+
+
+#: Most sweep points whose size problems are listed one by one.
+MAX_REPORTED_POINTS = 10
 
 
 def run_sweep(config: ExperimentConfig, *, progress: bool = False) -> SweepResult:

@@ -68,7 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .config import PATTERNS, STAGES, ConfigError, ExperimentConfig, config_from_dict
 from .experiments import frontier_table
-from .paths import UnsafeOutputError, check_output_dir
+from .paths import RUN_MARKER, UnsafeOutputError, check_output_dir
 from .plotting import plot_comparison_forest, plot_frontier
 from .projection import Z95
 
@@ -111,6 +111,9 @@ DEFAULT_CONFIG_DIR = Path("experiments") / "figures"
 DEFAULT_OUT = Path("results") / "figures"
 #: Where ``--quick`` writes (not committed; keeps the full run's files intact).
 DEFAULT_QUICK_OUT = Path("results") / "figures-quick"
+#: File types ``sim figures`` writes (rule 3 of :mod:`sim.paths`: never over such a file of a
+#: folder that is not a sim result, not even with --force).
+FIGURE_SUFFIXES = (".csv", ".json", ".md", ".png", ".svg", ".txt")
 
 #: Columns of the frontier panel's data (figure 7).
 FRONTIER_COLUMNS = ["policy", "retention_spend", "clv_mean", "clv_se", "ci_low", "ci_high", "efficient"]
@@ -1815,6 +1818,8 @@ def make_figures(out: str | Path | None = None, *, quick: bool = False, only: Se
     _check_threads(threads)
     specs = load_figure_specs(config_dir, only)  # validates everything first
     out.mkdir(parents=True, exist_ok=True)
+    if not (out / RUN_MARKER).exists():  # a sim folder from now on, even if this run is interrupted
+        atomic_write_text(out / RUN_MARKER, "a sim figures folder; manifest.json marks it complete\n")
     records = []
     started_all = time.perf_counter()
     cpu_started = time.process_time()
@@ -1999,7 +2004,7 @@ def _figures_command(args) -> int:
         return EXIT_BAD_INPUT
     out = args.out if args.out is not None else (DEFAULT_QUICK_OUT if args.quick else DEFAULT_OUT)
     try:  # the rules of sim.paths: never the root or home folder, nor a folder of other files
-        check_output_dir(out, force=args.force)
+        check_output_dir(out, force=args.force, suffixes=FIGURE_SUFFIXES)
     except UnsafeOutputError as error:
         print(f"sim: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT

@@ -537,7 +537,7 @@ def optimize_spend(
     """
     from .experiments import ExperimentResult
 
-    problems = _command_problems(config)
+    problems = _command_problems(config, customers=customers, replications=replications)
     if problems:
         raise ConfigError(problems)
     name = _optimum_name(config, seed)
@@ -857,7 +857,11 @@ def _optimize_command(args) -> int:
     print(f"{config.name}: optimising {len(layout.coordinates)} spend(s) ({', '.join(layout.names())}) "
           f"in [0, {layout.max_spend:g}] by {config.optimize.method} search")
     started = time.perf_counter()
-    result = optimize_spend(config, progress=True)
+    try:
+        result = optimize_spend(config, progress=True)
+    except ConfigError as error:  # checked above; memory can still shrink before a chunk starts
+        print(f"sim: {error}", file=sys.stderr)
+        return 2
     result.timings["total_seconds"] = time.perf_counter() - started
     figures = {}
     if not args.no_figure:
@@ -873,10 +877,26 @@ def _optimize_command(args) -> int:
     return 0
 
 
-def _command_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
-    """Sections of ``config`` that ``sim optimize`` would ignore: it searches one experiment on
-    the core engine, with the replications of ``[optimize]``."""
+def _command_problems(config: ExperimentConfig, *, customers: int | None = None,
+                      replications: int | None = None) -> list[tuple[str, str]]:
+    """Sections of ``config`` that ``sim optimize`` would ignore (it searches one experiment on
+    the core engine, with the replications of ``[optimize]``), and sizes of the objective or
+    of the fresh-seed evaluation too large for this machine
+    (:func:`sim.executors.run_size_problems`)."""
     from .config import PrecisionConfig
+    from .executors import run_size_problems
+
+    settings = config.optimize
+    objective = (customers or settings.customers or config.population.customers,
+                 replications or settings.replications or config.run.replications)
+    evaluation = (settings.evaluation_customers or objective[0], settings.evaluation_replications or objective[1])
+    size_problems = []
+    for label, (size_customers, size_replications) in (("objective", objective), ("evaluation", evaluation)):
+        sized = config.model_copy(update={"sweep": {}}).with_overrides(
+            population={"customers": size_customers}, run={"replications": size_replications})
+        size_problems += [(f"{field} (the optimize {label}: {size_customers:,} customers x {size_replications:,} "
+                           "replications, from [optimize] or the overrides)", message)
+                          for field, message in run_size_problems(sized)]
 
     problems = []
     if config.engine != "core":
@@ -891,7 +911,7 @@ def _command_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
         problems.append(("precision",
                          "sim optimize does not use [precision] control (its replications are optimize.replications "
                          "and optimize.evaluation_replications); remove the [precision] section"))
-    return problems
+    return problems + size_problems
 
 
 def register(subparsers) -> None:

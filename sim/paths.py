@@ -9,12 +9,13 @@ Python alike:
    means "replace my earlier result", not "scatter tables over my home folder".
 2. **An existing path that is not a folder** is refused.
 3. **An existing folder with files in it that is not a sim result folder** — it has neither
-   ``manifest.json`` (a complete result) nor :data:`RUN_MARKER` (left by a run that was
-   interrupted) — is refused unless ``force``: our tables would be mixed with someone
-   else's files. Hidden entries (names starting with ``.``) do not count as files. Even
-   with ``force``, such a folder is refused while it holds a file a result could replace
-   (a name ending in one of :data:`RESULT_SUFFIXES`, e.g. someone's ``summary.csv``):
-   ``force`` lets a result sit beside other files, never overwrite them.
+   a sim ``manifest.json`` (a complete result; :func:`is_sim_manifest`) nor :data:`RUN_MARKER`
+   (left by a run that was interrupted) — is refused unless ``force``: our tables would be
+   mixed with someone else's files. Hidden entries (names starting with ``.``) do not count
+   as files. Even with ``force``, such a folder is refused while it holds a file of a type
+   the command writes (:data:`RUN_SUFFIXES` for ``sim run`` and ``sim optimize``, e.g.
+   someone's ``summary.csv`` or ``manifest.json``): ``force`` lets a result sit beside other
+   files, never overwrite them.
 4. **A complete result folder** (one with ``manifest.json``) is refused unless ``force``
    (:class:`sim.results.ResultExistsError`, raised by :func:`sim.results.prepare_result_dir`).
 
@@ -35,12 +36,13 @@ from .results import ResultExistsError
 
 __all__ = [
     "RESULTS_ROOT",
-    "RESULT_SUFFIXES",
+    "RUN_SUFFIXES",
     "RUN_MARKER",
     "UnsafeOutputError",
     "check_output_dir",
     "default_result_dir",
     "is_protected_dir",
+    "is_sim_manifest",
 ]
 
 #: Folder (relative to the working directory) that holds ``results/<experiment name>``.
@@ -49,10 +51,10 @@ RESULTS_ROOT = Path("results")
 #: absent it marks the folder as an interrupted sim run (safe to write into again).
 RUN_MARKER = ".sim-result"
 _MANIFEST = "manifest.json"
-#: File types a sim command writes into a result folder (tables, figures, manifests, captions,
-#: indexes, configs): in a folder that is not a sim result, files of these types are never
-#: replaced, not even with ``force`` (rule 3).
-RESULT_SUFFIXES = (".csv", ".json", ".md", ".npz", ".parquet", ".png", ".svg", ".toml", ".txt")
+#: File types ``sim run`` and ``sim optimize`` write into a result folder (tables, figures,
+#: the manifest): in a folder that is not a sim result, files of these types are never
+#: replaced, not even with ``force`` (rule 3). Other commands pass their own.
+RUN_SUFFIXES = (".csv", ".json", ".png")
 _NAME = re.compile(r"^[A-Za-z0-9_\-]+$")
 
 
@@ -81,15 +83,27 @@ def is_protected_dir(path: str | Path) -> bool:
     return target == home or target in home.parents
 
 
+def is_sim_manifest(path: str | Path) -> bool:
+    """Whether ``path`` is a manifest written by sim (a JSON object whose ``versions`` name
+    the ``sim`` package, as every sim command writes), not another tool's ``manifest.json``."""
+    import json
+
+    try:
+        manifest = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(manifest, dict) and isinstance(manifest.get("versions"), dict) and "sim" in manifest["versions"]
+
+
 def _foreign_entries(directory: Path) -> list[str]:
     """Visible entries of a folder that is not a sim result folder (empty if it is one)."""
     names = sorted(entry.name for entry in directory.iterdir())
-    if _MANIFEST in names or RUN_MARKER in names:
+    if RUN_MARKER in names or (_MANIFEST in names and is_sim_manifest(directory / _MANIFEST)):
         return []
     return [name for name in names if not name.startswith(".")]
 
 
-def check_output_dir(directory: str | Path, *, force: bool = False) -> Path:
+def check_output_dir(directory: str | Path, *, force: bool = False, suffixes: tuple[str, ...] = RUN_SUFFIXES) -> Path:
     """Check that results may be written into ``directory`` (rules 1-3 of :mod:`sim.paths`).
 
     Parameters
@@ -99,6 +113,8 @@ def check_output_dir(directory: str | Path, *, force: bool = False) -> Path:
     force
         Allow writing into an existing folder that holds other files, none of which a
         result could replace (rule 3). Rules 1 and 2 hold regardless.
+    suffixes
+        The file types the command writes (rule 3): :data:`RUN_SUFFIXES` by default.
 
     Returns
     -------
@@ -120,17 +136,17 @@ def check_output_dir(directory: str | Path, *, force: bool = False) -> Path:
     if directory.exists() and not directory.is_dir():
         raise UnsafeOutputError(f"{directory} exists and is not a folder; choose another --out")
     foreign = _foreign_entries(directory) if directory.is_dir() else []
-    if foreign and not force:
-        raise UnsafeOutputError(
-            f"{directory} already holds files that are not a sim result ({_shown(foreign)}); choose an empty "
-            "or new folder with --out, or pass --force to write into it anyway"
-        )
-    replaceable = [name for name in foreign if Path(name).suffix.lower() in RESULT_SUFFIXES]
+    replaceable = [name for name in foreign if Path(name).suffix.lower() in suffixes]
     if replaceable:
         raise UnsafeOutputError(
             f"{directory} is not a sim result folder and holds files a result could overwrite "
             f"({_shown(replaceable)}); --force never replaces other files: choose an empty or new folder "
             "with --out, e.g. a subfolder"
+        )
+    if foreign and not force:
+        raise UnsafeOutputError(
+            f"{directory} already holds files that are not a sim result ({_shown(foreign)}); choose an empty "
+            "or new folder with --out, or pass --force to write beside them"
         )
     return directory
 

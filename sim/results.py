@@ -117,9 +117,9 @@ def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
     gets the :data:`sim.paths.RUN_MARKER` file, which marks it as a sim result folder.
 
     With ``force``, a complete result is replaced as a whole: the files its manifest lists
-    (plain names in the folder itself, nothing else) are removed with the manifest, so no
-    table or figure of the old run is left beside the new one; files the manifest does not
-    list are kept.
+    (plain names in the folder itself, unchanged since: same SHA-256) are removed with the
+    manifest, so no table or figure of the old run is left beside the new one; files the
+    manifest does not list, or that were edited since, are kept.
 
     Raises
     ------
@@ -147,19 +147,25 @@ def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
 
 
 def _remove_listed_files(directory: Path, manifest: Path) -> None:
-    """Remove the files ``manifest`` lists under ``"files"``: only plain, non-hidden names
-    of ``directory`` itself that are regular files (no path, no link, nothing outside)."""
+    """Remove the files a sim ``manifest`` lists under ``"files"`` (``{name: SHA-256}``) that
+    are still what it recorded: plain, non-hidden names of ``directory`` itself, regular
+    files (no path, no link, nothing outside) whose SHA-256 matches. Another tool's
+    manifest, or a file changed since, is left alone."""
+    from .paths import is_sim_manifest
+
+    if not is_sim_manifest(manifest):
+        return
     try:
         listed = json.loads(manifest.read_text(encoding="utf-8")).get("files") or {}
     except (OSError, ValueError, AttributeError):
         return  # an unreadable manifest lists nothing
-    if not isinstance(listed, (dict, list)):
+    if not isinstance(listed, dict):
         return
-    for name in listed:
+    for name, digest in listed.items():
         if not isinstance(name, str) or Path(name).name != name or name.startswith(".") or name == MANIFEST:
             continue
         path = directory / name
-        if path.is_file() and not path.is_symlink():
+        if path.is_file() and not path.is_symlink() and isinstance(digest, str) and _sha256(path) == digest:
             path.unlink()
 
 

@@ -545,6 +545,31 @@ def test_figures_refuse_an_output_folder_of_other_files(tmp_path, capsys):
     assert main(arguments) == 0  # now a figure folder (it has a manifest): remaking into it is allowed
 
 
+def test_an_interrupted_figure_run_can_be_remade_into_its_folder(tmp_path, monkeypatch, capsys):
+    """A sim figures run interrupted after its first figure (PNG, CSV and caption written, no
+    manifest yet) left a folder marked as a sim folder, so the same command remakes it without
+    --force (without the marker the folder would count as someone else's files)."""
+    import sim.style as style
+
+    out = tmp_path / "figs"
+    arguments = ["figures", "--quick", "--only", "stage_occupancy", "--only", "lifecycle_patterns",
+                 "--configs", str(CONFIGS), "--out", str(out)]
+    real_save, saved = style.save_figure, []
+
+    def interrupted_at_the_second(*args, **kwargs):
+        saved.append(1)
+        if len(saved) > 1:
+            raise KeyboardInterrupt
+        return real_save(*args, **kwargs)
+
+    monkeypatch.setattr(style, "save_figure", interrupted_at_the_second)  # sim.figures imports it when it draws
+    assert main(arguments) == 130
+    assert (out / "stage_occupancy.csv").is_file() and not (out / "manifest.json").exists()
+    monkeypatch.undo()
+    assert main(arguments) == 0 and (out / "manifest.json").is_file()
+    capsys.readouterr()
+
+
 # ----------------------------------------------------------------------------- bad-input probe
 
 
@@ -569,7 +594,10 @@ def test_figures_refuse_an_empty_name_and_bad_threads_before_any_folder(tmp_path
 def test_figures_refuse_a_run_result_folder_without_force(tmp_path, capsys):
     """A folder whose manifest.json is a run's (experiment, files) is not a figure set: making
     figures there would replace the run's manifest, so it needs --force."""
-    run_manifest = {"experiment": "baseline", "complete": True, "files": {"summary.csv": "0" * 64}}
+    from sim.results import package_versions
+
+    run_manifest = {"experiment": "baseline", "complete": True, "versions": package_versions(),
+                    "files": {"summary.csv": "0" * 64}}
     (tmp_path / "manifest.json").write_text(json.dumps(run_manifest))
     (tmp_path / "summary.csv").write_text("policy\nnone\n")
     arguments = ["figures", "--quick", "--only", "stage_occupancy", "--configs", str(CONFIGS), "--out", str(tmp_path)]

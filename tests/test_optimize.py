@@ -320,18 +320,24 @@ def test_sim_optimize_refuses_sections_it_would_ignore(tmp_path, capsys, monkeyp
 
 
 def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkeypatch):
-    """--force over an older result: the files its manifest lists are removed before the run
-    (only those, and only inside the folder); files the manifest does not list stay."""
+    """--force over an older result: the files its manifest lists, unchanged since (same
+    SHA-256), are removed before the run (only those, and only inside the folder); files the
+    manifest does not list, or that were edited since, stay."""
+    import hashlib
+
     import sim.optimize
     from sim.cli import main
-    from sim.results import prepare_result_dir
+    from sim.results import package_versions, prepare_result_dir
 
     out = prepare_result_dir(tmp_path / "old")
     for name in ("summary.csv", "stages.csv", "optimum.csv", "overview.png", "notes.txt"):
         (out / name).write_text("old\n")
     listed = ["summary.csv", "stages.csv", "optimum.csv", "overview.png", "../outside.txt"]
-    (tmp_path / "outside.txt").write_text("keep\n")
-    (out / "manifest.json").write_text(json.dumps({"experiment": "old", "files": {name: "x" for name in listed}}))
+    (tmp_path / "outside.txt").write_text("old\n")
+    digest = hashlib.sha256(b"old\n").hexdigest()
+    (out / "manifest.json").write_text(json.dumps({"experiment": "old", "versions": package_versions(),
+                                                   "files": {name: digest for name in listed}}))
+    (out / "stages.csv").write_text("edited by hand since\n")
 
     class Stop(Exception):
         pass
@@ -345,5 +351,5 @@ def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkey
     with pytest.raises(Stop):
         main(["optimize", str(path), "--out", str(out), "--force"])
     remaining = sorted(path.name for path in out.iterdir() if not path.name.startswith("."))
-    assert remaining == ["notes.txt"]  # the old result is gone as a whole; the run writes its own files
-    assert (tmp_path / "outside.txt").read_text() == "keep\n"
+    assert remaining == ["notes.txt", "stages.csv"]  # the old result is gone; the edited file is kept
+    assert (tmp_path / "outside.txt").read_text() == "old\n"

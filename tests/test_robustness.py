@@ -3,6 +3,7 @@ the allowed config ranges, the NaN guard of the results, safe output paths, atom
 and no pickle/eval anywhere in the package (issue 7, items 3 and 6)."""
 
 import ast
+import hashlib
 import itertools
 import json
 import os
@@ -363,6 +364,47 @@ def test_force_never_overwrites_someone_elses_result_like_files(tmp_path, capsys
     assert (folder / "summary.csv").read_text() == "their numbers\n"
     with pytest.raises(UnsafeOutputError, match="never replaces other files"):
         prepare_result_dir(folder, force=True)
+    # without --force the message does not suggest --force (it would not help)
+    with pytest.raises(UnsafeOutputError) as refused:
+        prepare_result_dir(folder)
+    assert "--force never replaces other files" in str(refused.value) and "pass --force" not in str(refused.value)
+
+
+def test_another_tools_manifest_is_not_a_sim_result(tmp_path, capsys):
+    """A folder whose manifest.json was written by another tool (here a web app's, listing
+    its files) is not a sim result folder: --force neither deletes the files it lists nor
+    replaces it."""
+    from sim.cli import main
+
+    folder = tmp_path / "webapp"
+    folder.mkdir()
+    (folder / "index.html").write_text("<html></html>\n")
+    (folder / "app.js").write_text("run()\n")
+    manifest = json.dumps({"files": {"index.html": "x", "app.js": "y"}})
+    (folder / "manifest.json").write_text(manifest)
+    config = tmp_path / "c.toml"
+    config.write_text('name = "c"\n[population]\ncustomers = 10\n[run]\nhorizon = 2\nreplications = 1\n')
+    assert main(["run", str(config), "--out", str(folder), "--force", "--no-progress"]) == 2
+    assert "holds files a result could overwrite (manifest.json)" in capsys.readouterr().err
+    assert sorted(p.name for p in folder.iterdir()) == ["app.js", "index.html", "manifest.json"]
+    assert (folder / "manifest.json").read_text() == manifest
+
+
+def test_force_writes_beside_a_config_and_notes(tmp_path, capsys):
+    """--force into a folder that holds the experiment's own config and notes (types sim run
+    does not write) runs, and keeps them."""
+    from sim.cli import main
+
+    folder = tmp_path / "myexp"
+    folder.mkdir()
+    config = folder / "config.toml"
+    config.write_text('name = "c"\n[population]\ncustomers = 10\n[run]\nhorizon = 2\nreplications = 1\n')
+    (folder / "notes.txt").write_text("why\n")
+    arguments = ["run", str(config), "--out", str(folder), "--no-progress", "--no-figure"]
+    assert main(arguments) == 2 and "pass --force to write beside them" in capsys.readouterr().err
+    assert main(arguments + ["--force"]) == 0
+    assert (folder / MANIFEST).exists() and (folder / "notes.txt").read_text() == "why\n" and config.exists()
+    capsys.readouterr()
 
 
 def test_empty_hidden_only_and_interrupted_folders_are_accepted(tmp_path):
@@ -418,15 +460,16 @@ def test_force_replaces_a_complete_result_as_a_whole(tmp_path, capsys):
     assert "comparison.png" in old["files"]
     (out / "sweep.csv").write_text("old table\n")
     (out / "notes.txt").write_text("mine\n")
-    (tmp_path / "outside.csv").write_text("keep\n")
-    old["files"].update({"sweep.csv": "x", "../outside.csv": "x"})
+    (tmp_path / "outside.csv").write_text("old table\n")
+    digest = hashlib.sha256(b"old table\n").hexdigest()
+    old["files"].update({"sweep.csv": digest, "../outside.csv": digest})
     (out / MANIFEST).write_text(json.dumps(old))
     assert main(arguments + ["--no-figure", "--force"]) == 0
     new = json.loads((out / MANIFEST).read_text())
     present = {path.name for path in out.iterdir() if not path.name.startswith(".")}
     assert present == set(new["files"]) | {MANIFEST, "notes.txt"}
     assert "comparison.png" not in present and "sweep.csv" not in present
-    assert (tmp_path / "outside.csv").read_text() == "keep\n"
+    assert (tmp_path / "outside.csv").read_text() == "old table\n"
     capsys.readouterr()
 
 
@@ -610,6 +653,29 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
     monkeypatch.setattr(executors, "_available_memory", lambda: needed)
     monkeypatch.setattr(projection, "simulate_chunk", executors.simulate_chunk)
     assert sim.project(config, replications=1, horizon=12).summary["customers"].iloc[0] == 8192
+
+
+def test_precision_control_is_size_checked_at_its_replication_cap(tmp_path, capsys):
+    """[precision] adds replications up to precision.max_replications: the size pre-check
+    counts those, and names that field."""
+    path = tmp_path / "precise.toml"
+    path.write_text('name = "precise"\n[population]\ncustomers = 2883584\n[run]\nreplications = 2\nhorizon = 2\n'
+                    '[precision]\ntarget_ci_halfwidth = 1.0\nmax_replications = 100000\n')
+    assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert "precision.max_replications" in error and "1,100,000 work items; at most 1,000,000" in error
+    assert "100,000 replications (precision.max_replications) x 11 chunks" in error and not (tmp_path / "out").exists()
+
+
+def test_sim_optimize_too_large_is_refused_before_any_folder(tmp_path, capsys):
+    """sim optimize checks the sizes of its objective and of the fresh-seed evaluation (from
+    [optimize] or the overrides) before the result folder exists: exit 2, one message."""
+    out = tmp_path / "opt"
+    assert main(["optimize", "experiments/optimize.toml", "--customers", "1000000000", "--replications", "100000",
+                 "--out", str(out), "--no-figure"]) == 2
+    error = capsys.readouterr().err
+    assert "the optimize objective" in error and "work items; at most 1,000,000" in error
+    assert "Traceback" not in error and not out.exists()
 
 
 def test_a_sweep_with_one_point_too_large_is_refused_before_its_first_point(tmp_path, monkeypatch, capsys):
