@@ -534,16 +534,22 @@ def test_cli_reports_an_uncreatable_folder_in_one_line(tmp_path, capsys):
 
 def test_bad_config_in_process_starts_no_work(tmp_path, monkeypatch, capsys):
     """A bad config exits 2 before the kernel is ever called and before any folder exists."""
-    import sim.projection as projection
-
-    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
-        raise AssertionError("the kernel ran for a bad config")
-
-    monkeypatch.setattr(projection, "simulate_chunk", no_work)
+    _forbid_the_kernel(monkeypatch, "the kernel ran for a bad config")
     config = _write_config(tmp_path, customers=0)
     assert main(["run", str(config), "--out", str(tmp_path / "out"), "--no-progress", "--no-figure"]) == 2
     assert "population.customers = 0: must be >= 1" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _forbid_the_kernel(monkeypatch, why: str) -> None:
+    """Make any call of the kernel by sim.project fail the test with ``why``: what follows
+    must be refused before any work."""
+    import sim.projection as projection
+
+    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
+        raise AssertionError(why)
+
+    monkeypatch.setattr(projection, "simulate_chunk", no_work)
 
 
 def _chunked_config(tmp_path):
@@ -630,10 +636,7 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
     import sim.executors as executors
     import sim.projection as projection
 
-    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
-        raise AssertionError("the kernel ran for a run that cannot fit")
-
-    monkeypatch.setattr(projection, "simulate_chunk", no_work)
+    _forbid_the_kernel(monkeypatch, "the kernel ran for a run that cannot fit")
     huge = tmp_path / "huge.toml"
     huge.write_text('name = "huge"\n[population]\ncustomers = 1000000000\n[run]\nreplications = 100000\n'
                     'horizon = 100000\n')
@@ -682,12 +685,7 @@ def test_a_sweep_with_one_point_too_large_is_refused_before_its_first_point(tmp_
     """The size pre-check covers every point of a [sweep]: a grid whose last point would need
     10^9 customers x 10^4 replications is refused (exit 2, naming the point) before point 1
     runs and before the result folder exists; sim.run_sweep raises the same ConfigError."""
-    import sim.projection as projection
-
-    def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
-        raise AssertionError("a sweep point ran before the grid was checked")
-
-    monkeypatch.setattr(projection, "simulate_chunk", no_work)
+    _forbid_the_kernel(monkeypatch, "a sweep point ran before the grid was checked")
     path = tmp_path / "sweep.toml"
     path.write_text('name = "sweep"\n[run]\nreplications = 10000\nhorizon = 12\n'
                     '[sweep]\n"population.customers" = [100, 1000000000]\n')
