@@ -150,11 +150,14 @@ from .model import (
     S_TENURE_SCALE,
     STABILITY,
     care_response,
+    customer_clv,
+    lifecycle_pattern,
     loyalty_from_satisfaction,
     model_arrays,
     next_stage,
     perceived_performance,
     period_cash_flows,
+    period_profit,
     propensity_ends_relationship,
     satisfaction_type,
     transition_probabilities,
@@ -460,7 +463,7 @@ def _close_period(
     f[F_CLV5] += discount * referral_value
     f[F_CLV6] += discount * premium
     f[F_SPEND_VALUE] += discount * spend
-    profit = purchases + cross_sell + cost_saving + referral_value + premium - spend
+    profit = period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend)
     if cohort:
         stage_periods[0, policy, stage] += 1
         stage_sums[0, policy, stage, K_PROFIT] += profit
@@ -1080,8 +1083,8 @@ def _checked_spend(value, name: str, agent: int, period: int) -> float:
 def _sum_clv(f: np.ndarray, clv5: np.ndarray) -> np.ndarray:
     """CLV = CLV1 + ... + CLV6 - spend - acquisition, summed in the core's order (so equal to
     the core's per-customer value bit for bit), with the given CLV5 column."""
-    return (f[:, F_CLV1] + f[:, F_CLV2] + f[:, F_CLV3] + f[:, F_CLV4] + clv5 + f[:, F_CLV6]
-            - f[:, F_SPEND_VALUE] - f[:, F_ACQUISITION])
+    return customer_clv.py_func(f[:, F_CLV1], f[:, F_CLV2], f[:, F_CLV3], f[:, F_CLV4], clv5, f[:, F_CLV6],
+                                f[:, F_SPEND_VALUE], f[:, F_ACQUISITION])
 
 
 def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: np.ndarray, occupancy: np.ndarray,
@@ -1113,8 +1116,7 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
     clv = _sum_clv(f, clv5)
     end = state[:, I_END]
     highest = state[:, I_HIGHEST]
-    long_term = (end < 0) | (end >= scalars[S_LONG_TERM])
-    pattern = np.where(highest < STABILITY, highest, np.where(long_term, 3, 2))
+    pattern = lifecycle_pattern.py_func(highest, end, 0, scalars[S_LONG_TERM])
     # cohort partials (the cohort is agents 0 .. customers-1)
     p = market.policy
     cohort = slice(0, setup.customers)

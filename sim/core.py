@@ -78,13 +78,16 @@ from .model import (
     S_CHURN_BETA,
     STABILITY,
     care_response,
+    customer_clv,
     customer_segment,
     customer_wallet,
     propensity_ends_relationship,
     value_tier,
+    lifecycle_pattern,
     loyalty_from_satisfaction,
     next_stage,
     perceived_performance,
+    period_profit,
     ramped_cash_flows,
     satisfaction_type,
     tenure_ramp,
@@ -390,7 +393,7 @@ def _simulate_block(
                 clv5 += discount * referral_value
                 clv6 += discount * premium
                 spend_value += discount * spend
-                profit = purchases + cross_sell + cost_saving + referral_value + premium - spend
+                profit = period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend)
                 stage_periods[block, policy, stage] += 1
                 stage_sums[block, policy, stage, K_PROFIT] += profit
                 stage_sums[block, policy, stage, K_SATISFACTION] += satisfaction
@@ -437,7 +440,7 @@ def _simulate_block(
             if traced:
                 for t in range(end_period if end_period >= 0 else horizon, horizon + 1):
                     stage_trace[policy, local, t] = stage
-            value = clv1 + clv2 + clv3 + clv4 + clv5 + clv6 - spend_value - acquisition
+            value = customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend_value, acquisition)
             row = money[block, policy]
             row[M_CLV1] += clv1
             row[M_CLV2] += clv2
@@ -449,12 +452,7 @@ def _simulate_block(
             row[M_ACQUISITION] += acquisition
             row[M_CLV] += value
             row[M_CLV_SQUARED] += value * value
-            if highest_stage < STABILITY:
-                pattern = highest_stage  # I: ended in exploration, II: ended in formation
-            elif end_period >= 0 and start_tenure + end_period < long_term:
-                pattern = 2  # III: reached stability, left early
-            else:
-                pattern = 3  # IV: long-term
+            pattern = lifecycle_pattern(highest_stage, end_period, start_tenure, long_term)
             pattern_count[block, policy, pattern] += 1
             pattern_clv[block, policy, pattern] += value
             clv[policy, local] = value

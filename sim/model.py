@@ -101,6 +101,9 @@ __all__ = [
     "period_cash_flows",
     "tenure_ramp",
     "ramped_cash_flows",
+    "period_profit",
+    "customer_clv",
+    "lifecycle_pattern",
 ]
 
 EXPLORATION, FORMATION, STABILITY, DECLINE, ENDED = 0, 1, 2, 3, 4
@@ -493,3 +496,31 @@ def ramped_cash_flows(
     affection = np.maximum(loyalty - indifference_high, 0.0) / np.maximum(1.0 - indifference_high, 1e-12)
     premium = wallet * sow * premium_segment * affection
     return purchases, cross_sell, cost_saving, referral_of_type, premium
+
+
+@njit(cache=True)
+def period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend):
+    """Undiscounted profit of one customer-period: the parts (C1/C2)-(C6) less the retention
+    spend, summed in this order (the per-stage and per-period profit of every engine).
+    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    return purchases + cross_sell + cost_saving + referral_value + premium - spend
+
+
+@njit(cache=True)
+def customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend, acquisition):
+    """A customer's lifetime value: CLV1 + ... + CLV6 - discounted spend - acquisition cost,
+    summed in exactly this order so that every engine gives the same value bit for bit.
+    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    return clv1 + clv2 + clv3 + clv4 + clv5 + clv6 - spend - acquisition
+
+
+@njit(cache=True)
+def lifecycle_pattern(highest_stage, end_period, start_tenure, long_term):
+    """The lifecycle pattern 0..3 (I..IV) of a relationship from the highest stage it reached
+    and when it ended: I ended in exploration, II in formation (the highest stage itself);
+    III reached stability and ended before ``long_term`` periods of tenure; IV reached
+    stability and lasted (still active at the horizon, ``end_period < 0``, or ended at a tenure
+    of at least ``long_term``). Tenure at the end is ``start_tenure + end_period``.
+    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    left_early = (end_period >= 0) & (start_tenure + end_period < long_term)
+    return select(highest_stage < STABILITY, highest_stage, select(left_early, 2, 3))

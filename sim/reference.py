@@ -171,6 +171,9 @@ _loyalty_from_satisfaction = _model.loyalty_from_satisfaction.py_func
 _transition_probabilities = _model.transition_probabilities.py_func
 _next_stage = _model.next_stage.py_func
 _period_cash_flows = _model.period_cash_flows.py_func
+_period_profit = _model.period_profit.py_func
+_customer_clv = _model.customer_clv.py_func
+_lifecycle_pattern = _model.lifecycle_pattern.py_func
 
 # Rows of the working accumulator ``parts[row, active customer]`` (discounted sums).
 _P_CLV1, _P_CLV2, _P_CLV3, _P_CLV4, _P_CLV5, _P_CLV6, _P_SPEND = range(7)
@@ -328,7 +331,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         parts[_P_CLV5] += discount * referral_value
         parts[_P_CLV6] += discount * premium
         parts[_P_SPEND] += discount * spend
-        profit = purchases + cross_sell_value + cost_saving + referral_value + premium - spend
+        profit = _period_profit(purchases, cross_sell_value, cost_saving, referral_value, premium, spend)
         for column, values in ((K_PROFIT, profit), (K_SATISFACTION, satisfaction), (K_LOYALTY, loyalty), (K_SPEND, spend)):
             values = np.broadcast_to(values, stage.shape)
             stage_sums[:, column] += np.bincount(stage, weights=values, minlength=N_STAGES)
@@ -378,19 +381,11 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     for row, name in enumerate(PART_NAMES[:_N_ACCUMULATED]):
         out[name][policy, columns] = final_parts[row]
     out["acquisition_cost"][policy, columns] = acquisition
-    out["clv"][policy, columns] = (
-        final_parts[_P_CLV1]
-        + final_parts[_P_CLV2]
-        + final_parts[_P_CLV3]
-        + final_parts[_P_CLV4]
-        + final_parts[_P_CLV5]
-        + final_parts[_P_CLV6]
-        - final_parts[_P_SPEND]
-        - acquisition
+    out["clv"][policy, columns] = _customer_clv(
+        final_parts[_P_CLV1], final_parts[_P_CLV2], final_parts[_P_CLV3], final_parts[_P_CLV4],
+        final_parts[_P_CLV5], final_parts[_P_CLV6], final_parts[_P_SPEND], acquisition,
     )
-    long_term = (end_period < 0) | (end_period >= scalars[S_LONG_TERM])
-    # I: ended in exploration, II: in formation; III: reached stability, left early; IV: long-term
-    out["pattern"][policy, columns] = np.where(final_highest < STABILITY, final_highest, np.where(long_term, 3, 2))
+    out["pattern"][policy, columns] = _lifecycle_pattern(final_highest, end_period, 0, scalars[S_LONG_TERM])
     out["end_period"][policy, columns] = end_period
     out["final_stage"][policy, columns] = final_stage
 

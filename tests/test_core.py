@@ -263,3 +263,21 @@ def test_spend_has_an_appropriate_level():
     fall = comparison.loc[("s40", "s2")]
     assert rise["delta_clv"] > 4 * rise["se"]
     assert fall["delta_clv"] < -4 * fall["se"]
+
+
+def test_lifecycle_pattern_is_one_rule_for_scalars_and_arrays():
+    """sim.model.lifecycle_pattern (used by the core, the NumPy reference and the agent
+    engine) gives I/II from the highest stage, III for a relationship that reached stability
+    and ended before long_term periods of tenure, IV otherwise — jitted on scalars and through
+    .py_func on arrays alike, for every combination."""
+    from sim.model import EXPLORATION, FORMATION, STABILITY, lifecycle_pattern
+
+    long_term = 24.0
+    highest = np.array([EXPLORATION, FORMATION, STABILITY])
+    ends = np.array([-1, 0, 5, 23, 24, 100])
+    starts = np.array([0, 1, 30])
+    h, e, s = (grid.ravel() for grid in np.meshgrid(highest, ends, starts, indexing="ij"))
+    vectorised = lifecycle_pattern.py_func(h, e, s, long_term)
+    for index in range(h.size):
+        expected = h[index] if h[index] < STABILITY else (2 if 0 <= e[index] and s[index] + e[index] < long_term else 3)
+        assert lifecycle_pattern(h[index], e[index], s[index], long_term) == expected == vectorised[index]
