@@ -13,23 +13,21 @@ Quick start::
     result.summary          # one row per policy
     sim.plot_stage_occupancy(result.stages)
 
-The model's equations are documented in :mod:`sim.model`; its parameters in
-:mod:`sim.config`.
+The model's equations are documented in :mod:`sim.model.equations`; its parameters in
+:mod:`sim.model.config`.
 """
 
-from importlib.metadata import PackageNotFoundError, version
+import importlib
+import warnings
 
-from . import analytic
-from .config import (
-    PATTERNS,
-    SEGMENTS,
-    STAGES,
-    ConfigError,
-    ExperimentConfig,
-    config_from_dict,
-    load_config,
-)
-from .plotting import (
+from sim import analytic, experiments, fitting
+from sim.engines.market.engine import MarketResult, simulate_market
+from sim.exceptions import ConfigError
+from sim.experiments.comparison import ExperimentResult, SweepResult, project_to_precision, run_experiment, run_sweep
+from sim.experiments.optimize import OptimizationResult, optimize_spend
+from sim.io.results import sim_version
+from sim.model.config import PATTERNS, SEGMENTS, STAGES, ExperimentConfig, config_from_dict, load_config
+from sim.plotting.projection import (
     plot_clv_by_policy,
     plot_clv_parts,
     plot_comparison_forest,
@@ -40,24 +38,17 @@ from .plotting import (
     plot_stage_occupancy,
     plot_sweep,
 )
-from .projection import ProjectionResult, project
-from . import calibration, validate  # sim calibrate, sim validate
-from .snapshot import project_from
-from .abm import MarketResult, simulate_market  # the SimPy agent-based market engine
-from . import experiments
-from .experiments import ExperimentResult, SweepResult, project_to_precision, run_experiment, run_sweep
-from .optimize import OptimizationResult, optimize_spend
+from sim.runs.projection import project
+from sim.runs.snapshot import project_from
+from sim.tables.result import ProjectionResult
 
-try:
-    __version__ = version("sim")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0+unknown"
+__version__ = sim_version()
 
 __all__ = [
     "__version__",
     "analytic",
-    "calibration",
-    "validate",
+    "experiments",
+    "fitting",
     "STAGES",
     "SEGMENTS",
     "PATTERNS",
@@ -70,7 +61,6 @@ __all__ = [
     "project_from",
     "simulate_market",
     "MarketResult",
-    "experiments",
     "run_experiment",
     "ExperimentResult",
     "project_to_precision",
@@ -88,3 +78,15 @@ __all__ = [
     "plot_response",
     "plot_sweep",
 ]
+
+#: Modules that used to sit at the top level, and where they live now: ``sim.calibration``
+#: and ``sim.validate`` keep working (with a DeprecationWarning) for code written before
+#: the package was split into subpackages.
+_MOVED = {"calibration": "sim.fitting.calibration", "validate": "sim.checks.validate"}
+
+
+def __getattr__(name: str):
+    if name in _MOVED:
+        warnings.warn(f"sim.{name} moved to {_MOVED[name]}", DeprecationWarning, stacklevel=2)
+        return importlib.import_module(_MOVED[name])
+    raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.abm import SNAPSHOT_COLUMNS, CustomerState, allocate_budget, simulate_market
-from sim.config import ConfigError, config_from_dict
+from sim.engines.market.engine import SNAPSHOT_COLUMNS, CustomerState, allocate_budget, simulate_market
+from sim.exceptions import ConfigError
+from sim.model.config import config_from_dict
 
 from conftest import REPO
 
@@ -431,7 +432,7 @@ def test_a_bad_spend_from_a_policy_function_names_it(baseline_config, value):
 
 def test_the_largest_spend_allowed_is_max_magnitude(baseline_config):
     result = simulate_market(baseline_config, customers=5, horizon=2, replications=1,
-                             policy_functions={"f": lambda state: sim.config.MAX_MAGNITUDE})
+                             policy_functions={"f": lambda state: sim.model.config.MAX_MAGNITUDE})
     rows = result.market.set_index(["policy", "period"])
     assert rows.loc[("f", 0), "retention_spend"] == 5 * 1e12  # all five customers live in period 0
 
@@ -515,8 +516,8 @@ def test_bad_market_config_is_rejected(data, fragments):
 
 def _one_market(config, customers):
     """A bare market of the first policy of ``config`` with ``customers`` cohort agents added."""
-    from sim.abm import ORIGIN_COHORT, _Market, _Setup
-    from sim.core import ChunkPartials
+    from sim.engines.market.engine import ORIGIN_COHORT, _Market, _Setup
+    from sim.tables.partials import ChunkPartials
 
     horizon = config.run.horizon
     setup = _Setup(config, config.policy_names, {}, False, frozenset())
@@ -527,7 +528,7 @@ def _one_market(config, customers):
 
 
 def test_the_satisfaction_bin_is_always_a_valid_index():
-    from sim.abm import _satisfaction_bin
+    from sim.engines.market.engine import _satisfaction_bin
 
     cases = {0.0: 0, 0.05: 0, 0.5: 5, 0.95: 9, 0.999: 9, 1.0: 9, -0.5: 0, 1.5: 9, -np.inf: 0, np.inf: 9, np.nan: -1}
     for satisfaction, expected in cases.items():
@@ -539,7 +540,7 @@ def test_the_satisfaction_bin_is_always_a_valid_index():
 def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
     """The step kernel's satisfaction bin: a NaN satisfaction (int(NaN) is undefined, the write
     unchecked) books nothing; a finite one books exactly one bin, as in the core."""
-    from sim.abm import F_EXPECTATION, F_SATISFACTION, _close_period
+    from sim.engines.market.engine import F_EXPECTATION, F_SATISFACTION, _close_period
 
     config = baseline_config.with_overrides(run={"horizon": 4})
     market = _one_market(config, 2)
@@ -555,8 +556,8 @@ def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
 def test_a_nan_satisfaction_is_a_named_error(baseline_config, monkeypatch):
     """A NaN reaching a customer's satisfaction stops the run with NonFiniteResultError naming
     the customer, period, policy and replication (here injected through customer 3's expectation)."""
-    from sim import abm
-    from sim.projection import NonFiniteResultError
+    from sim.engines.market import engine as abm
+    from sim.exceptions import NonFiniteResultError
 
     real = abm._init_agent
 
@@ -577,7 +578,7 @@ def test_poisson_draws_have_the_right_mean_for_large_means(mean, n):
     """exp(-mean) underflows above a mean of ~745: the draw is a sum of Poisson draws of means <= 500.
     The mean of n draws is within 4 SE of the Poisson mean, SE = sqrt(mean / n); so is the variance
     (SE of a sample variance of Poisson draws ~ mean * sqrt(2 / n) for a large mean)."""
-    from sim.abm import _poisson
+    from sim.engines.market.engine import _poisson
 
     uniforms = np.random.default_rng(20240611).random(n * 20)
     position = iter(uniforms)
@@ -592,7 +593,7 @@ def test_poisson_draws_for_small_means_are_the_inverse_distribution_function():
     ceil(mean / 500) uniforms."""
     from scipy.stats import poisson
 
-    from sim.abm import _poisson
+    from sim.engines.market.engine import _poisson
 
     def constant(value, used):
         def draw():
@@ -693,7 +694,7 @@ def test_event_log_is_consistent_with_the_customers(baseline_config):
 
 
 def test_cli_runs_the_agent_engine(tmp_path, capsys):
-    from sim.cli import main
+    from sim.cli.main import main
 
     out = tmp_path / "competitor"
     status = main(["run", str(REPO / "experiments" / "abm_competitor.toml"), "--customers", "300", "--horizon", "30",
@@ -729,7 +730,7 @@ def test_agent_engine_sizes_are_checked_before_any_allocation(baseline_config, m
     """The cohort must fit market.max_customers on the agent engine, whatever config.engine
     says (sim run --engine abm on a core config), and a run that would need more memory than
     the machine has is refused with an estimate, before any array is allocated."""
-    import sim.abm as abm
+    import sim.engines.market.engine as abm
 
     config = baseline_config.with_overrides(market={"max_customers": 100})  # a core config: allowed
     with pytest.raises(ConfigError, match=r"population.customers = 200: must be <= market.max_customers = 100 "
@@ -750,7 +751,7 @@ def test_switched_off_capacity_with_extreme_costs_does_not_overflow(baseline_con
 
 
 def test_cli_engine_abm_on_a_too_large_core_config_is_one_line(tmp_path, capsys):
-    from sim.cli import main
+    from sim.cli.main import main
 
     path = tmp_path / "big.toml"
     path.write_text('name = "big"\n[market]\nmax_customers = 50\n[run]\nhorizon = 2\nreplications = 1\n')
@@ -765,7 +766,7 @@ def test_cli_engine_abm_on_a_too_large_core_config_is_one_line(tmp_path, capsys)
 def test_cli_engine_core_on_an_agent_file_with_interactions_is_refused(tmp_path, capsys):
     """--engine core on a file that switches market interactions on would silently ignore
     them: refused before any work, naming the switches; a [sweep] under --engine abm likewise."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     status = main(["run", str(REPO / "experiments" / "abm_competitor.toml"), "--engine", "core",
                    "--out", str(tmp_path / "o"), "--no-progress", "--no-figure"])

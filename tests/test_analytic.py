@@ -1,4 +1,4 @@
-"""Tests for sim.analytic: closed-form CLV models checked against independent derivations.
+"""Tests for sim.analytic.closed_forms: closed-form CLV models checked against independent derivations.
 
 Every closed form is compared with something computed a different way:
 explicit (truncated) cash-flow sums, renewal arguments, brute-force grid
@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
-from sim.analytic import (
+from sim.analytic.closed_forms import (
     BDOptimum,
     SBGFit,
     bd_calibrate,

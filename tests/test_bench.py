@@ -12,7 +12,7 @@ import statistics
 
 import pytest
 
-from sim import bench
+from sim.checks import bench
 
 
 @pytest.fixture(scope="module")

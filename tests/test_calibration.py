@@ -1,4 +1,4 @@
-"""Calibration to observed retention (sim.calibration): fits, written configs, transaction logs.
+"""Calibration to observed retention (sim.fitting.calibration): fits, written configs, transaction logs.
 
 Statistical tolerances are stated per test and tied to the sample size: parameter estimates
 within 4 asymptotic standard errors from the expected Fisher information of the sBG
@@ -18,10 +18,10 @@ import pytest
 from scipy import special
 
 import sim
-from sim import calibration as cal
-from sim.analytic import sbg_survival
-from sim.cli import EXIT_BAD_INPUT, main
-from sim.validate import markov_reducible_config
+from sim.fitting import calibration as cal
+from sim.analytic.closed_forms import sbg_survival
+from sim.cli.main import EXIT_BAD_INPUT, main
+from sim.checks.validate import markov_reducible_config
 
 DATA = Path(__file__).resolve().parent / "data"
 LOG = DATA / "synthetic_log.csv"
@@ -556,8 +556,8 @@ def test_plot_survival_fit_draws_the_table():
 def test_implausible_logs_are_refused_before_any_simulation(tmp_path, capsys, monkeypatch, content, expected):
     """A log whose span or amounts cannot be right exits 2 naming what was found, before any
     simulation (the kernel is replaced by one that fails the test) and without an output."""
-    import sim.core as core
-    from sim.cli import main
+    import sim.engines.core as core
+    from sim.cli.main import main
 
     def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
         raise AssertionError("simulated before refusing the log")

@@ -6,12 +6,12 @@ from numba import njit
 from scipy import stats
 
 import sim
-from sim import _rng
-from sim.analytic import sbg_survival
-from sim.core import simulate_chunk
-from sim.model import model_arrays
-from sim.policies import policy_tables
-from sim.reference import simulate_reference
+from sim.model import streams as _rng
+from sim.analytic.closed_forms import sbg_survival
+from sim.engines.core import simulate_chunk
+from sim.model.equations import model_arrays
+from sim.model.policies import policy_tables
+from sim.engines.reference import simulate_reference
 
 
 @njit(cache=True)

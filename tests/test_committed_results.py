@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.experiments import ExperimentResult
+from sim.experiments.comparison import ExperimentResult
 
 REPO = Path(__file__).resolve().parents[1]
 COMMITTED = REPO / "results" / "committed" / "baseline"
@@ -61,7 +61,7 @@ def test_manifest_git_state_ignores_regenerated_results(tmp_path):
     import shutil
     import subprocess
 
-    from sim.results import git_commit
+    from sim.io.results import git_commit
 
     if shutil.which("git") is None:
         pytest.skip("git is not installed")

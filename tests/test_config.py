@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 import sim
-from sim.config import ConfigError, config_from_dict, load_config
+from sim.exceptions import ConfigError
+from sim.model.config import config_from_dict, load_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -190,7 +191,7 @@ def test_overrides_update_sections_but_replace_the_sweep():
 
 
 def _cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "sim.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run([sys.executable, "-m", "sim.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 
 
 def test_cli_bad_config_exits_2_without_traceback(tmp_path):
@@ -259,7 +260,7 @@ BAD_COMMAND_LINES = [
 
 @pytest.mark.parametrize("argv, expected", BAD_COMMAND_LINES, ids=[" ".join(case[0]) or "(nothing)" for case in BAD_COMMAND_LINES])
 def test_bad_command_lines_exit_2_with_one_clear_message(argv, expected, tmp_path, capsys):
-    from sim.cli import main
+    from sim.cli.main import main
 
     config = tmp_path / "ok.toml"
     config.write_text('name = "ok"\n[population]\ncustomers = 64\n[run]\nhorizon = 2\nreplications = 1\n')

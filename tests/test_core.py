@@ -6,10 +6,11 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.core import BLOCK, simulate_chunk
-from sim.lifecycle_chain import lifecycle_markov_clv, markov_reducible_problems
-from sim.model import model_arrays
-from sim.policies import policy_tables
+from sim.tables.partials import BLOCK
+from sim.engines.core import simulate_chunk
+from sim.analytic.lifecycle_chain import lifecycle_markov_clv, markov_reducible_problems
+from sim.model.equations import model_arrays
+from sim.model.policies import policy_tables
 
 from conftest import markov_reducible
 
@@ -81,7 +82,7 @@ def test_no_stage_is_ever_skipped(baseline_config):
 
 def test_probabilities_stay_in_unit_interval():
     """(M7) on a grid including extreme loyalty, odds and effects: p in [0,1], forward+exit <= 1."""
-    from sim.model import transition_probabilities
+    from sim.model.equations import transition_probabilities
 
     values = []
     for stage in range(4):
@@ -266,11 +267,11 @@ def test_spend_has_an_appropriate_level():
 
 
 def test_lifecycle_pattern_is_one_rule_for_scalars_and_arrays():
-    """sim.model.lifecycle_pattern (used by the core, the NumPy reference and the agent
+    """sim.model.equations.lifecycle_pattern (used by the core, the NumPy reference and the agent
     engine) gives I/II from the highest stage, III for a relationship that reached stability
     and ended before long_term periods of tenure, IV otherwise — jitted on scalars and through
     .py_func on arrays alike, for every combination."""
-    from sim.model import EXPLORATION, FORMATION, STABILITY, lifecycle_pattern
+    from sim.model.equations import EXPLORATION, FORMATION, STABILITY, lifecycle_pattern
 
     long_term = 24.0
     highest = np.array([EXPLORATION, FORMATION, STABILITY])

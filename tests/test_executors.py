@@ -16,20 +16,11 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.cli import main
-from sim.core import ChunkPartials
-from sim.executors import (
-    ChunkReducer,
-    ChunkResult,
-    DaskExecutor,
-    ExecutorError,
-    WorkItem,
-    config_data,
-    make_executor,
-    plan_work,
-    run_ordered,
-    simulate_work_item,
-)
+from sim.cli.main import main
+from sim.tables.partials import ChunkPartials
+from sim.tables.chunks import ChunkReducer, ChunkResult, WorkItem
+from sim.runs.executors import DaskExecutor, config_data, make_executor, plan_work, run_ordered, simulate_work_item
+from sim.exceptions import ExecutorError
 
 
 def _config(customers=24_576, replications=2, horizon=48, chunk=8192):

@@ -1,7 +1,7 @@
 """``sim figures``: every figure's CSV holds exactly the numbers of the tables it claims to plot.
 
 One ``sim figures --quick`` run (through the CLI) makes every figure; each test then recomputes
-the figure's data independently — through ``sim.project`` / ``sim.abm.simulate_market`` with the
+the figure's data independently — through ``sim.project`` / ``sim.engines.market.engine.simulate_market`` with the
 same config and seed, through closed forms, or through a second table that the simulator fills
 from different accumulators — and compares it with the CSV. Exact equality (CSV floats
 round-trip) unless a tolerance is stated.
@@ -17,8 +17,8 @@ import pandas as pd
 import pytest
 
 import sim
-from sim import figures
-from sim.cli import main
+from sim.plotting.gallery import figures
+from sim.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "experiments" / "figures"
@@ -31,7 +31,7 @@ EXPECTED = {
 }
 
 try:  # the agent engine (issue 3) may not be in every checkout
-    from sim.abm import simulate_market
+    from sim.engines.market.engine import simulate_market
 except ImportError:  # pragma: no cover
     simulate_market = None
 
@@ -115,7 +115,7 @@ def _type_of(value):
 
 def test_caption_facts_known_before_work_are_those_the_figures_provide(quick_run):
     """load_figure_spec checks each caption against the facts a figure will provide, known
-    from its config alone (:func:`sim.figures._check_caption`); those must be exactly the
+    from its config alone (:func:`sim.plotting.gallery.figures._check_caption`); those must be exactly the
     names, with the types, that the built figures provide, or a good caption could be
     refused or a bad one pass."""
     for spec in figures.load_figure_specs(CONFIGS):
@@ -280,7 +280,7 @@ def test_spend_response_is_a_common_random_numbers_sweep(quick_run):
     for stage, group in csv.groupby("stage"):
         assert group["is_optimum"].sum() == 1
         assert group.loc[group["is_optimum"], "clv_mean"].iloc[0] == group["clv_mean"].max()
-    from sim.model import best_care_spend
+    from sim.model.equations import best_care_spend
 
     dyn = config.dynamics
     assert (csv["care_peak_spend"] == best_care_spend(dyn.care_gain, dyn.care_scale, dyn.annoyance)).all()
@@ -336,8 +336,8 @@ def test_value_concentration_lorenz_from_per_customer_clv(quick_run):
 
 
 def test_validation_markov_and_sbg_panels(quick_run):
-    from sim.analytic import sbg_fit, sbg_survival
-    from sim.lifecycle_chain import lifecycle_markov_clv
+    from sim.analytic.closed_forms import sbg_fit, sbg_survival
+    from sim.analytic.lifecycle_chain import lifecycle_markov_clv
 
     spec = _spec("validation")
     params = spec.parameters(quick=True)
@@ -378,7 +378,7 @@ def test_validation_markov_and_sbg_panels(quick_run):
     assert (np.abs(survival["simulated_survival"] - survival["fitted_survival"]) <= 4 * se + 1e-12).all()
 
 
-@pytest.mark.skipif(simulate_market is None, reason="agent engine (sim.abm) not in this checkout")
+@pytest.mark.skipif(simulate_market is None, reason="agent engine (sim.engines.market.engine) not in this checkout")
 def test_agent_effects_are_the_market_tables(quick_run):
     spec = _spec("agent_effects")
     params = spec.parameters(quick=True)
@@ -419,7 +419,7 @@ def test_agent_figure_reports_skipped_without_the_engine(tmp_path, monkeypatch):
     """Without the agent engine the figure is not faked: it is reported as skipped."""
     import sys
 
-    monkeypatch.setitem(sys.modules, "sim.abm", None)  # makes ``from .abm import ...`` raise ImportError
+    monkeypatch.setitem(sys.modules, "sim.engines.market.engine", None)  # makes ``from .abm import ...`` raise ImportError
     records = figures.make_figures(tmp_path, quick=True, only=["agent_effects"], config_dir=CONFIGS)
     assert records[0].status.startswith("skipped: agent engine not available")
     assert not (tmp_path / "agent_effects.png").exists() and not (tmp_path / "agent_effects.csv").exists()
@@ -521,7 +521,7 @@ def test_tenure_stage_table_rejects_bad_arguments(baseline_config):
 
 
 def test_figures_refuse_an_output_folder_of_other_files(tmp_path, capsys):
-    """``sim figures --out`` follows the rules of :mod:`sim.paths`: a folder holding files
+    """``sim figures --out`` follows the rules of :mod:`sim.io.paths`: a folder holding files
     that are not a figure set is refused before any work, untouched; ``--force`` writes
     beside other files (here a .tex draft) but never over one a result could replace (here a
     reader's README.md, which the figure index would overwrite); the folder so made is
@@ -549,7 +549,7 @@ def test_an_interrupted_figure_run_can_be_remade_into_its_folder(tmp_path, monke
     """A sim figures run interrupted after its first figure (PNG, CSV and caption written, no
     manifest yet) left a folder marked as a sim folder, so the same command remakes it without
     --force (without the marker the folder would count as someone else's files)."""
-    import sim.style as style
+    import sim.plotting.style as style
 
     out = tmp_path / "figs"
     arguments = ["figures", "--quick", "--only", "stage_occupancy", "--only", "lifecycle_patterns",
@@ -562,7 +562,7 @@ def test_an_interrupted_figure_run_can_be_remade_into_its_folder(tmp_path, monke
             raise KeyboardInterrupt
         return real_save(*args, **kwargs)
 
-    monkeypatch.setattr(style, "save_figure", interrupted_at_the_second)  # sim.figures imports it when it draws
+    monkeypatch.setattr(style, "save_figure", interrupted_at_the_second)  # sim.plotting.gallery.figures imports it when it draws
     assert main(arguments) == 130
     assert (out / "stage_occupancy.csv").is_file() and not (out / "manifest.json").exists()
     monkeypatch.undo()
@@ -594,7 +594,7 @@ def test_figures_refuse_an_empty_name_and_bad_threads_before_any_folder(tmp_path
 def test_figures_refuse_a_run_result_folder_without_force(tmp_path, capsys):
     """A folder whose manifest.json is a run's (experiment, files) is not a figure set: making
     figures there would replace the run's manifest, so it needs --force."""
-    from sim.results import package_versions
+    from sim.io.results import package_versions
 
     run_manifest = {"experiment": "baseline", "complete": True, "versions": package_versions(),
                     "files": {"summary.csv": "0" * 64}}

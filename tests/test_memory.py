@@ -16,9 +16,10 @@ import pandas as pd
 import pytest
 
 import sim
-from sim import executors
-from sim.projection import QUANTILE_LEVELS, VALUE_GROUPS
-from sim.sketch import RELATIVE_WIDTH, ClvSketch, bin_bounds, bin_keys
+from sim.runs import executors
+from sim.tables import chunks
+from sim.tables.result import QUANTILE_LEVELS, VALUE_GROUPS
+from sim.tables.sketch import RELATIVE_WIDTH, ClvSketch, bin_bounds, bin_keys
 
 
 def _mixed_values(n=120_000, seed=5):
@@ -92,7 +93,7 @@ def sketched(baseline_config):
     """A run above the (lowered) size limit: tables from the sketch, CLVs kept on request
     so that the tables can be checked against them."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(executors, "CLV_KEEP_LIMIT", 1000)
+        patch.setattr(chunks, "CLV_KEEP_LIMIT", 1000)
         return sim.project(baseline_config, customers=12_000, replications=2, horizon=60, keep_clv=True)
 
 
@@ -136,7 +137,7 @@ def test_small_runs_use_every_clv_and_keep_clv_never_changes_a_table(baseline_co
         assert [getattr(row, f"clv_p{round(level * 100):02d}") for level in QUANTILE_LEVELS] == list(exact)
     hidden = sim.project(config, keep_clv=False)
     assert hidden.clv == {}
-    monkeypatch.setattr(executors, "CLV_KEEP_LIMIT", 11_999)  # 6000 x 2 above the limit
+    monkeypatch.setattr(chunks, "CLV_KEEP_LIMIT", 11_999)  # 6000 x 2 above the limit
     large = sim.project(config)
     large_kept = sim.project(config, keep_clv=True)
     assert large.clv == {} and all(np.array_equal(large_kept.clv[p], kept.clv[p]) for p in kept.clv)
@@ -162,7 +163,7 @@ def test_peak_state_per_customer_and_independence_of_replications(monkeypatch):
     customers: at most 256 bytes per customer of a chunk (issue 6), and the growth from 1
     to 4 replications or from 4 to 8 chunks of customers is under a fifth of what keeping
     the CLVs would add (8 bytes x 3 policies per extra customer-replication)."""
-    monkeypatch.setattr(executors, "CLV_KEEP_LIMIT", 0)
+    monkeypatch.setattr(chunks, "CLV_KEEP_LIMIT", 0)
     chunk = 16_384
     config = sim.config_from_dict({"run": {"chunk_customers": chunk, "horizon": 120}})
     sim.project(config, customers=4096, replications=1, keep_clv=False)  # kernels compiled before measuring

@@ -1,7 +1,7 @@
 """The spend optimiser (sim/optimize.py) against a case with a known exact optimum, and
 ``sim optimize`` on the baseline model.
 
-The known case ("referral case", :func:`sim.optimize.referral_case_clv`): the
+The known case ("referral case", :func:`sim.experiments.optimize.referral_case_clv`): the
 Markov-reducible setting of sim/lifecycle_chain.py (spend does not change the stage
 process) with word of mouth on and fixed expectations. Spend then buys only a better
 satisfaction type, i.e. expected referral value (C5), at its own cost; the expected CLV is
@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.optimize import (
+from sim.experiments.optimize import (
     CRNObjective,
     SpendLayout,
     optimize_spend,
@@ -153,7 +153,7 @@ def test_sim_optimize_on_the_baseline_model(tmp_path, baseline_config):
     The response curve of formation rises, peaks and falls (MODEL.md §4): the paired ΔCLV to
     the optimum at spend 0 and at the largest spend is below -4 paired SE. The optimum is
     re-evaluated on a fresh seed and compared with the reference, paired."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     config_path = tmp_path / "opt.toml"
     config_path.write_text(
@@ -220,7 +220,7 @@ def test_optimize_spend_api_matches_the_cli_conventions(baseline_config):
 
 
 def test_sim_optimize_bad_input_is_one_clear_message(tmp_path, capsys):
-    from sim.cli import main
+    from sim.cli.main import main
 
     bad = tmp_path / "bad.toml"
     bad.write_text('[[policies]]\nname = "optimized"\nkind = "none"\n')
@@ -236,13 +236,13 @@ def test_sim_optimize_bad_input_is_one_clear_message(tmp_path, capsys):
 
 def _no_simulation(monkeypatch):
     """Make any simulation by sim optimize fail the test (the checks must come first)."""
-    import sim.optimize
+    import sim.experiments.optimize
 
     def refuse(*args, **kwargs):
         raise AssertionError("a simulation ran before the configuration was refused")
 
-    monkeypatch.setattr(sim.optimize, "project", refuse)
-    monkeypatch.setattr(sim.optimize, "search_spend", refuse)
+    monkeypatch.setattr(sim.experiments.optimize, "project", refuse)
+    monkeypatch.setattr(sim.experiments.optimize, "search_spend", refuse)
 
 
 def test_evaluation_seed_equal_to_the_objective_seed_is_refused_before_work(tmp_path, capsys, monkeypatch,
@@ -253,7 +253,7 @@ def test_evaluation_seed_equal_to_the_objective_seed_is_refused_before_work(tmp_
         optimize_spend(config)
     with pytest.raises(sim.ConfigError, match=r"optimize\.evaluation_seed = 7: .*the seed argument = 7"):
         optimize_spend(config.with_overrides(run={"seed": 1}), seed=7)
-    from sim.cli import main
+    from sim.cli.main import main
 
     path = tmp_path / "seed.toml"
     path.write_text('[optimize]\nevaluation_seed = 7\n[run]\nseed = 1\n')
@@ -267,7 +267,7 @@ def test_evaluation_seed_equal_to_the_objective_seed_is_refused_before_work(tmp_
 def test_a_config_with_the_most_policies_is_refused_before_work(tmp_path, capsys, monkeypatch, baseline_config):
     """sim optimize adds the optimised policy: a config already holding the most policies
     allowed (64) is refused before the search, by the API and the command line."""
-    from sim.optimize import _max_policies
+    from sim.experiments.optimize import _max_policies
 
     _no_simulation(monkeypatch)
     limit = _max_policies()
@@ -277,7 +277,7 @@ def test_a_config_with_the_most_policies_is_refused_before_work(tmp_path, capsys
     with pytest.raises(sim.ConfigError, match=r"policies \(64 policies\): sim optimize adds the policy 'optimized' "
                                               r"and a config holds at most 64, so at most 63 may be given; remove 1"):
         optimize_spend(config)
-    from sim.cli import main
+    from sim.cli.main import main
 
     path = tmp_path / "many.toml"
     path.write_text("".join(f'[[policies]]\nname = "p{i}"\nkind = "none"\n' for i in range(limit)))
@@ -287,7 +287,7 @@ def test_a_config_with_the_most_policies_is_refused_before_work(tmp_path, capsys
     assert "at most 63 may be given" in error and "Traceback" not in error
     assert not out.exists()
     # one fewer passes the checks
-    assert sim.optimize._optimum_name(config.with_overrides(policies=policies[1:], comparison={"reference": "p1"})) == "optimized"
+    assert sim.experiments.optimize._optimum_name(config.with_overrides(policies=policies[1:], comparison={"reference": "p1"})) == "optimized"
 
 
 def test_shipped_optimize_config_is_valid():
@@ -306,7 +306,7 @@ def test_shipped_optimize_config_is_valid():
     ('[precision]\ntarget_ci_halfwidth = 5.0\n', ["precision:", "remove the [precision] section"]),
 ], ids=["abm", "sweep", "precision"])
 def test_sim_optimize_refuses_sections_it_would_ignore(tmp_path, capsys, monkeypatch, text, fragments):
-    from sim.cli import main
+    from sim.cli.main import main
 
     _no_simulation(monkeypatch)
     path = tmp_path / "c.toml"
@@ -325,9 +325,9 @@ def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkey
     manifest does not list, or that were edited since, stay."""
     import hashlib
 
-    import sim.optimize
-    from sim.cli import main
-    from sim.results import package_versions, prepare_result_dir
+    import sim.experiments.optimize
+    from sim.cli.main import main
+    from sim.io.results import package_versions, prepare_result_dir
 
     out = prepare_result_dir(tmp_path / "old")
     for name in ("summary.csv", "stages.csv", "optimum.csv", "overview.png", "notes.txt"):
@@ -345,7 +345,7 @@ def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkey
     def stop(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(sim.optimize, "optimize_spend", stop)
+    monkeypatch.setattr(sim.experiments.optimize, "optimize_spend", stop)
     path = tmp_path / "c.toml"
     path.write_text('name = "c"\n')
     with pytest.raises(Stop):

@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 
 import sim
-from sim.config import ConfigError, apply_overrides, sweep_grid
-from sim.experiments import (
+from sim.exceptions import ConfigError
+from sim.model.config import apply_overrides, sweep_grid
+from sim.experiments.comparison import (
     ExperimentResult,
     frontier_table,
     project_to_precision,
@@ -20,7 +21,7 @@ from sim.experiments import (
     run_sweep,
     with_unpaired_se,
 )
-from sim.model import best_care_spend
+from sim.model.equations import best_care_spend
 
 from conftest import REPO
 
@@ -164,24 +165,24 @@ def test_precision_control_adds_replications_until_the_target(baseline_config):
 
 @pytest.mark.parametrize("keep_limit", [None, 2 * 4096], ids=["below-limit", "crosses-limit"])
 def test_precision_control_keeps_clvs_exactly_as_sim_project(baseline_config, monkeypatch, keep_limit):
-    """The cap x customers is far above sim.executors.CLV_KEEP_LIMIT, but the run stops at
+    """The cap x customers is far above sim.tables.chunks.CLV_KEEP_LIMIT, but the run stops at
     a few replications: the quantiles and value concentration come from the per-customer
     CLVs exactly when sim.project with the reached replications computes them so, and the
     tables are bitwise those of sim.project. With the limit lowered to two replications
     (``crosses-limit``) the CLVs kept in the first rounds are dropped for the sketch."""
-    import sim.executors
+    import sim.tables.chunks
 
     if keep_limit is not None:
-        monkeypatch.setattr(sim.executors, "CLV_KEEP_LIMIT", keep_limit)
+        monkeypatch.setattr(sim.tables.chunks, "CLV_KEEP_LIMIT", keep_limit)
     config = _two_policy_config(baseline_config)
     cap = 1000
-    assert cap * config.population.customers > sim.executors.CLV_KEEP_LIMIT
+    assert cap * config.population.customers > sim.tables.chunks.CLV_KEEP_LIMIT
     halfwidth_one = 1.959963984540054 * sim.project(config).comparison["se"].max()
     controlled = config.with_overrides(precision={"target_ci_halfwidth": halfwidth_one / 2, "max_replications": cap})
     result, record = project_to_precision(controlled)
     replications = record["replications"]
     assert record["met"] and 2 <= replications < 20
-    exact = replications * config.population.customers <= sim.executors.CLV_KEEP_LIMIT
+    exact = replications * config.population.customers <= sim.tables.chunks.CLV_KEEP_LIMIT
     assert exact == (keep_limit is None)  # each case takes the branch it is named for
     direct = sim.project(config, replications=replications)
     for name in ("summary", "value_concentration", *direct.TABLES):
@@ -303,7 +304,7 @@ def test_policy_comparison_config_runs_on_the_baseline_model(baseline_config):
 
 def test_sim_run_writes_comparison_frontier_and_precision(tmp_path, baseline_config):
     """`sim run` on a small comparison with precision control: tables, figure, manifest."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     config_path = tmp_path / "small.toml"
     config_path.write_text(
@@ -335,7 +336,7 @@ def test_sim_run_writes_comparison_frontier_and_precision(tmp_path, baseline_con
 def test_sweep_config_runs_and_sim_run_writes_the_sweep(tmp_path):
     """experiments/sweep_discount.toml: 5 discount rates x 3 segment shares; run tiny through
     `sim run`: one row per point x policy, CLV falling with the discount rate."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     config = sim.load_config(SWEEP_DISCOUNT)
     assert len(sweep_grid(config)) == 15
@@ -356,7 +357,7 @@ def test_sweep_config_runs_and_sim_run_writes_the_sweep(tmp_path):
 
 
 def test_sim_run_rejects_a_bad_sweep_before_any_work(tmp_path, capsys):
-    from sim.cli import main
+    from sim.cli.main import main
 
     config_path = tmp_path / "bad.toml"
     config_path.write_text('[sweep]\n"economics.annual_discount_rate" = [0.1, 2.0]\n')

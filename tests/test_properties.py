@@ -26,21 +26,13 @@ import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from sim.config import MAX_MAGNITUDE, MIN_CARE_SCALE, STAGES, ConfigError, config_from_dict
-from sim.core import (
-    M_ACQUISITION,
-    M_CLV,
-    M_CLV1,
-    M_SPEND,
-    START_COLUMNS,
-    ChunkPartials,
-    _new_customers,
-    run_customers,
-    simulate_chunk,
-)
-from sim.model import model_arrays
-from sim.policies import policy_tables
-from sim.projection import NAN_WHEN_EMPTY, ProjectionResult
+from sim.model.config import MAX_MAGNITUDE, MIN_CARE_SCALE, STAGES, config_from_dict
+from sim.exceptions import ConfigError
+from sim.tables.partials import ChunkPartials, M_ACQUISITION, M_CLV, M_CLV1, M_SPEND
+from sim.engines.core import START_COLUMNS, _new_customers, run_customers, simulate_chunk
+from sim.model.equations import model_arrays
+from sim.model.policies import policy_tables
+from sim.tables.result import NAN_WHEN_EMPTY, ProjectionResult
 
 M = MAX_MAGNITUDE
 TINY = 5e-324
@@ -50,7 +42,7 @@ ENDED = 4
 ALLOWED_MOVES = {(0, 0), (0, 1), (0, 4), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3), (3, 1), (3, 4), (4, 4)}
 # with Beta churn (M8) any live relationship may also end outright
 ALLOWED_WITH_CHURN = ALLOWED_MOVES | {(1, 4), (2, 4)}
-# money columns of the six CLV parts, retention spend and acquisition cost (sim.core)
+# money columns of the six CLV parts, retention spend and acquisition cost (sim.engines.core)
 PART_COLUMNS = [M_CLV1 + part for part in range(6)] + [M_SPEND, M_ACQUISITION]
 
 

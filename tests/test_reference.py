@@ -1,6 +1,6 @@
-"""The NumPy reference (sim.reference) against the jitted cohort core (sim.core).
+"""The NumPy reference (sim.engines.reference) against the jitted cohort core (sim.engines.core).
 
-Both engines run the same equations (sim.model) on the same per-customer random streams
+Both engines run the same equations (sim.model.equations) on the same per-customer random streams
 in the same order of operations, so:
 
 * per-customer CLVs agree to rounding: the only differences come from the last ulp of
@@ -19,11 +19,11 @@ import functools
 import numpy as np
 import pytest
 
-from sim import core
-from sim.config import config_from_dict
-from sim.model import ENDED, S_DISCOUNT_FACTOR, model_arrays
-from sim.policies import policy_tables
-from sim.reference import PART_NAMES, simulate_reference
+from sim.engines import core
+from sim.model.config import config_from_dict
+from sim.model.equations import ENDED, S_DISCOUNT_FACTOR, model_arrays
+from sim.model.policies import policy_tables
+from sim.engines.reference import PART_NAMES, simulate_reference
 
 N_CUSTOMERS = 3000
 HORIZON = 120

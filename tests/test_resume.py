@@ -21,10 +21,11 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.checkpoint import CHUNK_DIR, ChunkStore, npz_bytes
-from sim.cli import main
-from sim.executors import plan_work
-from sim.results import MANIFEST
+from sim.runs.checkpoint import CHUNK_DIR, ChunkStore, npz_bytes
+from sim.cli.main import main
+from sim.runs.executors import plan_work
+from sim.io.results import MANIFEST
+from sim.tables import chunks
 
 CONFIG = """
 name = "resumable"
@@ -61,7 +62,7 @@ def test_a_killed_run_resumes_to_the_same_bytes(config_file, uninterrupted, tmp_
     """SIGKILL a `sim run` subprocess (32 chunks of 4,096 customers) once its first chunk
     file exists, then resume it."""
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "sim.cli", "run", str(config_file), "--out", str(out),
+    process = subprocess.Popen([sys.executable, "-m", "sim.cli.main", "run", str(config_file), "--out", str(out),
                                 "--no-progress", "--no-figure"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     chunks = out / CHUNK_DIR
     deadline = time.monotonic() + 300
@@ -149,9 +150,9 @@ def test_untrusted_chunk_files_are_recomputed(tmp_path):
 def test_chunks_without_clvs_do_not_serve_a_run_that_keeps_them(tmp_path, monkeypatch):
     """A large run (limit lowered to 0) keeps no CLVs in its chunk files; resuming it with
     keep_clv=True must recompute them rather than return a result without CLVs."""
-    from sim import executors
+    from sim.runs import executors
 
-    monkeypatch.setattr(executors, "CLV_KEEP_LIMIT", 0)
+    monkeypatch.setattr(chunks, "CLV_KEEP_LIMIT", 0)
     config = sim.config_from_dict({"population": {"customers": 8192}, "run": {"replications": 1, "horizon": 12,
                                                                               "chunk_customers": 4096}})
     sim.project(config, checkpoint=tmp_path, keep_clv=False)
@@ -199,7 +200,7 @@ def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
     """The hash guarding chunk files covers the kernel's source (core, model, _rng, policies)
     and the numba/NumPy versions: a chunk written under other code is reported and
     recomputed, never trusted."""
-    from sim import checkpoint
+    from sim.runs import checkpoint
 
     config = _small_config()
     whole = sim.project(config, keep_clv=True)
@@ -209,6 +210,7 @@ def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
     edited = tmp_path / "edited"
     edited.mkdir()
     for name in checkpoint._CODE_MODULES:
+        (edited / name).parent.mkdir(parents=True, exist_ok=True)
         (edited / name).write_bytes((checkpoint._SOURCE_DIR / name).read_bytes())
     with monkeypatch.context() as patch:
         patch.setattr(checkpoint, "_SOURCE_DIR", edited)
@@ -217,7 +219,8 @@ def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
             (edited / name).write_bytes((checkpoint._SOURCE_DIR / name).read_bytes() + b"\n# changed\n")
             assert checkpoint.config_hash(config) != base, name
             (edited / name).write_bytes((checkpoint._SOURCE_DIR / name).read_bytes())
-        (edited / "core.py").write_bytes((edited / "core.py").read_bytes() + b"\n# changed\n")
+        kernel = edited / "engines" / "core.py"
+        kernel.write_bytes(kernel.read_bytes() + b"\n# changed\n")
         resumed = sim.project(config, checkpoint=tmp_path / "run", resume=True, keep_clv=True)
     assert resumed.timings["chunks_resumed"] == 0
     rejected = resumed.timings["chunk_files_rejected"]
@@ -243,7 +246,7 @@ def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
 def _crafted(arrays, **changes):
     """A chunk's arrays with some replaced (None: removed), re-sealed with a valid checksum and
     the right config hash, as someone writing files by hand could."""
-    from sim.checkpoint import arrays_checksum
+    from sim.runs.checkpoint import arrays_checksum
 
     arrays = {name: value for name, value in arrays.items() if name != "checksum"}
     for name, value in changes.items():
@@ -300,7 +303,8 @@ def test_resume_loads_trusted_chunks_one_at_a_time_in_turn(tmp_path, monkeypatch
     bitwise those of an uninterrupted run, and a leftover temporary file is removed."""
     import weakref
 
-    from sim import checkpoint, executors
+    from sim.runs import checkpoint
+    from sim.tables import chunks
 
     config = sim.config_from_dict({"population": {"customers": 16_384}, "run": {
         "replications": 2, "horizon": 24, "chunk_customers": 4096, "seed": 9}})
@@ -314,7 +318,7 @@ def test_resume_loads_trusted_chunks_one_at_a_time_in_turn(tmp_path, monkeypatch
     leftover.write_bytes(b"half a chunk")
 
     loaded = []
-    load, add = checkpoint.ChunkStore.load, executors.ChunkReducer.add
+    load, add = checkpoint.ChunkStore.load, chunks.ChunkReducer.add
 
     def tracking_load(self, item, keep_clv):
         result = load(self, item, keep_clv)
@@ -329,7 +333,7 @@ def test_resume_loads_trusted_chunks_one_at_a_time_in_turn(tmp_path, monkeypatch
         return add(self, chunk)
 
     monkeypatch.setattr(checkpoint.ChunkStore, "load", tracking_load)
-    monkeypatch.setattr(executors.ChunkReducer, "add", tracking_add)
+    monkeypatch.setattr(chunks.ChunkReducer, "add", tracking_add)
     resumed = sim.project(config, checkpoint=folder, resume=True, keep_clv=True)
     assert resumed.timings["chunks_resumed"] == 7 and resumed.timings["chunk_files_rejected"] == []
     assert len(alive_at_add) == 8 and max(alive_at_add) <= 1, alive_at_add

@@ -1,4 +1,4 @@
-"""Tests of sim._rng: bitwise agreement with reference generators, the seed
+"""Tests of sim.model.streams: bitwise agreement with reference generators, the seed
 derivation contract, and the distribution of the variates.
 
 Statistical tests use fixed seeds, so each one passes or fails deterministically;
@@ -13,8 +13,8 @@ import pytest
 from numba import njit
 from scipy import stats
 
-from sim import _rng
-from sim._rng import (
+from sim.model import streams as _rng
+from sim.model.streams import (
     CustomerStream,
     stream_exponentials,
     stream_normals,
@@ -69,7 +69,7 @@ def ref_seed_stream_packed(a, b):
 
 
 def ref_seed_stream(seed, replication, customer, component):
-    """The derivation documented in sim._rng._seed_stream (marker bit 0 is 0)."""
+    """The derivation documented in sim.model.streams._seed_stream (marker bit 0 is 0)."""
     packed_b = (replication << 40) | (customer << 8) | (component << 1)
     return ref_seed_stream_packed(seed, packed_b)
 
@@ -79,7 +79,7 @@ def ref_uniform_from_bits(value):
 
 
 def ref_normal(s0, s1):
-    """The ziggurat of sim._rng._normal, step by step in Python (same tables)."""
+    """The ziggurat of sim.model.streams._normal, step by step in Python (same tables)."""
     accept_below = _rng._ZIGGURAT_ACCEPT_BELOW
     width = _rng._ZIGGURAT_WIDTH
     height = _rng._ZIGGURAT_HEIGHT

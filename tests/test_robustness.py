@@ -14,15 +14,19 @@ import numpy as np
 import pytest
 
 import sim
-from sim import model
-from sim.cli import main
-from sim.config import MAX_MAGNITUDE, MIN_CARE_SCALE, STAGES, config_from_dict
-from sim.core import M_CLV3, simulate_chunk
-from sim.model import model_arrays
-from sim.paths import RUN_MARKER, UnsafeOutputError, check_output_dir, default_result_dir, is_protected_dir
-from sim.policies import policy_tables
-from sim.projection import NAN_WHEN_EMPTY, NonFiniteResultError, ProjectionResult
-from sim.results import MANIFEST, ResultExistsError, atomic_write_bytes, prepare_result_dir, save_result
+from sim.model import equations as model
+from sim.cli.main import main
+from sim.model.config import MAX_MAGNITUDE, MIN_CARE_SCALE, STAGES, config_from_dict
+from sim.tables.partials import M_CLV3
+from sim.engines.core import simulate_chunk
+from sim.model.equations import model_arrays
+from sim.io.paths import RUN_MARKER, check_output_dir, default_result_dir, is_protected_dir
+from sim.exceptions import UnsafeOutputError
+from sim.model.policies import policy_tables
+from sim.tables.result import NAN_WHEN_EMPTY, ProjectionResult
+from sim.exceptions import NonFiniteResultError
+from sim.io.results import MANIFEST, atomic_write_bytes, prepare_result_dir, save_result
+from sim.exceptions import ResultExistsError
 
 SIM = Path(sim.__file__).resolve().parent
 M = MAX_MAGNITUDE
@@ -218,7 +222,7 @@ def _corner_config(annoyance, care_scale, satisfaction_scale, tenure_scale):
     list(itertools.product([0.0, M], [MIN_CARE_SCALE, M], [TINY, M], [TINY, M])),
 )
 def test_kernel_stays_finite_at_the_corners_of_the_allowed_ranges(annoyance, care_scale, satisfaction_scale, tenure_scale):
-    """The bounds of sim.config (MAX_MAGNITUDE, MIN_CARE_SCALE) are chosen so that nothing
+    """The bounds of sim.model.config (MAX_MAGNITUDE, MIN_CARE_SCALE) are chosen so that nothing
     overflows: with every magnitude at its maximum at once, the projection's per-customer
     CLVs and every table are finite (the NaN guard of from_partials would raise otherwise)
     and the invariants hold."""
@@ -296,7 +300,7 @@ def test_a_nan_or_inf_in_a_result_is_an_error_naming_its_origin(small_run, injec
 
 def test_project_and_save_never_see_a_nan_silently(small_run, tmp_path, monkeypatch):
     """End to end: a kernel that returned NaN makes sim.project raise before anything is saved."""
-    import sim.projection as projection
+    import sim.runs.projection as projection
 
     real = projection.simulate_chunk
 
@@ -350,7 +354,7 @@ def test_a_folder_of_other_files_is_refused_unless_force(tmp_path):
 def test_force_never_overwrites_someone_elses_result_like_files(tmp_path, capsys):
     """sim run --force --out into a folder that is not a sim result but holds a file a result
     could replace (someone's summary.csv) is refused before any work; the file is untouched."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     folder = tmp_path / "analysis"
     folder.mkdir()
@@ -374,7 +378,7 @@ def test_another_tools_manifest_is_not_a_sim_result(tmp_path, capsys):
     """A folder whose manifest.json was written by another tool (here a web app's, listing
     its files) is not a sim result folder: --force neither deletes the files it lists nor
     replaces it."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     folder = tmp_path / "webapp"
     folder.mkdir()
@@ -393,7 +397,7 @@ def test_another_tools_manifest_is_not_a_sim_result(tmp_path, capsys):
 def test_force_writes_beside_a_config_and_notes(tmp_path, capsys):
     """--force into a folder that holds the experiment's own config and notes (types sim run
     does not write) runs, and keeps them."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     folder = tmp_path / "myexp"
     folder.mkdir()
@@ -449,7 +453,7 @@ def test_force_replaces_a_complete_result_as_a_whole(tmp_path, capsys):
     """sim run --force over an older result whose manifest lists files this run does not
     write (here the old run's comparison figure and an extra table): they are removed, so the
     folder holds exactly the new manifest's files; unlisted files and files outside stay."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     config = tmp_path / "c.toml"
     config.write_text('name = "c"\n[population]\ncustomers = 50\n[run]\nhorizon = 3\nreplications = 1\n')
@@ -544,7 +548,7 @@ def test_bad_config_in_process_starts_no_work(tmp_path, monkeypatch, capsys):
 def _forbid_the_kernel(monkeypatch, why: str) -> None:
     """Make any call of the kernel by sim.project fail the test with ``why``: what follows
     must be refused before any work."""
-    import sim.projection as projection
+    import sim.runs.projection as projection
 
     def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
         raise AssertionError(why)
@@ -562,7 +566,7 @@ def _chunked_config(tmp_path):
 
 def _interrupt_after_one_chunk(monkeypatch):
     """Make the second chunk of a run raise KeyboardInterrupt (Ctrl-C); returns the real kernel."""
-    import sim.projection as projection
+    import sim.runs.projection as projection
 
     real_simulate, calls = projection.simulate_chunk, []
 
@@ -583,7 +587,7 @@ def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch,
     uninterrupted run."""
     import pandas as pd
 
-    import sim.projection as projection
+    import sim.runs.projection as projection
 
     config = _chunked_config(tmp_path)
     arguments = ["run", str(config), "--no-progress", "--no-figure"]
@@ -605,7 +609,7 @@ def test_resume_with_another_seed_is_refused_and_keeps_the_chunks(tmp_path, monk
     """``--resume`` on chunk files written under another seed (or config, or code) is refused
     in one line with exit 2 and the chunk files are left as they were (they are the
     interrupted run's work); resuming with the original settings still completes it."""
-    import sim.projection as projection
+    import sim.runs.projection as projection
 
     config = _chunked_config(tmp_path)
     out = tmp_path / "interrupted"
@@ -633,8 +637,8 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
     same ConfigError."""
     import time
 
-    import sim.executors as executors
-    import sim.projection as projection
+    import sim.runs.executors as executors
+    import sim.runs.projection as projection
 
     _forbid_the_kernel(monkeypatch, "the kernel ran for a run that cannot fit")
     huge = tmp_path / "huge.toml"
@@ -718,7 +722,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 def test_a_crash_while_saving_leaves_an_incomplete_folder_that_can_be_rerun(small_run, tmp_path, monkeypatch):
     """The manifest is written last: a crash after some tables leaves no manifest (so the
     folder reads as incomplete, not as a result), and a plain rerun then completes it."""
-    import sim.results as results
+    import sim.io.results as results
 
     config, partials = small_run
     result = ProjectionResult.from_partials(config, [partials])

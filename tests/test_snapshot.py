@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.core import _customer_attributes
-from sim.model import model_arrays
+from sim.engines.core import _customer_attributes
+from sim.model.equations import model_arrays
 
 
 def _new_customer_snapshot(config, n):

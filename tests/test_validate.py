@@ -2,7 +2,7 @@
 
 The closed forms used by the validation are checked here against brute-force sums and
 against the model's own transition function; the Monte Carlo checks are held within 4 SE
-(SE stated per check in sim.validate: sample sd / sqrt(n) for mean CLV, binomial for
+(SE stated per check in sim.checks.validate: sample sd / sqrt(n) for mean CLV, binomial for
 shares), and shown to have the power to reject a wrong timing convention.
 """
 
@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from scipy import special
 
-from sim import validate
-from sim.analytic import margin_multiple, markov_clv, sbg_survival
-from sim.cli import main
-from sim.model import transition_probabilities
+from sim.checks import validate
+from sim.analytic.closed_forms import margin_multiple, markov_clv, sbg_survival
+from sim.cli.main import main
+from sim.model.equations import transition_probabilities
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +79,7 @@ def test_constant_retention_clv_matches_sums_and_the_two_state_chain(retention, 
 
 @pytest.mark.parametrize("base, odds", [(0.1, 1.0), (0.05, 2.0), (0.3, 0.5), (0.0, 3.0)])
 def test_exit_probability_is_the_models_at_neutral_loyalty(base, odds):
-    """The hand-written odds formula against sim.model.transition_probabilities (M7)."""
+    """The hand-written odds formula against sim.model.equations.transition_probabilities (M7)."""
     neutral = 0.4
     _, leave = transition_probabilities(0, neutral, neutral, 0.0, base, 0.0, 0.0, odds)
     assert validate.exit_probability(base, odds) == pytest.approx(leave, rel=1e-14, abs=1e-300)
@@ -202,7 +202,7 @@ def test_plot_checks_draws_one_bar_per_check(checks):
 def test_bad_validate_command_lines_exit_2_in_one_message(tmp_path, capsys, extra, needle):
     """Bad ``sim validate`` options: exit 2, the message names the option and the value, no
     traceback, and an existing --csv file is left untouched."""
-    from sim.cli import main
+    from sim.cli.main import main
 
     existing = tmp_path / "existing.csv"
     existing.write_text("a reader's table\n")
@@ -214,7 +214,7 @@ def test_bad_validate_command_lines_exit_2_in_one_message(tmp_path, capsys, extr
 
 
 def test_validate_csv_force_overwrites(tmp_path, capsys):
-    from sim.cli import main
+    from sim.cli.main import main
 
     existing = tmp_path / "existing.csv"
     existing.write_text("old\n")

@@ -1,0 +1,9 @@
+"""The ``sim`` command line: one module per command, the only place with argparse and
+printing to the terminal.
+
+May import: every subpackage.
+"""
+
+from sim.cli.main import main
+
+__all__ = ["main"]

@@ -1,0 +1,943 @@
+"""The retention spend that maximises expected CLV: ``sim optimize CONFIG``.
+
+MODEL.md §4–5 asks how much to invest in each customer at each lifecycle stage, and notes
+that too little and too much spend both lose. This module searches the per-stage
+(optionally per-stage and per-segment) spend table ``a[stage, segment]`` that maximises
+the cohort's mean CLV, which the core already reports net of retention spend and
+acquisition cost (:mod:`sim.model.equations`, C1–C6):
+
+.. math::  a^* = \\arg\\max_{0 \\le a \\le a_{max}} \\; \\widehat{CLV}_N(a)
+
+where :math:`\\widehat{CLV}_N(a)` is the simulated mean over ``N`` customers with a FIXED
+seed: every candidate is evaluated on the same customers and the same random shocks
+(common random numbers, CRN). The CRN objective is a deterministic function of ``a``, so
+the optimiser compares candidates without Monte Carlo noise between them; it is smooth up
+to small jumps (a customer's stage move flips when a probability crosses its uniform draw)
+that shrink as ``1/N``.
+
+Search methods (``[optimize] method``)
+--------------------------------------
+``coordinate`` (default)
+    Cycles over the coordinates (stages, or stage × segment). In the first cycle, for each
+    coordinate, a coarse grid of ``grid_points`` spends in ``[0, max_spend]`` is evaluated
+    in ONE kernel call (the grid points are policies of one experiment), and
+    :func:`scipy.optimize.minimize_scalar` (bounded Brent) refines between the neighbours
+    of the best grid point to ``spend_tolerance``; later cycles re-run Brent within one grid
+    step of the current spend (the other coordinates have moved). A coordinate keeps the
+    best of the grid point, Brent's point and its current spend. Stops when a full cycle
+    moves no coordinate by more than the tolerance, or after ``max_cycles``. The grid makes
+    it robust to the flat parts of the response; Brent makes it precise.
+``powell``
+    :func:`scipy.optimize.minimize` with ``method="Powell"`` and bounds, on the same CRN
+    objective.
+
+Reporting
+---------
+The in-sample objective at the optimum is biased upwards (the optimiser's curse), so
+:func:`optimize_spend` re-evaluates the optimum, every config policy and the reference on
+FRESH seeds (``optimize.evaluation_seed``, default ``run.seed + 1``), paired: the
+``evaluation`` table (CLV with 95 % CIs), the ``comparison`` table (paired ΔCLV against
+the reference), the ``frontier`` (spend vs CLV across all policies and the optimum) and
+the ``response`` curves (CLV against the spend of one stage, the others held at the
+optimum, with paired differences to the optimum).
+
+Verification
+------------
+``tests/test_optimize.py`` constructs a case whose expected CLV and optimal spend are
+known exactly (:func:`referral_case_optimum`) and checks that the optimiser finds it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from sim.model.config import ExperimentConfig, SEGMENTS, STAGES
+from sim.exceptions import ConfigError
+from sim.tables.result import Z95
+from sim.runs.projection import project
+
+__all__ = [
+    "SpendLayout",
+    "CRNObjective",
+    "SpendSearch",
+    "OptimizationResult",
+    "search_spend",
+    "response_curves",
+    "optimize_spend",
+    "referral_case_clv",
+    "referral_case_optimum",
+    "optimum_policy_toml",
+    "optimize_figure",
+    "register",
+]
+
+#: Name of the optimised policy in the output tables.
+OPTIMUM = "optimized"
+#: Most policies per kernel call (the experiment config's limit).
+_MAX_BATCH = 64
+
+
+# --------------------------------------------------------------------------- search space
+
+
+@dataclass(frozen=True)
+class SpendLayout:
+    """How a vector ``x`` of searched spends maps onto a spend table ``a[stage, segment]``.
+
+    Attributes
+    ----------
+    stages : tuple of str
+        The stages whose spend is searched (the others keep ``start``).
+    per_segment : bool
+        One coordinate per (stage, segment) instead of per stage.
+    start : ndarray, shape (4,)
+        Spend per stage before the search, and of the stages not searched.
+    max_spend : float
+        Upper bound of every coordinate (the lower bound is 0).
+    """
+
+    stages: tuple
+    per_segment: bool
+    start: tuple
+    max_spend: float
+
+    @classmethod
+    def from_config(cls, config: ExperimentConfig) -> "SpendLayout":
+        """The layout of ``config.optimize``."""
+        settings = config.optimize
+        return cls(tuple(settings.stages), settings.per_segment, tuple(settings.start.as_tuple()), settings.max_spend)
+
+    @property
+    def coordinates(self) -> list[tuple[str, str]]:
+        """``(stage, segment)`` of each coordinate; segment ``"all"`` without ``per_segment``."""
+        if self.per_segment:
+            return [(stage, segment) for stage in self.stages for segment in SEGMENTS]
+        return [(stage, "all") for stage in self.stages]
+
+    def initial(self) -> np.ndarray:
+        """The starting vector (``start`` of each searched stage)."""
+        return np.array([self.start[STAGES.index(stage)] for stage, _ in self.coordinates])
+
+    def table(self, x) -> np.ndarray:
+        """The spend table ``a[stage, segment]`` (shape (4, 2)) of the vector ``x``."""
+        table = np.repeat(np.asarray(self.start, dtype=float)[:, None], len(SEGMENTS), axis=1)
+        for value, (stage, segment) in zip(np.asarray(x, dtype=float), self.coordinates):
+            columns = slice(None) if segment == "all" else SEGMENTS.index(segment)
+            table[STAGES.index(stage), columns] = value
+        return table
+
+    def policy(self, name: str, x) -> dict:
+        """A ``kind = "table"`` policy (as config data) spending ``table(x)``."""
+        table = self.table(x)
+        return {"name": name, "kind": "table",
+                **{segment: {stage: float(table[s, g]) for s, stage in enumerate(STAGES)} for g, segment in enumerate(SEGMENTS)}}
+
+    def frame(self, x) -> pd.DataFrame:
+        """The searched spends as a tidy table ``stage, segment, spend``."""
+        return pd.DataFrame([{"stage": stage, "segment": segment, "spend": float(value)}
+                             for value, (stage, segment) in zip(np.asarray(x, dtype=float), self.coordinates)])
+
+    def names(self) -> list[str]:
+        """Column names of the coordinates (``"formation"`` or ``"formation.relationship"``)."""
+        return [stage if segment == "all" else f"{stage}.{segment}" for stage, segment in self.coordinates]
+
+
+def _objective_config(config: ExperimentConfig) -> ExperimentConfig:
+    """``config`` without the parts that would change how one evaluation is simulated (a
+    sweep is dropped: ``with_overrides`` merges tables, so it is removed by copy first)."""
+    return config.model_copy(update={"sweep": {}}).with_overrides(
+        precision={"target_ci_halfwidth": None}, comparison={"reference": None}, optimize={"reference": None})
+
+
+class CRNObjective:
+    """Mean CLV of candidate spend tables on a fixed set of customers and random streams.
+
+    Every evaluation simulates ``customers`` x ``replications`` customers with the same
+    ``seed``, so two candidates differ only through their spend (common random numbers).
+    A batch of candidates is simulated in one kernel call; a policy's numbers do not
+    depend on the other policies of the batch, so batching never changes a value.
+    Results are cached by candidate.
+
+    Attributes
+    ----------
+    trace : list of dict
+        Every distinct evaluation: ``evaluation``, the coordinates, ``clv_mean``,
+        ``clv_se``, ``retention_spend``.
+    """
+
+    def __init__(self, config: ExperimentConfig, layout: SpendLayout, *, customers: int, replications: int, seed: int):
+        self.base = _objective_config(config)
+        self.layout = layout
+        self.customers = customers
+        self.replications = replications
+        self.seed = seed
+        self.kernel_calls = 0
+        self.trace: list[dict] = []
+        self._cache: dict[tuple, float] = {}
+
+    def _key(self, x) -> tuple:
+        return tuple(float(v) for v in np.asarray(x, dtype=float))
+
+    def batch(self, candidates) -> np.ndarray:
+        """Mean CLV of every candidate vector (simulating only those not seen before)."""
+        keys = [self._key(x) for x in candidates]
+        missing = list(dict.fromkeys(key for key in keys if key not in self._cache))
+        for start in range(0, len(missing), _MAX_BATCH):
+            chunk = missing[start:start + _MAX_BATCH]
+            policies = [self.layout.policy(f"c{i}", key) for i, key in enumerate(chunk)]
+            config = self.base.with_overrides(policies=policies)
+            summary = project(config, customers=self.customers, replications=self.replications, seed=self.seed).summary
+            self.kernel_calls += 1
+            for key, row in zip(chunk, summary.itertuples()):
+                self._cache[key] = float(row.clv_mean)
+                self.trace.append({"evaluation": len(self.trace) + 1,
+                                   **dict(zip(self.layout.names(), key)),
+                                   "clv_mean": row.clv_mean, "clv_se": row.clv_se,
+                                   "retention_spend": row.retention_spend})
+        return np.array([self._cache[key] for key in keys])
+
+    def __call__(self, x) -> float:
+        """Mean CLV of one candidate vector."""
+        return float(self.batch([x])[0])
+
+
+@dataclass
+class SpendSearch:
+    """Outcome of :func:`search_spend`.
+
+    Attributes
+    ----------
+    layout : SpendLayout
+    x : ndarray
+        The best spends found, one per coordinate.
+    clv : float
+        The CRN objective (mean CLV, in-sample) at ``x``.
+    optimum : DataFrame
+        ``stage, segment, spend``.
+    trace : DataFrame
+        Every distinct evaluation (see :class:`CRNObjective`).
+    evaluations, kernel_calls, cycles : int
+    """
+
+    layout: SpendLayout
+    x: np.ndarray
+    clv: float
+    optimum: pd.DataFrame
+    trace: pd.DataFrame
+    evaluations: int
+    kernel_calls: int
+    cycles: int
+
+
+def _coordinate_search(objective: CRNObjective, layout: SpendLayout, settings) -> tuple[np.ndarray, int]:
+    from scipy.optimize import minimize_scalar
+
+    x = np.clip(layout.initial(), 0.0, layout.max_spend)
+    grid = np.linspace(0.0, layout.max_spend, settings.grid_points)
+    tolerance = settings.spend_tolerance
+    cycles = 0
+    spacing = grid[1] - grid[0]
+    for cycles in range(1, settings.max_cycles + 1):
+        previous = x.copy()
+        for j in range(len(x)):
+            if cycles == 1:  # the whole range, on the coarse grid, in one kernel call
+                candidates = []
+                for value in grid:
+                    candidate = x.copy()
+                    candidate[j] = value
+                    candidates.append(candidate)
+                values = objective.batch(candidates)
+                best = int(np.argmax(values))
+                best_value, best_spend = values[best], grid[best]
+                low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
+            else:  # later cycles: re-tune within one grid step of the current spend
+                best_value, best_spend = objective(x), x[j]
+                low, high = max(x[j] - spacing, 0.0), min(x[j] + spacing, layout.max_spend)
+
+            def negative(value, j=j):
+                candidate = x.copy()
+                candidate[j] = value
+                return -objective(candidate)
+
+            refined = minimize_scalar(negative, bounds=(low, high), method="bounded", options={"xatol": tolerance})
+            options = [(best_value, best_spend), (-float(refined.fun), float(refined.x)), (objective(x), x[j])]
+            x[j] = max(options, key=lambda item: item[0])[1]
+        if np.max(np.abs(x - previous)) <= tolerance:
+            break
+    return x, cycles
+
+
+def _powell_search(objective: CRNObjective, layout: SpendLayout, settings) -> tuple[np.ndarray, int]:
+    from scipy.optimize import minimize
+
+    x0 = np.clip(layout.initial(), 0.0, layout.max_spend)
+    outcome = minimize(lambda x: -objective(np.clip(x, 0.0, layout.max_spend)), x0, method="Powell",
+                       bounds=[(0.0, layout.max_spend)] * len(x0),
+                       options={"xtol": settings.spend_tolerance, "ftol": 1e-10, "maxfev": 400 * len(x0)})
+    return np.clip(outcome.x, 0.0, layout.max_spend), int(outcome.nit)
+
+
+def search_spend(
+    config: ExperimentConfig,
+    *,
+    customers: int | None = None,
+    replications: int | None = None,
+    seed: int | None = None,
+) -> SpendSearch:
+    """Search the spend table maximising the CRN objective (mean CLV net of spend).
+
+    Parameters
+    ----------
+    config
+        A validated experiment; its ``[optimize]`` section sets the search (stages,
+        per-segment, bounds, start, method, tolerance). Its policies are not used.
+    customers, replications, seed
+        Size and seed of the objective; default ``optimize.customers`` (else
+        ``population.customers``), ``optimize.replications`` (else ``run.replications``)
+        and ``run.seed``.
+
+    Returns
+    -------
+    SpendSearch
+    """
+    settings = config.optimize
+    layout = SpendLayout.from_config(config)
+    objective = CRNObjective(
+        config, layout,
+        customers=customers or settings.customers or config.population.customers,
+        replications=replications or settings.replications or config.run.replications,
+        seed=config.run.seed if seed is None else seed,
+    )
+    search = _powell_search if settings.method == "powell" else _coordinate_search
+    x, cycles = search(objective, layout, settings)
+    value = objective(x)
+    return SpendSearch(layout=layout, x=x, clv=value, optimum=layout.frame(x), trace=pd.DataFrame(objective.trace),
+                       evaluations=len(objective.trace), kernel_calls=objective.kernel_calls, cycles=cycles)
+
+
+# --------------------------------------------------------------------------- response + evaluation
+
+
+def response_curves(
+    config: ExperimentConfig,
+    layout: SpendLayout,
+    x,
+    *,
+    points: int,
+    customers: int,
+    replications: int,
+    seed: int,
+) -> pd.DataFrame:
+    """Spend-response curves around the spend vector ``x``.
+
+    For each coordinate (stage, or stage × segment), the mean CLV when that coordinate's
+    spend runs over ``points`` values in ``[0, max_spend]`` and the others stay at ``x``;
+    all points of one curve and ``x`` itself are simulated in one kernel call on the same
+    customers, so ``delta_clv`` (CLV minus CLV at ``x``) and its ``delta_se`` are paired.
+
+    Returns
+    -------
+    DataFrame
+        ``stage, segment, spend, clv_mean, clv_se, delta_clv, delta_se, retention_spend,
+        satisfaction_mean, is_optimum`` (the row of ``x``'s own spend has
+        ``is_optimum = True`` and ``delta_clv = 0``).
+    """
+    base = _objective_config(config)
+    x = np.asarray(x, dtype=float)
+    grid = np.linspace(0.0, layout.max_spend, points)
+    frames = []
+    for j, (stage, segment) in enumerate(layout.coordinates):
+        policies = []
+        for i, value in enumerate(grid):
+            candidate = x.copy()
+            candidate[j] = value
+            policies.append(layout.policy(f"p{i}", candidate))
+        policies.append(layout.policy(OPTIMUM, x))
+        curve_config = base.with_overrides(policies=policies, comparison={"reference": OPTIMUM})
+        result = project(curve_config, customers=customers, replications=replications, seed=seed)
+        summary = result.summary.set_index("policy")
+        comparison = result.comparison.set_index("policy")
+        for i, value in enumerate(list(grid) + [x[j]]):
+            name = f"p{i}" if i < len(grid) else OPTIMUM
+            frames.append({
+                "stage": stage,
+                "segment": segment,
+                "spend": float(value),
+                "clv_mean": summary.loc[name, "clv_mean"],
+                "clv_se": summary.loc[name, "clv_se"],
+                "delta_clv": comparison.loc[name, "delta_clv"] if name != OPTIMUM else 0.0,
+                "delta_se": comparison.loc[name, "se"] if name != OPTIMUM else 0.0,
+                "retention_spend": summary.loc[name, "retention_spend"],
+                "satisfaction_mean": summary.loc[name, "satisfaction_mean"],
+                "is_optimum": name == OPTIMUM,
+            })
+    return _stage_order(pd.DataFrame(frames))
+
+
+def _stage_order(table: pd.DataFrame) -> pd.DataFrame:
+    order = {stage: i for i, stage in enumerate(STAGES)}
+    return table.sort_values(["stage", "segment", "spend"], key=lambda c: c.map(order) if c.name == "stage" else c,
+                             kind="stable", ignore_index=True)
+
+
+@dataclass
+class OptimizationResult:
+    """Results of :func:`optimize_spend` (tidy tables; written by ``sim optimize``).
+
+    Attributes
+    ----------
+    config : ExperimentConfig
+    search : SpendSearch
+        The search on the CRN objective (in-sample).
+    optimum : DataFrame
+        ``stage, segment, spend`` of the optimised policy.
+    evaluation : DataFrame
+        The ``summary`` rows of every config policy and the optimum (named
+        ``"optimized"``) re-simulated on fresh seeds, with ``ci_low, ci_high`` (95 %) and
+        ``in_sample_clv`` (the CRN objective, for the optimum only).
+    comparison : DataFrame
+        Paired ΔCLV of every policy against the reference, on the fresh seeds.
+    frontier : DataFrame
+        Spend vs CLV across the policies and the optimum (:func:`sim.experiments.comparison.frontier_table`).
+    response : DataFrame
+        :func:`response_curves` around the optimum, on the fresh seed at the objective's size.
+    trace : DataFrame
+        Every evaluation of the search.
+    reference : str
+    settings : dict
+        Sizes and seeds of the objective and of the evaluation.
+    """
+
+    config: ExperimentConfig
+    search: SpendSearch
+    optimum: pd.DataFrame
+    evaluation: pd.DataFrame
+    comparison: pd.DataFrame
+    frontier: pd.DataFrame
+    response: pd.DataFrame
+    trace: pd.DataFrame
+    reference: str
+    settings: dict
+    timings: dict = field(default_factory=dict)
+
+    TABLES = ("optimum", "evaluation", "comparison", "frontier", "response", "trace")
+
+    def table(self, name: str) -> pd.DataFrame:
+        """One of the tables by name (see :attr:`TABLES`)."""
+        if name not in self.TABLES:
+            raise KeyError(f"no table {name!r}; tables: {', '.join(self.TABLES)}")
+        return getattr(self, name)
+
+    @property
+    def summary(self) -> pd.DataFrame:
+        """The ``evaluation`` table (summary rows on fresh seeds), for the generic plots."""
+        return self.evaluation
+
+    def manifest_extra(self) -> dict:
+        """Entries for ``manifest.json``: the optimum, its CI and the optimiser's settings."""
+        row = self.evaluation.set_index("policy").loc[OPTIMUM]
+        versus = self.comparison.set_index("policy").loc[OPTIMUM] if OPTIMUM in set(self.comparison["policy"]) else None
+        return {
+            "optimize": {
+                **self.settings,
+                "optimum": self.optimum.to_dict(orient="records"),
+                "in_sample_clv": self.search.clv,
+                "clv_mean": row["clv_mean"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "reference": self.reference,
+                "delta_vs_reference": None if versus is None else {
+                    "delta_clv": versus["delta_clv"], "ci_low": versus["ci_low"], "ci_high": versus["ci_high"]},
+                "evaluations": self.search.evaluations, "kernel_calls": self.search.kernel_calls,
+                "cycles": self.search.cycles,
+            }
+        }
+
+    def save(self, directory, *, command: str | None = None, force: bool = False,
+             extra_manifest: dict | None = None, figures: dict | None = None):
+        """Write the tables as CSV, the figures, then ``manifest.json`` (see :func:`sim.io.results.save_result`)."""
+        from sim.io.results import save_result
+
+        return save_result(self, directory, command=command, force=force,
+                           extra_manifest={**self.manifest_extra(), **(extra_manifest or {})}, figures=figures)
+
+
+def _max_policies() -> int:
+    """The most policies a config may hold (the ``max_length`` of ``ExperimentConfig.policies``)."""
+    metadata = ExperimentConfig.model_fields["policies"].metadata
+    return next(item.max_length for item in metadata if getattr(item, "max_length", None) is not None)
+
+
+def _optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
+    """The name of the optimised policy, once every check :func:`optimize_spend` can make
+    before any work has passed: the name is free, the config leaves room for one more
+    policy, and the evaluation seed differs from the objective's (``seed``, default
+    ``run.seed``). Raises :class:`ConfigError` listing every problem."""
+    problems = []
+    if OPTIMUM in config.policy_names:
+        problems.append((f"policies ({OPTIMUM!r})", (f"the name {OPTIMUM!r} is reserved for the optimised policy "
+                                                     "in sim optimize; rename that policy")))
+    limit = _max_policies()
+    if len(config.policies) >= limit:
+        problems.append((f"policies ({len(config.policies)} policies)",
+                         (f"sim optimize adds the policy {OPTIMUM!r} and a config holds at most {limit}, "
+                          f"so at most {limit - 1} may be given; remove {len(config.policies) - limit + 1}")))
+    evaluation_seed = config.optimize.evaluation_seed
+    objective_seed = config.run.seed if seed is None else seed
+    if evaluation_seed is not None and evaluation_seed == objective_seed:
+        source = "run.seed (or --seed)" if seed is None else "the seed argument"
+        problems.append((f"optimize.evaluation_seed = {evaluation_seed}",
+                         (f"equals the search objective's seed, {source} = {objective_seed}: the optimum must be "
+                          "re-evaluated on fresh random numbers; choose another seed, or leave it unset "
+                          "(objective seed + 1)")))
+    if problems:
+        raise ConfigError(problems)
+    return OPTIMUM
+
+
+def optimize_spend(
+    config: ExperimentConfig,
+    *,
+    customers: int | None = None,
+    replications: int | None = None,
+    seed: int | None = None,
+    progress: bool = False,
+) -> OptimizationResult:
+    """Find the CLV-maximising per-stage spend and report it with fresh-seed CIs.
+
+    Steps: (1) :func:`search_spend` on the CRN objective (seed ``run.seed``); (2) re-run
+    every config policy and the optimum (a table policy named ``"optimized"``) on the
+    fresh seed ``optimize.evaluation_seed`` (default ``run.seed + 1``), paired, with the
+    comparison against ``optimize.reference`` (default ``comparison.reference``, else the
+    first policy); (3) the frontier across those policies; (4) the response curves around
+    the optimum on the fresh seed, at the objective's size (``response_points`` + 1
+    policies per coordinate; their paired differences are precise at that size).
+
+    Parameters
+    ----------
+    config
+        A validated experiment with an ``[optimize]`` section (defaults apply otherwise).
+    customers, replications, seed
+        Override the objective's size and seed (see :func:`search_spend`).
+    progress
+        Print a line per step.
+
+    Returns
+    -------
+    OptimizationResult
+
+    Raises
+    ------
+    ConfigError
+        Before any work: if a config policy is named ``"optimized"``, if the config already
+        holds the most policies allowed (the optimum is added), if
+        ``optimize.evaluation_seed`` equals the objective's seed, or if the config has a
+        section the search would ignore (engine = "abm", a [sweep], [precision]).
+    """
+    from sim.experiments.comparison import ExperimentResult
+
+    problems = _command_problems(config, customers=customers, replications=replications)
+    if problems:
+        raise ConfigError(problems)
+    name = _optimum_name(config, seed)
+    settings = config.optimize
+    reference = settings.reference or config.comparison.reference or config.policy_names[0]
+    objective_customers = customers or settings.customers or config.population.customers
+    objective_replications = replications or settings.replications or config.run.replications
+    objective_seed = config.run.seed if seed is None else seed
+    evaluation_seed = settings.evaluation_seed if settings.evaluation_seed is not None else (objective_seed + 1) % 2**63
+    evaluation_customers = settings.evaluation_customers or objective_customers
+    evaluation_replications = settings.evaluation_replications or objective_replications
+    timings = {}
+
+    started = time.perf_counter()
+    if progress:
+        print(f"  searching ({settings.method}) on {objective_customers:,} customers x {objective_replications} "
+              f"replications, seed {objective_seed} ...", flush=True)
+    search = search_spend(config, customers=objective_customers, replications=objective_replications, seed=objective_seed)
+    timings["search_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if progress:
+        print(f"  evaluating on fresh seed {evaluation_seed} ({evaluation_customers:,} customers x "
+              f"{evaluation_replications} replications) ...", flush=True)
+    policies = [policy.model_dump(mode="python") for policy in config.policies] + [search.layout.policy(name, search.x)]
+    evaluation_config = _objective_config(config).with_overrides(policies=policies, comparison={"reference": reference})
+    evaluated = ExperimentResult.from_projection(project(evaluation_config, customers=evaluation_customers,
+                                                         replications=evaluation_replications, seed=evaluation_seed))
+    evaluation = evaluated.summary.copy()
+    evaluation["ci_low"] = evaluation["clv_mean"] - Z95 * evaluation["clv_se"]
+    evaluation["ci_high"] = evaluation["clv_mean"] + Z95 * evaluation["clv_se"]
+    evaluation["in_sample_clv"] = np.where(evaluation["policy"] == name, search.clv, np.nan)
+    timings["evaluation_seconds"] = time.perf_counter() - started
+
+    started = time.perf_counter()
+    if progress:
+        print(f"  response curves ({settings.response_points} spends x {len(search.layout.coordinates)} coordinates) ...",
+              flush=True)
+    response = response_curves(config, search.layout, search.x, points=settings.response_points,
+                               customers=objective_customers, replications=objective_replications, seed=evaluation_seed)
+    timings["response_seconds"] = time.perf_counter() - started
+    return OptimizationResult(
+        config=config,
+        search=search,
+        optimum=search.optimum,
+        evaluation=evaluation,
+        comparison=evaluated.comparison,
+        frontier=evaluated.frontier,
+        response=response,
+        trace=search.trace,
+        reference=reference,
+        settings={
+            "method": settings.method, "per_segment": settings.per_segment, "stages": list(settings.stages),
+            "max_spend": settings.max_spend, "spend_tolerance": settings.spend_tolerance,
+            "objective": {"customers": objective_customers, "replications": objective_replications, "seed": objective_seed},
+            "evaluation": {"customers": evaluation_customers, "replications": evaluation_replications,
+                           "seed": evaluation_seed},
+        },
+        timings=timings,
+    )
+
+
+# --------------------------------------------------------------------------- a case with a known optimum
+
+
+def _referral_case_problems(config: ExperimentConfig) -> list[str]:
+    from sim.analytic.lifecycle_chain import markov_reducible_problems
+
+    silent = config.with_overrides(word_of_mouth={"talk_probability": 0.0})
+    problems = [p for p in markov_reducible_problems(silent) if "policy" not in p]
+    if config.dynamics.expectation_adaptation != 0.0:
+        problems.append("dynamics.expectation_adaptation must be 0 (fixed expectations)")
+    return problems
+
+
+@dataclass(frozen=True)
+class _ReferralCase:
+    """The exact pieces of a referral case: ``clv(a) = clv_zero + sum_{g,k} share_g
+    weight[g, k] (rho_{g,k}(a[k, g]) - a[k, g])``."""
+
+    clv_zero: float
+    shares: tuple
+    weight: np.ndarray  # (segment, stage): expected discounted periods in the stage
+    base: np.ndarray  # (segment,) base performance minus the expectation
+    effectiveness: np.ndarray  # (stage,)
+    referral: np.ndarray  # (type,) expected referral value per period
+    spread: float  # sd of the disconfirmation around its mean
+    tolerance: float
+    care: tuple  # (gain, scale, annoyance) of (M1)
+
+    def rho(self, spend, stage: int, segment: int):
+        """Expected referral value per period (C5) in ``stage`` for ``segment`` at ``spend`` (vectorised)."""
+        from scipy.stats import norm
+
+        from sim.model.equations import care_response
+
+        gain = care_response.py_func(np.asarray(spend, dtype=float), *self.care)
+        m = self.base[segment] + self.effectiveness[stage] * gain
+        if self.spread > 0:
+            low, high = norm.cdf((-self.tolerance - m) / self.spread), norm.cdf((m - self.tolerance) / self.spread)
+        else:
+            low, high = (m < -self.tolerance).astype(float), (m > self.tolerance).astype(float)
+        return self.referral[0] * low + self.referral[2] * high + self.referral[1] * (1.0 - low - high)
+
+    def term(self, spend, stage: int, segments) -> np.ndarray:
+        """The CLV contribution of one stage's spend, summed over ``segments``."""
+        spend = np.asarray(spend, dtype=float)
+        return sum(self.shares[g] * self.weight[g, stage] * (self.rho(spend, stage, g) - spend) for g in segments)
+
+
+def _referral_case(config: ExperimentConfig) -> _ReferralCase:
+    from sim.analytic.closed_forms import markov_clv
+    from sim.analytic.lifecycle_chain import lifecycle_chain, lifecycle_markov_clv
+    from sim.model.equations import EXPLORATION
+
+    problems = _referral_case_problems(config)
+    if problems:
+        raise ValueError("not a referral case: " + "; ".join(problems))
+    dyn, wom, eco = config.dynamics, config.word_of_mouth, config.economics
+    silent = _objective_config(config).with_overrides(word_of_mouth={"talk_probability": 0.0},
+                                                      policies=[{"name": "zero", "kind": "none"}])
+    shares = (config.population.relationship_share, 1.0 - config.population.relationship_share)
+    weight = np.zeros((len(SEGMENTS), len(STAGES)))
+    for g, segment in enumerate(SEGMENTS):
+        P, _ = lifecycle_chain(silent, "zero", segment)
+        for k in range(len(STAGES)):
+            unit = np.zeros(5)
+            unit[k] = 1.0
+            weight[g, k] = markov_clv(P, unit, eco.period_discount_rate, horizon=config.run.horizon, timing="end")[EXPLORATION]
+    return _ReferralCase(
+        clv_zero=lifecycle_markov_clv(silent, "zero"),
+        shares=shares,
+        weight=weight,
+        base=np.asarray(dyn.base_performance.as_tuple()) - dyn.initial_expectation,
+        effectiveness=np.asarray(dyn.stage_effectiveness.as_tuple()),
+        referral=(wom.talk_probability * np.array(wom.people_told.as_tuple()) * np.array(wom.influence.as_tuple())
+                  * wom.referral_value),
+        spread=math.hypot(dyn.performance_fit_sd, dyn.performance_noise),
+        tolerance=dyn.satisfaction_tolerance,
+        care=(dyn.care_gain, dyn.care_scale, dyn.annoyance),
+    )
+
+
+def referral_case_clv(config: ExperimentConfig, spend) -> float:
+    """Exact expected CLV of a spend table ``spend[stage, segment]`` in the *referral case*.
+
+    The referral case is the Markov-reducible setting (:mod:`sim.analytic.lifecycle_chain`: no
+    satisfaction feedback on transitions, no tenure or loyalty effects on cash) with word
+    of mouth switched ON and fixed expectations (``dynamics.expectation_adaptation = 0``).
+    Spend then changes nothing but (i) its own cost and (ii) the satisfaction type of each
+    period, hence the referral value C5. With expectation ``Q0``, base performance
+    ``b_g``, stage effectiveness ``e_k`` and care response ``g(a)`` (M1), the
+    disconfirmation is ``d = b_g + f + e_k g(a) + sigma eps - Q0`` (M2, M3) with
+    ``f ~ N(0, sigma_f^2)``, ``eps ~ N(0, 1)`` independent, so ``d ~ N(m, s^2)`` with
+    ``m = b_g + e_k g(a) - Q0`` and ``s^2 = sigma_f^2 + sigma^2``, and the expected
+    referral value per period is
+
+    .. math:: \\rho_{g,k}(a) = r_d\\,\\Phi\\left(\\frac{-\\tau - m}{s}\\right)
+              + r_h\\,\\Phi\\left(\\frac{m - \\tau}{s}\\right)
+              + r_s\\left(1 - \\Phi\\left(\\frac{-\\tau - m}{s}\\right) - \\Phi\\left(\\frac{m - \\tau}{s}\\right)\\right)
+
+    (``r`` the expected referral value of a dissatisfied, satisfied and highly satisfied
+    period, C5; ``tau`` the tolerance, M3). The stage process does not depend on
+    satisfaction, so it is independent of these draws, and
+
+    .. math:: CLV(a) = CLV_{Markov}(0) + \\sum_g \\pi_g \\sum_k w_{g,k}\\,(\\rho_{g,k}(a_{k,g}) - a_{k,g})
+
+    with ``CLV_Markov(0)`` = :func:`sim.analytic.lifecycle_chain.lifecycle_markov_clv` without spend
+    and without word of mouth, segment shares ``pi_g``, and ``w_{g,k}`` the expected
+    discounted number of periods in stage ``k`` (the Pfeifer-Carraway value of the chain
+    with reward 1 in ``k``, :func:`sim.analytic.closed_forms.markov_clv`, timing "end", horizon
+    ``run.horizon``). Everything is exact; nothing is simulated.
+
+    Raises
+    ------
+    ValueError
+        If ``config`` is not a referral case (the message says what to change).
+    """
+    case = _referral_case(config)
+    spend = np.asarray(spend, dtype=float)
+    total = case.clv_zero
+    for k in range(len(STAGES)):
+        for g in range(len(SEGMENTS)):
+            total += float(case.term(spend[k, g], k, [g]))
+    return float(total)
+
+
+def referral_case_optimum(config: ExperimentConfig) -> pd.DataFrame:
+    """The exact CLV-maximising spend of a referral case (see :func:`referral_case_clv`).
+
+    The CLV is a sum of one term per stage (and segment), so each coordinate of the
+    ``[optimize]`` layout maximises its own term on ``[0, max_spend]``: with one spend per
+    stage, ``sum_g pi_g w_{g,k} (rho_{g,k}(a) - a)``; per segment, ``rho_{g,k}(a) - a``.
+    Each 1-D problem is smooth; it is bracketed on a grid of 20,001 spends and solved to
+    1e-10 money units by :func:`scipy.optimize.minimize_scalar` (bounded), so the result
+    is the exact optimum to that tolerance. Stages not searched keep ``optimize.start``.
+
+    Returns
+    -------
+    DataFrame
+        ``stage, segment, spend, curvature, clv``: ``curvature`` is the second derivative
+        of the CLV in that coordinate at the optimum (negative at an interior maximum);
+        ``clv`` the exact CLV at the optimum (same in every row).
+    """
+    from scipy.optimize import minimize_scalar
+
+    case = _referral_case(config)
+    layout = SpendLayout.from_config(config)
+    x = layout.initial()
+    curvature = np.zeros(len(x))
+    fine = np.linspace(0.0, layout.max_spend, 20_001)
+    for j, (stage, segment) in enumerate(layout.coordinates):
+        k = STAGES.index(stage)
+        segments = range(len(SEGMENTS)) if segment == "all" else [SEGMENTS.index(segment)]
+
+        def term(value, k=k, segments=segments):
+            return case.term(value, k, segments)
+
+        values = term(fine)
+        best = int(np.argmax(values))
+        low, high = fine[max(best - 1, 0)], fine[min(best + 1, len(fine) - 1)]
+        refined = minimize_scalar(lambda v: -float(term(v)), bounds=(low, high), method="bounded", options={"xatol": 1e-10})
+        x[j] = refined.x if -refined.fun >= values[best] else fine[best]
+        h = 1e-3
+        curvature[j] = float(term(x[j] + h) - 2 * term(x[j]) + term(max(x[j] - h, 0.0))) / h**2
+    frame = layout.frame(x)
+    frame["curvature"] = curvature
+    frame["clv"] = referral_case_clv(config, layout.table(x))
+    return frame
+
+
+# --------------------------------------------------------------------------- figure + CLI
+
+
+def optimize_figure(result: OptimizationResult):
+    """The page of ``sim optimize``: response curves, frontier, forest plot against the
+    reference, CLV decomposition. Returns the Figure."""
+    import matplotlib.pyplot as plt
+
+    from sim.plotting.projection import plot_clv_parts, plot_comparison_forest, plot_frontier, plot_response
+
+    figure, axes = plt.subplots(2, 2, figsize=(15, 10), layout="constrained")
+    plot_response(result.response, ax=axes[0, 0], delta=True)  # paired: the precision that locates the peak
+    plot_frontier(result.frontier, ax=axes[0, 1])
+    plot_comparison_forest(result.comparison, reference=result.reference, ax=axes[1, 0])
+    plot_clv_parts(result.evaluation, ax=axes[1, 1])
+    evaluation = result.settings["evaluation"]
+    figure.suptitle(f"{result.config.name}: optimised retention spend (re-evaluated on seed {evaluation['seed']}, "
+                    f"{evaluation['customers']:,} customers x {evaluation['replications']} replications)", fontsize=12)
+    return figure
+
+
+def _report(result: OptimizationResult) -> str:
+    lines = ["optimal spend per period (CRN search):"]
+    with pd.option_context("display.width", 160, "display.float_format", "{:,.3f}".format):
+        lines.append(result.optimum.to_string(index=False))
+        row = result.evaluation.set_index("policy").loc[OPTIMUM]
+        lines.append(f"\nCLV at the optimum: {row['clv_mean']:,.2f} (95 % CI {row['ci_low']:,.2f} .. {row['ci_high']:,.2f}) "
+                     f"on fresh seeds; in-sample {result.search.clv:,.2f}")
+        columns = ["policy", "reference", "delta_clv", "ci_low", "ci_high", "p_better", "delta_spend", "roi"]
+        lines.append(f"\npaired ΔCLV against {result.reference} (fresh seeds):")
+        lines.append(result.comparison[columns].to_string(index=False))
+    lines.append(f"\n{result.search.evaluations} evaluations in {result.search.kernel_calls} kernel calls, "
+                 f"{result.search.cycles} cycle(s)")
+    lines.append("\nthe optimum as a policy for an experiment config:\n" + optimum_policy_toml(result))
+    return "\n".join(lines)
+
+
+def optimum_policy_toml(result: OptimizationResult, name: str = OPTIMUM) -> str:
+    """The optimised spend table as a ``[[policies]]`` TOML entry (``kind = "table"``), to
+    paste into an experiment config."""
+    policy = result.search.layout.policy(name, result.search.x)
+    lines = ["[[policies]]", f'name = "{name}"', 'kind = "table"']
+    for segment in SEGMENTS:
+        spends = ", ".join(f"{stage} = {policy[segment][stage]:.4g}" for stage in STAGES)
+        lines.append(f"{segment} = {{ {spends} }}")
+    return "\n".join(lines)
+
+
+def _optimize_command(args) -> int:
+    import shlex
+    import sys
+
+    from sim.model.config import load_config
+    from sim.io.paths import default_result_dir
+    from sim.exceptions import ResultExistsError
+    from sim.io.results import prepare_result_dir
+
+    try:
+        config = load_config(args.config)
+        overrides = {}
+        run = {k: v for k, v in (("seed", args.seed), ("replications", args.replications), ("threads", args.threads))
+               if v is not None}
+        if run:
+            overrides["run"] = run
+        if args.customers is not None:
+            overrides["population"] = {"customers": args.customers}
+        optimize = {k: v for k, v in (("method", args.method), ("per_segment", True if args.per_segment else None))
+                    if v is not None}
+        if optimize:
+            overrides["optimize"] = optimize
+        if overrides:
+            config = config.with_overrides(**overrides)
+        _optimum_name(config)
+        problems = _command_problems(config)
+        if problems:
+            raise ConfigError(problems, str(args.config))
+    except ConfigError as error:
+        print(f"sim: {error}", file=sys.stderr)
+        return 2
+    try:  # the output-path rules of sim.io.paths, before any work
+        out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
+        prepare_result_dir(out, force=args.force)  # --force: the old result's files are removed
+    except ResultExistsError as error:
+        print(f"sim: {error}", file=sys.stderr)
+        return 2
+    layout = SpendLayout.from_config(config)
+    print(f"{config.name}: optimising {len(layout.coordinates)} spend(s) ({', '.join(layout.names())}) "
+          f"in [0, {layout.max_spend:g}] by {config.optimize.method} search")
+    started = time.perf_counter()
+    try:
+        result = optimize_spend(config, progress=True)
+    except ConfigError as error:  # checked above; memory can still shrink before a chunk starts
+        print(f"sim: {error}", file=sys.stderr)
+        return 2
+    result.timings["total_seconds"] = time.perf_counter() - started
+    figures = {}
+    if not args.no_figure:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        figures["optimize.png"] = optimize_figure(result)
+    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
+    result.save(out, command=command, force=True, figures=figures, extra_manifest={"engine": "core"})
+    print(_report(result))
+    print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
+          f"in {result.timings['total_seconds']:.1f} s")
+    return 0
+
+
+def _command_problems(config: ExperimentConfig, *, customers: int | None = None,
+                      replications: int | None = None) -> list[tuple[str, str]]:
+    """Sections of ``config`` that ``sim optimize`` would ignore (it searches one experiment on
+    the core engine, with the replications of ``[optimize]``), and sizes of the objective or
+    of the fresh-seed evaluation too large for this machine
+    (:func:`sim.runs.executors.run_size_problems`)."""
+    from sim.model.config import PrecisionConfig
+    from sim.runs.executors import run_size_problems
+
+    settings = config.optimize
+    objective = (customers or settings.customers or config.population.customers,
+                 replications or settings.replications or config.run.replications)
+    evaluation = (settings.evaluation_customers or objective[0], settings.evaluation_replications or objective[1])
+    size_problems = []
+    for label, (size_customers, size_replications) in (("objective", objective), ("evaluation", evaluation)):
+        sized = config.model_copy(update={"sweep": {}}).with_overrides(
+            population={"customers": size_customers}, run={"replications": size_replications})
+        size_problems += [(f"{field} (the optimize {label}: {size_customers:,} customers x {size_replications:,} "
+                           "replications, from [optimize] or the overrides)", message)
+                          for field, message in run_size_problems(sized)]
+
+    problems = []
+    if config.engine != "core":
+        problems.append((f"engine = {config.engine!r}",
+                         "sim optimize searches the spend on the core engine, not the agent engine's [market]; "
+                         "set engine = \"core\" (and switch the [market] interactions off) or use another config"))
+    if config.sweep:
+        problems.append((f"sweep ({len(config.sweep)} swept path{'s' if len(config.sweep) != 1 else ''})",
+                         "sim optimize runs one experiment, not a [sweep] grid; remove the [sweep] section "
+                         "(run the sweep with sim run)"))
+    if config.precision != PrecisionConfig():
+        problems.append(("precision",
+                         "sim optimize does not use [precision] control (its replications are optimize.replications "
+                         "and optimize.evaluation_replications); remove the [precision] section"))
+    return problems + size_problems
+
+
+def register(subparsers) -> None:
+    """Add ``sim optimize CONFIG`` to the ``sim`` command line (see :data:`sim.cli.main.COMMAND_MODULES`)."""
+    from pathlib import Path
+
+    from sim.cli.main import _non_negative_int, _positive_int
+
+    parser = subparsers.add_parser(
+        "optimize",
+        help="find the per-stage retention spend that maximises CLV (common random numbers, scipy.optimize)",
+        description="Search the per-stage (optionally per-segment) retention spend maximising mean CLV net of "
+                    "spend on a fixed-seed objective, then re-evaluate it with CIs on fresh seeds; writes the "
+                    "optimum, evaluation, comparison, frontier, response and trace tables and optimize.png.",
+    )
+    parser.add_argument("config", type=Path, help="experiment TOML with an [optimize] section (e.g. experiments/optimize.toml)")
+    parser.add_argument("--out", type=Path, default=None, help="result folder (default: results/<experiment name>)")
+    parser.add_argument("--seed", type=_non_negative_int, default=None, help="override run.seed (the objective's seed)")
+    parser.add_argument("--replications", type=_positive_int, default=None, help="override run.replications")
+    parser.add_argument("--customers", type=_positive_int, default=None, help="override population.customers")
+    parser.add_argument("--threads", type=_non_negative_int, default=None, help="numba threads (0 = all; never changes results)")
+    parser.add_argument("--method", choices=("coordinate", "powell"), default=None, help="override optimize.method")
+    parser.add_argument("--per-segment", action="store_true", help="one spend per stage and segment")
+    parser.add_argument("--force", action="store_true", help="overwrite a complete result folder")
+    parser.add_argument("--no-figure", action="store_true", help="skip the figure")
+    parser.set_defaults(handler=_optimize_command)

@@ -1,0 +1,3 @@
+"""Models fitted to data: customer-base models of transaction logs and the simulator's calibration."""
+
+from sim.fitting import calibration

@@ -1,0 +1,526 @@
+r"""The lifecycle model's equations: one set, shared by every engine.
+
+Each equation is a small numba-compiled function of scalars. The cohort core calls them
+inside its kernels; the SimPy agent engine and the NumPy reference call the same
+functions (the NumPy reference through ``.py_func`` on arrays, which works because the
+bodies use only arithmetic and NumPy ufuncs). There is no second copy of the model.
+
+Notation (per customer *i*, period *t* = 0, 1, ..., one period = ``period_months``):
+stage :math:`k_t` (0 exploration, 1 formation, 2 stability, 3 decline, 4 ended), segment
+:math:`g` (0 relationship, 1 transactional), wallet :math:`W`, retention spend
+:math:`a_t`, expectation :math:`Q0_t`, perceived performance :math:`Q1_t`, satisfaction
+:math:`s_t \in [0, 1]`, loyalty :math:`\ell_t \in [0, 1]`, tenure :math:`\tau = t`.
+
+(M1) Care response, diminishing returns and over-contact annoyance (seed 004):
+     :math:`g(a) = G\,(1 - e^{-a/c}) - \eta\,(a/c)^2`. It rises, peaks at the spend that
+     solves :math:`(G/c) e^{-a/c} = 2\eta a / c^2`, and falls ("too frequent care annoys").
+(M2) Perceived performance: :math:`Q1_t = b_g + f_i + e_{k_t}\,g(a_t) + \sigma\,\varepsilon_t`,
+     with base performance :math:`b_g`, the customer's persistent fit
+     :math:`f_i \sim N(0, \sigma_f^2)`, stage effectiveness :math:`e_k` ("each stage has
+     its own drivers") and noise :math:`\varepsilon_t \sim N(0, 1)`.
+(M3) Disconfirmation :math:`d_t = Q1_t - Q0_t`; satisfaction type: dissatisfied if
+     :math:`d_t < -\tau_s`, highly satisfied if :math:`d_t > \tau_s`, else satisfied.
+(M4) Satisfaction: :math:`s_t = m\,s_{t-1} + (1-m)\,\Lambda(d_t/\kappa)`, :math:`\Lambda`
+     the logistic function, :math:`s_{-1} = 1/2`.
+(M5) Expectations adapt to experience (bought satisfaction fades unless spend keeps
+     rising): :math:`Q0_{t+1} = Q0_t + \alpha\,[(1-w)\,Q1_t + w\,Q0_{init} - Q0_t]`, with
+     anchor weight :math:`w` (``w = 0``: full adaptation).
+(M6) Loyalty: the Jones & Sasser curve, piecewise linear through (0, 0),
+     (:math:`s_D`, :math:`\ell_L`), (:math:`s_A`, :math:`\ell_H`), (1, 1): zones of
+     defection, indifference (flat: the satisfaction trap) and affection.
+(M7) Transitions (no skipping). With neutral loyalty :math:`\ell^* = \ell(1/2)` and base
+     probability :math:`p_0`:
+     forward moves (exploration→formation, formation→stability, decline→formation
+     win-back): :math:`\mathrm{odds}(p) = \mathrm{odds}(p_0)\,e^{\beta_F(\ell - \ell^*)}`;
+     exits (exploration→ended, formation→decline, stability→decline, decline→ended):
+     :math:`\mathrm{odds}(p) = \mathrm{odds}(p_0)\,\omega_g\,e^{-\beta_X(\ell - \ell^*)}`
+     with segment odds :math:`\omega_g`. If the two competing probabilities of a stage sum
+     above 1 they are scaled down proportionally. One uniform draw decides the move.
+(M8) Optional Beta-heterogeneous churn (``population.churn_propensity``): the customer's
+     propensity :math:`\theta_i \sim \mathrm{Beta}(a, b)` ends the relationship with
+     probability :math:`\theta_i` each period, after the period's cash flows and before
+     (M7); so with stage exits at 0 survival is shifted-beta-geometric.
+
+Customer attributes, drawn once: (A1) segment from a uniform, (A2) lognormal wallet,
+(A3) ABC tier from the wallet's quantiles, the fit :math:`f_i = \sigma_f z`, and
+:math:`\theta_i` when (M8) is on.
+
+Cash flows of period *t* (stage :math:`k = k_t`, the stage at the start of the period),
+received at the END of the period and discounted by :math:`\delta^{t+1}`,
+:math:`\delta = 1/(1+r)`, with ramp :math:`\rho(\tau) = 1 - e^{-\tau/T}` (seed 004's six parts):
+
+(C1/C2) purchases net of the new-customer cost to serve,
+     :math:`W\,\mathrm{sow}_t\,\mathrm{margin}_k - c_0`, with
+     :math:`\mathrm{sow}_t = \min(1, \mathrm{sow}_k (1 + \gamma \rho(\tau)))`; counted as
+     CLV1 (initial purchase) in period 0 and CLV2 (repeat purchases, growing share of
+     wallet) afterwards;
+(C3) cross-selling: :math:`W\,x_k\,\rho(\tau)\,m_x`;
+(C4) lower cost to serve: :math:`c_0 (1 - \phi)\,\rho(\tau)`;
+(C5) referrals (expected value of word of mouth):
+     :math:`\pi_{talk}\,n_{type}\,v_{type}\,V_{ref}` (negative when dissatisfied);
+(C6) price premium of loyal customers: :math:`W\,\mathrm{sow}_t\,\theta_g\,
+     \max(0, \ell_t - \ell_H)/(1 - \ell_H)` (earned only in the zone of affection);
+minus retention spend :math:`a_t` (discounted like the parts) and the acquisition cost,
+paid at period 0 and not discounted. CLV = CLV1 + ... + CLV6 - spend - acquisition, summed
+in exactly that order.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import overload
+
+from sim.model.config import ExperimentConfig
+
+__all__ = [
+    "EXPLORATION",
+    "FORMATION",
+    "STABILITY",
+    "DECLINE",
+    "ENDED",
+    "N_STAGES",
+    "ModelArrays",
+    "model_arrays",
+    "customer_segment",
+    "customer_wallet",
+    "value_tier",
+    "propensity_ends_relationship",
+    "care_response",
+    "best_care_spend",
+    "perceived_performance",
+    "satisfaction_type",
+    "update_satisfaction",
+    "update_expectation",
+    "loyalty_from_satisfaction",
+    "adjusted_probability",
+    "transition_probabilities",
+    "next_stage",
+    "period_cash_flows",
+    "tenure_ramp",
+    "ramped_cash_flows",
+    "period_profit",
+    "customer_clv",
+    "lifecycle_pattern",
+]
+
+EXPLORATION, FORMATION, STABILITY, DECLINE, ENDED = 0, 1, 2, 3, 4
+N_STAGES = 4  # live stages; ENDED is the absorbing fifth state
+
+# Rows of the per-stage table (shape (N_STAGE_ROWS, 4)).
+ROW_MARGIN, ROW_SOW, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_ADVANCE, ROW_EXIT = range(6)
+N_STAGE_ROWS = 6
+# Rows of the per-segment table (shape (N_SEGMENT_ROWS, 2)).
+ROW_BASE_PERFORMANCE, ROW_EXIT_ODDS, ROW_PRICE_PREMIUM, ROW_ACQUISITION = range(4)
+N_SEGMENT_ROWS = 4
+# Rows of the per-satisfaction-type table (shape (1, 3)): expected referral value per period.
+# Scalars (shape (N_SCALARS,)).
+(
+    S_RELATIONSHIP_SHARE,
+    S_WALLET_MEDIAN,
+    S_WALLET_SIGMA,
+    S_FIT_SD,
+    S_NOISE,
+    S_INITIAL_EXPECTATION,
+    S_ADAPTATION,
+    S_ANCHOR,
+    S_MEMORY,
+    S_SAT_SCALE,
+    S_SAT_TOLERANCE,
+    S_CARE_GAIN,
+    S_CARE_SCALE,
+    S_ANNOYANCE,
+    S_DEFECTION_THRESHOLD,
+    S_AFFECTION_THRESHOLD,
+    S_INDIFFERENCE_LOW,
+    S_INDIFFERENCE_HIGH,
+    S_NEUTRAL_LOYALTY,
+    S_CHURN,
+    S_WIN_BACK,
+    S_BETA_ADVANCE,
+    S_BETA_EXIT,
+    S_LONG_TERM,
+    S_SOW_GROWTH,
+    S_TENURE_SCALE,
+    S_CROSS_SELL_MARGIN,
+    S_COST_TO_SERVE,
+    S_COST_FLOOR,
+    S_DISCOUNT_FACTOR,
+    S_TIER_A_WALLET,
+    S_TIER_B_WALLET,
+    S_CHURN_ALPHA,
+    S_CHURN_BETA,
+) = range(34)
+N_SCALARS = 34
+
+
+class ModelArrays:
+    """The model's parameters as flat float64 arrays for the jitted kernels.
+
+    Attributes
+    ----------
+    stage : ndarray, shape (6, 4)
+        Per-stage rows: margin, share of wallet, cross-sell share, care effectiveness,
+        base advance probability, base exit probability.
+    segment : ndarray, shape (4, 2)
+        Per-segment rows: base performance, exit odds, price premium, acquisition cost.
+    referral : ndarray, shape (3,)
+        Expected referral value per period for each satisfaction type (C5).
+    scalars : ndarray, shape (34,)
+        Everything else, indexed by the ``S_*`` constants of this module.
+    """
+
+    __slots__ = ("stage", "segment", "referral", "scalars")
+
+    def __init__(self, stage: np.ndarray, segment: np.ndarray, referral: np.ndarray, scalars: np.ndarray):
+        self.stage = stage
+        self.segment = segment
+        self.referral = referral
+        self.scalars = scalars
+
+
+def _lognormal_quantile(median: float, sigma: float, level: float) -> float:
+    from scipy.stats import norm
+
+    return float(median * math.exp(sigma * norm.ppf(level)))
+
+
+def model_arrays(config: ExperimentConfig) -> ModelArrays:
+    """Pack a validated config into :class:`ModelArrays` (no copies kept of the config)."""
+    dyn, loy, tr, eco, wom, pop = (
+        config.dynamics,
+        config.loyalty,
+        config.transitions,
+        config.economics,
+        config.word_of_mouth,
+        config.population,
+    )
+    stage = np.zeros((N_STAGE_ROWS, N_STAGES))
+    stage[ROW_MARGIN] = eco.margin.as_tuple()
+    stage[ROW_SOW] = eco.share_of_wallet.as_tuple()
+    stage[ROW_CROSS_SELL] = eco.cross_sell_share.as_tuple()
+    stage[ROW_EFFECTIVENESS] = dyn.stage_effectiveness.as_tuple()
+    stage[ROW_ADVANCE] = (tr.advance.exploration, tr.advance.formation, 0.0, tr.win_back)
+    stage[ROW_EXIT] = (tr.exit.exploration, tr.exit.formation, tr.exit.stability, tr.churn)
+    segment = np.zeros((N_SEGMENT_ROWS, 2))
+    segment[ROW_BASE_PERFORMANCE] = dyn.base_performance.as_tuple()
+    segment[ROW_EXIT_ODDS] = tr.exit_odds.as_tuple()
+    segment[ROW_PRICE_PREMIUM] = eco.price_premium.as_tuple()
+    segment[ROW_ACQUISITION] = eco.acquisition_cost.as_tuple()
+    referral = (
+        wom.talk_probability
+        * np.array(wom.people_told.as_tuple())
+        * np.array(wom.influence.as_tuple())
+        * wom.referral_value
+    )
+    scalars = np.zeros(N_SCALARS)
+    scalars[S_RELATIONSHIP_SHARE] = pop.relationship_share
+    scalars[S_WALLET_MEDIAN] = pop.wallet_median
+    scalars[S_WALLET_SIGMA] = pop.wallet_sigma
+    scalars[S_FIT_SD] = dyn.performance_fit_sd
+    scalars[S_NOISE] = dyn.performance_noise
+    scalars[S_INITIAL_EXPECTATION] = dyn.initial_expectation
+    scalars[S_ADAPTATION] = dyn.expectation_adaptation
+    scalars[S_ANCHOR] = dyn.expectation_anchor
+    scalars[S_MEMORY] = dyn.satisfaction_memory
+    scalars[S_SAT_SCALE] = dyn.satisfaction_scale
+    scalars[S_SAT_TOLERANCE] = dyn.satisfaction_tolerance
+    scalars[S_CARE_GAIN] = dyn.care_gain
+    scalars[S_CARE_SCALE] = dyn.care_scale
+    scalars[S_ANNOYANCE] = dyn.annoyance
+    scalars[S_DEFECTION_THRESHOLD] = loy.defection_threshold
+    scalars[S_AFFECTION_THRESHOLD] = loy.affection_threshold
+    scalars[S_INDIFFERENCE_LOW] = loy.indifference_low
+    scalars[S_INDIFFERENCE_HIGH] = loy.indifference_high
+    scalars[S_NEUTRAL_LOYALTY] = loyalty_from_satisfaction(
+        0.5, loy.defection_threshold, loy.affection_threshold, loy.indifference_low, loy.indifference_high
+    )
+    scalars[S_CHURN] = tr.churn
+    scalars[S_WIN_BACK] = tr.win_back
+    scalars[S_BETA_ADVANCE] = tr.loyalty_effect_advance
+    scalars[S_BETA_EXIT] = tr.loyalty_effect_exit
+    scalars[S_LONG_TERM] = tr.long_term_periods
+    scalars[S_SOW_GROWTH] = eco.share_of_wallet_growth
+    scalars[S_TENURE_SCALE] = eco.tenure_scale
+    scalars[S_CROSS_SELL_MARGIN] = eco.cross_sell_margin
+    scalars[S_COST_TO_SERVE] = eco.cost_to_serve
+    scalars[S_COST_FLOOR] = eco.cost_to_serve_floor
+    scalars[S_DISCOUNT_FACTOR] = 1.0 / (1.0 + eco.period_discount_rate)
+    scalars[S_TIER_A_WALLET] = _lognormal_quantile(pop.wallet_median, pop.wallet_sigma, 0.95)
+    scalars[S_TIER_B_WALLET] = _lognormal_quantile(pop.wallet_median, pop.wallet_sigma, 0.80)
+    if pop.churn_propensity is not None:  # 0 means "no Beta churn"
+        scalars[S_CHURN_ALPHA] = pop.churn_propensity.alpha
+        scalars[S_CHURN_BETA] = pop.churn_propensity.beta
+    return ModelArrays(stage, segment, referral, scalars)
+
+
+# --------------------------------------------------------------------------- equations
+
+
+def select(condition, if_true, if_false):
+    """``np.where`` that stays a scalar inside jitted code.
+
+    On NumPy arrays (the vectorised reference) this is ``np.where``; inside numba kernels,
+    where the model runs on scalars, it compiles to a plain conditional expression.
+    """
+    return np.where(condition, if_true, if_false)
+
+
+@overload(select)
+def _select_scalar(condition, if_true, if_false):
+    if isinstance(condition, types.Boolean):
+
+        def impl(condition, if_true, if_false):
+            return if_true if condition else if_false
+
+        return impl
+    return None
+
+
+
+@njit(cache=True)
+def customer_segment(uniform, relationship_share):
+    """(A1) Segment from one uniform draw: 0 relationship if ``u < relationship_share``, else 1."""
+    return select(uniform < relationship_share, 0, 1)
+
+
+@njit(cache=True)
+def customer_wallet(normal, median, sigma):
+    """(A2) Lognormal wallet per period: ``median * exp(sigma * z)``."""
+    return median * np.exp(sigma * normal)
+
+
+@njit(cache=True)
+def value_tier(wallet, tier_a_wallet, tier_b_wallet):
+    """(A3) ABC value tier from the predicted value (wallet): 0 = A (top 5 %), 1 = B (next
+    15 %), 2 = C; the thresholds are the wallet distribution's 95 % and 80 % quantiles."""
+    return select(wallet >= tier_a_wallet, 0, select(wallet >= tier_b_wallet, 1, 2))
+
+
+@njit(cache=True)
+def propensity_ends_relationship(propensity, uniform):
+    """(M8) Beta-heterogeneous churn: the relationship ends this period if ``u < theta``
+    (Fader & Hardie 2007); ``theta = 0`` never ends it."""
+    return uniform < propensity
+
+
+@njit(cache=True)
+def care_response(spend, gain, scale, annoyance):
+    """(M1) Gain in perceived performance from retention spend ``spend`` per period:
+    ``gain * (1 - exp(-spend/scale)) - annoyance * (spend/scale)**2``. Jit-compiled."""
+    ratio = spend / scale
+    return gain * (1.0 - np.exp(-ratio)) - annoyance * ratio * ratio
+
+
+def best_care_spend(gain: float, scale: float, annoyance: float) -> float:
+    """The spend that maximises (M1): the root of ``(gain/scale) e^{-a/scale} = 2 annoyance a / scale^2``.
+
+    With ``annoyance == 0`` the response never turns down; the spend reaching 99 % of the
+    gain, ``scale * ln(100)``, is returned instead.
+    """
+    if gain <= 0.0:
+        return 0.0
+    if annoyance <= 0.0:
+        return scale * math.log(100.0)
+    from scipy.optimize import brentq
+
+    # in units of x = a/scale: gain * e^{-x} = 2 annoyance x
+    upper = gain / (2.0 * annoyance) + 1.0  # e^{-x} <= 1 puts the root below gain / (2 annoyance)
+    if not upper <= 1e6:
+        # tiny annoyance: that bracket is astronomically wide (or infinite) and brentq would not
+        # converge; the root also lies below max(1, ln(gain / (2 annoyance))), since f is
+        # decreasing and f(max(1, L)) <= 0 there. Computed with logs, so it cannot overflow.
+        upper = max(1.0, math.log(gain) - math.log(2.0) - math.log(annoyance))
+    root = brentq(lambda x: gain * math.exp(-x) - 2.0 * annoyance * x, 0.0, upper)
+    return float(root * scale)
+
+
+@njit(cache=True)
+def perceived_performance(base, fit, effectiveness, care, noise_sd, noise):
+    """(M2) ``Q1 = base + fit + effectiveness * care + noise_sd * noise``. Jit-compiled."""
+    return base + fit + effectiveness * care + noise_sd * noise
+
+
+@njit(cache=True)
+def satisfaction_type(disconfirmation, tolerance):
+    """(M3) 0 dissatisfied (d < -tolerance), 2 highly satisfied (d > tolerance), else 1."""
+    return select(disconfirmation < -tolerance, 0, select(disconfirmation > tolerance, 2, 1))
+
+
+@njit(cache=True)
+def update_satisfaction(previous, disconfirmation, memory, scale):
+    """(M4) ``s_t = memory * s_{t-1} + (1 - memory) / (1 + exp(-d/scale))``. Jit-compiled.
+
+    The logistic ``Λ(x)``, ``x = d/scale``, is evaluated from ``e = exp(-|x|)``, which lies in
+    [0, 1] and cannot overflow: ``1 / (1 + e)`` for ``x >= 0`` and ``e / (1 + e)`` below, so
+    ``x = ±inf`` gives exactly 1 and 0. (One ``exp`` instead of ``tanh``: glibc's ``tanh``
+    goes through ``expm1`` and cost about a third of the kernel's time; see
+    ``benchmarks/NOTES.md``. Values agree with the ``tanh`` form to a few ulp.)
+    """
+    x = disconfirmation / scale
+    e = np.exp(-np.abs(x))
+    q = 1.0 / (1.0 + e)
+    return memory * previous + (1.0 - memory) * select(x >= 0.0, q, e * q)
+
+
+@njit(cache=True)
+def update_expectation(expectation, performance, initial, adaptation, anchor):
+    """(M5) ``Q0 + adaptation * ((1 - anchor) * Q1 + anchor * Q0_init - Q0)``. Jit-compiled."""
+    return expectation + adaptation * ((1.0 - anchor) * performance + anchor * initial - expectation)
+
+
+@njit(cache=True)
+def loyalty_from_satisfaction(satisfaction, defection, affection, low, high):
+    """(M6) The satisfaction→loyalty curve (Jones & Sasser 1995 zones), piecewise linear
+    through (0, 0), (defection, low), (affection, high), (1, 1). Jit-compiled."""
+    s = np.minimum(np.maximum(satisfaction, 0.0), 1.0)
+    in_defection = low * s / defection
+    in_indifference = low + (high - low) * (s - defection) / (affection - defection)
+    in_affection = high + (1.0 - high) * (s - affection) / (1.0 - affection)
+    return select(s < defection, in_defection, select(s < affection, in_indifference, in_affection))
+
+
+@njit(cache=True)
+def adjusted_probability(base, log_odds_shift):
+    """(M7) ``p`` with ``odds(p) = odds(base) * exp(log_odds_shift)``; 0 and 1 stay fixed.
+
+    Written as ``base / (base + (1 - base) * exp(-shift))`` so that no odds is ever
+    infinite; the shift is clipped to [-60, 60] so ``exp`` cannot overflow. Jit-compiled.
+    """
+    shift = np.minimum(np.maximum(log_odds_shift, -60.0), 60.0)
+    return base / (base + (1.0 - base) * np.exp(-shift))
+
+
+@njit(cache=True)
+def transition_probabilities(stage, loyalty, neutral_loyalty, base_forward, base_exit, beta_forward, beta_exit, exit_odds):
+    """(M7) The probabilities ``(forward, exit)`` of the two competing moves out of ``stage``.
+
+    ``base_forward``/``base_exit`` are the stage's base probabilities (for decline: win-back
+    and churn). Forward moves gain ``beta_forward * (loyalty - neutral)`` log-odds, exits
+    lose ``beta_exit * (loyalty - neutral)`` and gain ``log(exit_odds)``. A sum above 1 is
+    scaled down to 1. Jit-compiled.
+    """
+    gap = loyalty - neutral_loyalty
+    forward = adjusted_probability(base_forward, beta_forward * gap)
+    leave = adjusted_probability(base_exit, np.log(np.maximum(exit_odds, 1e-300)) - beta_exit * gap)
+    total = forward + leave
+    scale = select(total > 1.0, 1.0 / np.maximum(total, 1.0), 1.0)
+    return forward * scale, leave * scale
+
+
+@njit(cache=True)
+def next_stage(stage, forward, leave, uniform):
+    """(M7) The stage after one period, from one uniform draw: ``u < forward`` moves forward
+    (decline's forward move is win-back to formation), ``u < forward + leave`` exits
+    (exploration and decline exit to ENDED, formation and stability to DECLINE)."""
+    forward_to = select(stage == DECLINE, FORMATION, select(stage == STABILITY, STABILITY, stage + 1))
+    exit_to = select((stage == EXPLORATION) | (stage == DECLINE), ENDED, DECLINE)
+    return select(uniform < forward, forward_to, select(uniform < forward + leave, exit_to, stage))
+
+
+@njit(cache=True)
+def period_cash_flows(
+    wallet,
+    tenure,
+    sow_stage,
+    margin_stage,
+    cross_sell_stage,
+    referral_of_type,
+    premium_segment,
+    loyalty,
+    indifference_high,
+    sow_growth,
+    tenure_scale,
+    cross_sell_margin,
+    cost_to_serve,
+    cost_floor,
+):
+    """(C1-C6) One period's undiscounted cash-flow parts for an active customer.
+
+    Returns ``(purchases, cross_sell, cost_saving, referral, premium)``: purchases net of
+    the new-customer cost to serve (CLV1 in period 0, CLV2 later), CLV3, CLV4, CLV5, CLV6.
+    Jit-compiled; also works on NumPy arrays through ``.py_func``. The same as
+    :func:`ramped_cash_flows` at ``ramp = tenure_ramp(tenure, tenure_scale)``.
+    """
+    return ramped_cash_flows(
+        wallet,
+        tenure_ramp(tenure, tenure_scale),
+        sow_stage,
+        margin_stage,
+        cross_sell_stage,
+        referral_of_type,
+        premium_segment,
+        loyalty,
+        indifference_high,
+        sow_growth,
+        cross_sell_margin,
+        cost_to_serve,
+        cost_floor,
+    )
+
+
+@njit(cache=True)
+def tenure_ramp(tenure, tenure_scale):
+    """The tenure ramp ``rho(tau) = 1 - exp(-tau / T)`` of (C2)-(C4). Jit-compiled.
+
+    It depends on the period only, so the cohort core tabulates it once per chunk
+    (with this function) instead of calling ``exp`` every customer-period."""
+    return 1.0 - np.exp(-tenure / tenure_scale)
+
+
+@njit(cache=True)
+def ramped_cash_flows(
+    wallet,
+    ramp,
+    sow_stage,
+    margin_stage,
+    cross_sell_stage,
+    referral_of_type,
+    premium_segment,
+    loyalty,
+    indifference_high,
+    sow_growth,
+    cross_sell_margin,
+    cost_to_serve,
+    cost_floor,
+):
+    """(C1-C6) :func:`period_cash_flows` given the tenure ramp ``ramp = tenure_ramp(tenure,
+    tenure_scale)`` instead of the tenure. Jit-compiled; works on NumPy arrays through
+    ``.py_func``."""
+    sow = np.minimum(1.0, sow_stage * (1.0 + sow_growth * ramp))
+    purchases = wallet * sow * margin_stage - cost_to_serve
+    cross_sell = wallet * cross_sell_stage * ramp * cross_sell_margin
+    cost_saving = cost_to_serve * (1.0 - cost_floor) * ramp
+    affection = np.maximum(loyalty - indifference_high, 0.0) / np.maximum(1.0 - indifference_high, 1e-12)
+    premium = wallet * sow * premium_segment * affection
+    return purchases, cross_sell, cost_saving, referral_of_type, premium
+
+
+@njit(cache=True)
+def period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend):
+    """Undiscounted profit of one customer-period: the parts (C1/C2)-(C6) less the retention
+    spend, summed in this order (the per-stage and per-period profit of every engine).
+    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    return purchases + cross_sell + cost_saving + referral_value + premium - spend
+
+
+@njit(cache=True)
+def customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend, acquisition):
+    """A customer's lifetime value: CLV1 + ... + CLV6 - discounted spend - acquisition cost,
+    summed in exactly this order so that every engine gives the same value bit for bit.
+    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    return clv1 + clv2 + clv3 + clv4 + clv5 + clv6 - spend - acquisition
+
+
+@njit(cache=True)
+def lifecycle_pattern(highest_stage, end_period, start_tenure, long_term):
+    """The lifecycle pattern 0..3 (I..IV) of a relationship from the highest stage it reached
+    and when it ended: I ended in exploration, II in formation (the highest stage itself);
+    III reached stability and ended before ``long_term`` periods of tenure; IV reached
+    stability and lasted (still active at the horizon, ``end_period < 0``, or ended at a tenure
+    of at least ``long_term``). Tenure at the end is ``start_tenure + end_period``.
+    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    left_early = (end_period >= 0) & (start_tenure + end_period < long_term)
+    return select(highest_stage < STABILITY, highest_stage, select(left_early, 2, 3))
