@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import sim
-from sim.engines.market.engine import SNAPSHOT_COLUMNS, CustomerState, allocate_budget, simulate_market
+from sim.engines.market.budget import CustomerState, allocate_budget
+from sim.engines.market.engine import simulate_market
+from sim.engines.market.state import SNAPSHOT_COLUMNS
 from sim.exceptions import ConfigError
 from sim.model.config import config_from_dict
 
@@ -516,7 +518,8 @@ def test_bad_market_config_is_rejected(data, fragments):
 
 def _one_market(config, customers):
     """A bare market of the first policy of ``config`` with ``customers`` cohort agents added."""
-    from sim.engines.market.engine import ORIGIN_COHORT, _Market, _Setup
+    from sim.engines.market.state import ORIGIN_COHORT
+    from sim.engines.market.market import _Market, _Setup
     from sim.tables.partials import ChunkPartials
 
     horizon = config.run.horizon
@@ -528,7 +531,7 @@ def _one_market(config, customers):
 
 
 def test_the_satisfaction_bin_is_always_a_valid_index():
-    from sim.engines.market.engine import _satisfaction_bin
+    from sim.engines.market.state import _satisfaction_bin
 
     cases = {0.0: 0, 0.05: 0, 0.5: 5, 0.95: 9, 0.999: 9, 1.0: 9, -0.5: 0, 1.5: 9, -np.inf: 0, np.inf: 9, np.nan: -1}
     for satisfaction, expected in cases.items():
@@ -540,7 +543,7 @@ def test_the_satisfaction_bin_is_always_a_valid_index():
 def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
     """The step kernel's satisfaction bin: a NaN satisfaction (int(NaN) is undefined, the write
     unchecked) books nothing; a finite one books exactly one bin, as in the core."""
-    from sim.engines.market.engine import F_EXPECTATION, F_SATISFACTION, _close_period
+    from sim.engines.market.state import F_EXPECTATION, F_SATISFACTION, _close_period
 
     config = baseline_config.with_overrides(run={"horizon": 4})
     market = _one_market(config, 2)
@@ -556,7 +559,8 @@ def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
 def test_a_nan_satisfaction_is_a_named_error(baseline_config, monkeypatch):
     """A NaN reaching a customer's satisfaction stops the run with NonFiniteResultError naming
     the customer, period, policy and replication (here injected through customer 3's expectation)."""
-    from sim.engines.market import engine as abm
+    from sim.engines.market import market as abm
+    from sim.engines.market.state import F_EXPECTATION
     from sim.exceptions import NonFiniteResultError
 
     real = abm._init_agent
@@ -564,7 +568,7 @@ def test_a_nan_satisfaction_is_a_named_error(baseline_config, monkeypatch):
     def poisoned(agent, seed, replication, origin, referrer, period, fstate, *rest):
         real(agent, seed, replication, origin, referrer, period, fstate, *rest)
         if agent == 3:
-            fstate[agent, abm.F_EXPECTATION] = np.nan
+            fstate[agent, F_EXPECTATION] = np.nan
 
     monkeypatch.setattr(abm, "_init_agent", poisoned)
     first = baseline_config.policy_names[0]
@@ -578,7 +582,7 @@ def test_poisson_draws_have_the_right_mean_for_large_means(mean, n):
     """exp(-mean) underflows above a mean of ~745: the draw is a sum of Poisson draws of means <= 500.
     The mean of n draws is within 4 SE of the Poisson mean, SE = sqrt(mean / n); so is the variance
     (SE of a sample variance of Poisson draws ~ mean * sqrt(2 / n) for a large mean)."""
-    from sim.engines.market.engine import _poisson
+    from sim.engines.market.budget import _poisson
 
     uniforms = np.random.default_rng(20240611).random(n * 20)
     position = iter(uniforms)
@@ -593,7 +597,7 @@ def test_poisson_draws_for_small_means_are_the_inverse_distribution_function():
     ceil(mean / 500) uniforms."""
     from scipy.stats import poisson
 
-    from sim.engines.market.engine import _poisson
+    from sim.engines.market.budget import _poisson
 
     def constant(value, used):
         def draw():

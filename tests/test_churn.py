@@ -6,10 +6,10 @@ from numba import njit
 from scipy import stats
 
 import sim
-from sim.model import streams as _rng
+from sim.model import streams
 from sim.analytic.closed_forms import sbg_survival
 from sim.engines.core import simulate_chunk
-from sim.model.equations import model_arrays
+from sim.model.arrays import model_arrays
 from sim.model.policies import policy_tables
 from sim.engines.reference import simulate_reference
 
@@ -17,9 +17,9 @@ from sim.engines.reference import simulate_reference
 @njit(cache=True)
 def _beta_draws(alpha, beta, n):
     out = np.empty(n)
-    s0, s1 = _rng._seed_stream(99, 0, 0, 5)
+    s0, s1 = streams.seed_stream(99, 0, 0, 5)
     for i in range(n):
-        out[i], s0, s1 = _rng._beta(alpha, beta, s0, s1)
+        out[i], s0, s1 = streams.next_beta(alpha, beta, s0, s1)
     return out
 
 

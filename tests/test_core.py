@@ -9,10 +9,11 @@ import sim
 from sim.tables.partials import BLOCK
 from sim.engines.core import simulate_chunk
 from sim.analytic.lifecycle_chain import lifecycle_markov_clv, markov_reducible_problems
-from sim.model.equations import model_arrays
+from sim.model.arrays import model_arrays
 from sim.model.policies import policy_tables
 
 from conftest import markov_reducible
+from sim.model.names import EXPLORATION, FORMATION, STABILITY
 
 # every move a relationship may make in one period (stage codes 0..3, 4 = ended); no skipping
 ALLOWED_MOVES = {(0, 0), (0, 1), (0, 4), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3), (3, 1), (3, 4), (4, 4)}
@@ -271,7 +272,7 @@ def test_lifecycle_pattern_is_one_rule_for_scalars_and_arrays():
     engine) gives I/II from the highest stage, III for a relationship that reached stability
     and ended before long_term periods of tenure, IV otherwise — jitted on scalars and through
     .py_func on arrays alike, for every combination."""
-    from sim.model.equations import EXPLORATION, FORMATION, STABILITY, lifecycle_pattern
+    from sim.model.equations import lifecycle_pattern
 
     long_term = 24.0
     highest = np.array([EXPLORATION, FORMATION, STABILITY])

@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.runs import executors
 from sim.tables import chunks
 from sim.tables.result import QUANTILE_LEVELS, VALUE_GROUPS
 from sim.tables.sketch import RELATIVE_WIDTH, ClvSketch, bin_bounds, bin_keys

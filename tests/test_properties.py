@@ -26,11 +26,13 @@ import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from sim.model.config import MAX_MAGNITUDE, MIN_CARE_SCALE, STAGES, config_from_dict
+from sim.model.sections import MAX_MAGNITUDE, MIN_CARE_SCALE
+from sim.model.names import STAGES
+from sim.model.config import config_from_dict
 from sim.exceptions import ConfigError
 from sim.tables.partials import ChunkPartials, M_ACQUISITION, M_CLV, M_CLV1, M_SPEND
 from sim.engines.core import START_COLUMNS, _new_customers, run_customers, simulate_chunk
-from sim.model.equations import model_arrays
+from sim.model.arrays import model_arrays
 from sim.model.policies import policy_tables
 from sim.tables.result import NAN_WHEN_EMPTY, ProjectionResult
 

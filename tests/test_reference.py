@@ -21,9 +21,10 @@ import pytest
 
 from sim.engines import core
 from sim.model.config import config_from_dict
-from sim.model.equations import ENDED, S_DISCOUNT_FACTOR, model_arrays
+from sim.model.arrays import S_DISCOUNT_FACTOR, model_arrays
 from sim.model.policies import policy_tables
 from sim.engines.reference import PART_NAMES, simulate_reference
+from sim.model.names import ENDED
 
 N_CUSTOMERS = 3000
 HORIZON = 120
@@ -118,7 +119,7 @@ def test_attributes_match_core():
     scalars = model_arrays(BASELINE).scalars
     reference = simulate_reference(BASELINE, customers=200, horizon=1, first_customer=5000)
     for index, customer in enumerate(reference["customer"]):
-        segment, wallet, fit, tier, _ = core._customer_attributes(
+        segment, wallet, fit, tier, _ = core.customer_attributes(
             np.uint64(BASELINE.run.seed), np.uint64(0), np.int64(customer), scalars
         )
         assert (reference["segment"][index], reference["tier"][index]) == (segment, tier)

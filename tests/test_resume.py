@@ -150,7 +150,6 @@ def test_untrusted_chunk_files_are_recomputed(tmp_path):
 def test_chunks_without_clvs_do_not_serve_a_run_that_keeps_them(tmp_path, monkeypatch):
     """A large run (limit lowered to 0) keeps no CLVs in its chunk files; resuming it with
     keep_clv=True must recompute them rather than return a result without CLVs."""
-    from sim.runs import executors
 
     monkeypatch.setattr(chunks, "CLV_KEEP_LIMIT", 0)
     config = sim.config_from_dict({"population": {"customers": 8192}, "run": {"replications": 1, "horizon": 12,

@@ -13,7 +13,7 @@ import pytest
 from numba import njit
 from scipy import stats
 
-from sim.model import streams as _rng
+from sim.model import streams
 from sim.model.streams import (
     CustomerStream,
     stream_exponentials,
@@ -69,7 +69,7 @@ def ref_seed_stream_packed(a, b):
 
 
 def ref_seed_stream(seed, replication, customer, component):
-    """The derivation documented in sim.model.streams._seed_stream (marker bit 0 is 0)."""
+    """The derivation documented in sim.model.streams.seed_stream (marker bit 0 is 0)."""
     packed_b = (replication << 40) | (customer << 8) | (component << 1)
     return ref_seed_stream_packed(seed, packed_b)
 
@@ -80,10 +80,10 @@ def ref_uniform_from_bits(value):
 
 def ref_normal(s0, s1):
     """The ziggurat of sim.model.streams._normal, step by step in Python (same tables)."""
-    accept_below = _rng._ZIGGURAT_ACCEPT_BELOW
-    width = _rng._ZIGGURAT_WIDTH
-    height = _rng._ZIGGURAT_HEIGHT
-    r = _rng._ZIGGURAT_R
+    accept_below = streams._ZIGGURAT_ACCEPT_BELOW
+    width = streams._ZIGGURAT_WIDTH
+    height = streams._ZIGGURAT_HEIGHT
+    r = streams._ZIGGURAT_R
 
     def uniform(s0, s1):
         value, s0, s1 = ref_xoroshiro128plus(s0, s1)
@@ -128,7 +128,7 @@ def _uint64_after(s0, s1, n):
     """The n-th (1-based) xoroshiro128+ output from state (s0, s1)."""
     value = np.uint64(0)
     for _ in range(n):
-        value, s0, s1 = _rng._next_uint64(s0, s1)
+        value, s0, s1 = streams.next_uint64(s0, s1)
     return value
 
 
@@ -136,11 +136,11 @@ def _uint64_after(s0, s1, n):
 def _mixed_sequence(seed, replication, customer, component, rounds):
     """uniform, normal, exponential, repeated: as an engine would interleave them."""
     out = np.empty(3 * rounds)
-    s0, s1 = _rng._seed_stream(seed, replication, customer, component)
+    s0, s1 = streams.seed_stream(seed, replication, customer, component)
     for i in range(rounds):
-        out[3 * i], s0, s1 = _rng._uniform(s0, s1)
-        out[3 * i + 1], s0, s1 = _rng._normal(s0, s1)
-        out[3 * i + 2], s0, s1 = _rng._exponential(s0, s1)
+        out[3 * i], s0, s1 = streams.next_uniform(s0, s1)
+        out[3 * i + 1], s0, s1 = streams.next_normal(s0, s1)
+        out[3 * i + 2], s0, s1 = streams.next_exponential(s0, s1)
     return out
 
 
@@ -190,7 +190,7 @@ def test_python_reference_reproduces_c_xoroshiro128plus_outputs():
 def test_jitted_splitmix64_matches_reference_bitwise(seed):
     jit_state, ref_state = np.uint64(seed), seed
     for _ in range(1000):
-        jit_value, jit_state = _rng._splitmix64(jit_state)
+        jit_value, jit_state = streams.splitmix64(jit_state)
         ref_value, ref_state = ref_splitmix64(ref_state)
         assert int(jit_value) == ref_value
         assert int(jit_state) == ref_state
@@ -201,7 +201,7 @@ def test_jitted_splitmix64_published_outputs():
     state = np.uint64(1234567)
     outputs = []
     for _ in range(5):
-        value, state = _rng._splitmix64(state)
+        value, state = streams.splitmix64(state)
         outputs.append(int(value))
         state = np.uint64(state)
     assert outputs == [6457827717110365317, 3203168211198807973, 9817491932198370423,
@@ -215,7 +215,7 @@ def test_jitted_xoroshiro128plus_matches_reference_bitwise(state):
     s0, s1 = state
     jit_s0, jit_s1 = np.uint64(s0), np.uint64(s1)
     for _ in range(1000):
-        jit_value, jit_s0, jit_s1 = _rng._next_uint64(jit_s0, jit_s1)
+        jit_value, jit_s0, jit_s1 = streams.next_uint64(jit_s0, jit_s1)
         ref_value, s0, s1 = ref_xoroshiro128plus(s0, s1)
         assert (int(jit_value), int(jit_s0), int(jit_s1)) == (ref_value, s0, s1)
         jit_s0, jit_s1 = np.uint64(jit_s0), np.uint64(jit_s1)
@@ -232,10 +232,10 @@ def test_jitted_xoroshiro128plus_matches_c_output_after_a_million_steps():
 
 def test_compiled_functions_stay_in_uint64():
     # The numba pitfall: a uint64 mixed with an int literal becomes float64.
-    _rng._next_uint64(np.uint64(1), np.uint64(2))
-    _rng._splitmix64(np.uint64(1))
-    _rng._seed_stream(np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4))
-    for dispatcher in (_rng._next_uint64, _rng._splitmix64, _rng._seed_stream):
+    streams.next_uint64(np.uint64(1), np.uint64(2))
+    streams.splitmix64(np.uint64(1))
+    streams.seed_stream(np.uint64(1), np.uint64(2), np.uint64(3), np.uint64(4))
+    for dispatcher in (streams.next_uint64, streams.splitmix64, streams.seed_stream):
         for signature in dispatcher.nopython_signatures:
             assert all(str(t) == "uint64" for t in signature.return_type), signature
 
@@ -244,7 +244,7 @@ def test_uniform_is_top_53_bits_scaled():
     s0, s1 = 0x0123456789ABCDEF, 0xFEDCBA9876543210
     jit_s0, jit_s1 = as_u64(s0), as_u64(s1)
     for _ in range(1000):
-        u, jit_s0, jit_s1 = _rng._uniform(jit_s0, jit_s1)
+        u, jit_s0, jit_s1 = streams.next_uniform(jit_s0, jit_s1)
         value, s0, s1 = ref_xoroshiro128plus(s0, s1)
         assert u == ref_uniform_from_bits(value)
         jit_s0, jit_s1 = as_u64(jit_s0), as_u64(jit_s1)
@@ -262,10 +262,10 @@ def test_normal_matches_python_reference_ziggurat():
 
 
 def test_ziggurat_layers_have_equal_area():
-    edges = _rng._ZIGGURAT_WIDTH * 2.0**52
-    heights = _rng._ZIGGURAT_HEIGHT
-    v = _rng._ZIGGURAT_V
-    r = _rng._ZIGGURAT_R
+    edges = streams._ZIGGURAT_WIDTH * 2.0**52
+    heights = streams._ZIGGURAT_HEIGHT
+    v = streams._ZIGGURAT_V
+    r = streams._ZIGGURAT_R
     base = r * math.exp(-0.5 * r * r) + math.sqrt(math.pi / 2) * math.erfc(r / math.sqrt(2))
     assert base == pytest.approx(v, rel=1e-10)
     assert edges[0] * heights[-1] == pytest.approx(v, rel=1e-12)  # virtual base width
@@ -286,22 +286,22 @@ EXTREME_TUPLES = [
     (0, 1, 0, 0),
     (0, 0, 1, 0),
     (0, 0, 0, 1),
-    (MASK64, _rng.MAX_REPLICATION, _rng.MAX_CUSTOMER, _rng.MAX_COMPONENT),
+    (MASK64, streams.MAX_REPLICATION, streams.MAX_CUSTOMER, streams.MAX_COMPONENT),
     (2**63, 12345, 2**31, 64),
 ]
 
 
 @pytest.mark.parametrize("tuple_", EXTREME_TUPLES)
 def test_seed_stream_matches_documented_derivation(tuple_):
-    jit_state = _rng._seed_stream(*(np.uint64(v) for v in tuple_))
+    jit_state = streams.seed_stream(*(np.uint64(v) for v in tuple_))
     assert tuple(int(s) for s in jit_state) == ref_seed_stream(*tuple_)
 
 
 def test_seed_stream_accepts_int64_arguments_like_uint64():
     # Kernels may pass int64 indices; the state must not depend on the integer type.
     tuple_ = (7, 3, 1000, 2)
-    from_int64 = _rng._seed_stream(*(np.int64(v) for v in tuple_))
-    from_uint64 = _rng._seed_stream(*(np.uint64(v) for v in tuple_))
+    from_int64 = streams.seed_stream(*(np.int64(v) for v in tuple_))
+    from_uint64 = streams.seed_stream(*(np.uint64(v) for v in tuple_))
     assert tuple(map(int, from_int64)) == tuple(map(int, from_uint64))
 
 
@@ -319,9 +319,9 @@ def test_no_valid_tuple_maps_to_the_all_zero_state():
 
 def test_distinct_tuples_give_distinct_states_and_sequences():
     seeds = [0, 1, 2, MASK64]
-    replications = [0, 1, 2, _rng.MAX_REPLICATION]
-    customers = [0, 1, 2, 255, 256, _rng.MAX_CUSTOMER]
-    components = [0, 1, 2, 3, _rng.MAX_COMPONENT]
+    replications = [0, 1, 2, streams.MAX_REPLICATION]
+    customers = [0, 1, 2, 255, 256, streams.MAX_CUSTOMER]
+    components = [0, 1, 2, 3, streams.MAX_COMPONENT]
     states, first_values = set(), set()
     for seed in seeds:
         for replication in replications:
@@ -445,7 +445,7 @@ def test_normal_tail_beyond_ziggurat_base():
     # Marsaglia's tail method. Check their frequency, symmetry and shape.
     z = stream_normals(14, 0, np.arange(1000), 1, 10_000).ravel()
     n = z.size
-    r = _rng._ZIGGURAT_R
+    r = streams._ZIGGURAT_R
     for threshold in (r, 4.0, 4.5):
         p = 2 * stats.norm.sf(threshold)
         frequency = np.mean(np.abs(z) > threshold)
@@ -482,7 +482,7 @@ def test_exponential_mean_and_ks():
     ],
 )
 def test_customer_stream_matches_jitted_streams(method, helper):
-    for customer in (0, 41, _rng.MAX_CUSTOMER):
+    for customer in (0, 41, streams.MAX_CUSTOMER):
         stream = CustomerStream(2**64 - 5, 7, customer, 2)
         draw = getattr(stream, method)
         sequence = [draw() for _ in range(500)]

@@ -16,10 +16,12 @@ import pytest
 import sim
 from sim.model import equations as model
 from sim.cli.main import main
-from sim.model.config import MAX_MAGNITUDE, MIN_CARE_SCALE, STAGES, config_from_dict
+from sim.model.sections import MAX_MAGNITUDE, MIN_CARE_SCALE
+from sim.model.names import STAGES
+from sim.model.config import config_from_dict
 from sim.tables.partials import M_CLV3
 from sim.engines.core import simulate_chunk
-from sim.model.equations import model_arrays
+from sim.model.arrays import model_arrays
 from sim.io.paths import RUN_MARKER, check_output_dir, default_result_dir, is_protected_dir
 from sim.exceptions import UnsafeOutputError
 from sim.model.policies import policy_tables

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.engines.core import _customer_attributes
-from sim.model.equations import model_arrays
+from sim.engines.core import customer_attributes
+from sim.model.arrays import model_arrays
 
 
 def _new_customer_snapshot(config, n):
@@ -14,7 +14,7 @@ def _new_customer_snapshot(config, n):
     scalars = model_arrays(config).scalars
     rows = []
     for customer in range(n):
-        segment, wallet, fit, tier, _ = _customer_attributes(np.uint64(config.run.seed), np.uint64(0), np.int64(customer), scalars)
+        segment, wallet, fit, tier, _ = customer_attributes(np.uint64(config.run.seed), np.uint64(0), np.int64(customer), scalars)
         rows.append(dict(customer=customer, segment=segment, wallet=wallet, fit=fit, tier=tier, stage=0,
                          satisfaction=0.5, previous_satisfaction=0.5,
                          expectation=config.dynamics.initial_expectation, tenure=0))

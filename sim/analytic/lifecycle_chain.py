@@ -25,17 +25,13 @@ import math
 
 import numpy as np
 
-from sim.model.config import SEGMENTS, ExperimentConfig, ReactivePolicy
-from sim.model.equations import (
-    DECLINE,
-    ENDED,
-    EXPLORATION,
-    FORMATION,
-    STABILITY,
-    model_arrays,
-    transition_probabilities,
-)
+from sim.model.names import SEGMENTS
+from sim.model.config import ExperimentConfig
+from sim.model.sections import ReactivePolicy
+from sim.model.arrays import model_arrays
+from sim.model.equations import transition_probabilities
 from sim.model.policies import spend_table
+from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
 
 __all__ = ["markov_reducible_problems", "lifecycle_chain", "lifecycle_markov_clv", "LIFECYCLE_STATES"]
 
@@ -109,7 +105,7 @@ def lifecycle_chain(config: ExperimentConfig, policy_name: str, segment: str) ->
         raise ValueError(f"segment = {segment!r}: must be one of {SEGMENTS}")
     g = SEGMENTS.index(segment)
     arrays = model_arrays(config)
-    from sim.model.equations import ROW_ADVANCE, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_SOW, S_NEUTRAL_LOYALTY
+    from sim.model.arrays import ROW_ADVANCE, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_SOW, S_NEUTRAL_LOYALTY
 
     neutral = arrays.scalars[S_NEUTRAL_LOYALTY]
     P = np.zeros((5, 5))

@@ -117,7 +117,7 @@ def _time_core(config, customers: int, threads: int) -> tuple[float, int, float]
     import numba
 
     from sim.engines.core import simulate_chunk
-    from sim.model.equations import model_arrays
+    from sim.model.arrays import model_arrays
     from sim.model.policies import policy_tables
 
     numba.set_num_threads(threads)

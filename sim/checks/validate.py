@@ -214,7 +214,7 @@ def _clv_rows(group, result, exact_by_policy: dict, closed_form: str, label: str
 
 def _chain_occupancy(config: ExperimentConfig, policy: str, period: int) -> np.ndarray:
     """Exact share of the cohort in each of the 5 states at the start of ``period``."""
-    from sim.model.config import SEGMENTS
+    from sim.model.names import SEGMENTS
     from sim.analytic.lifecycle_chain import lifecycle_chain
 
     shares = (config.population.relationship_share, 1.0 - config.population.relationship_share)

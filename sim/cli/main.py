@@ -136,7 +136,7 @@ def _run(args) -> int:
         print(f"sim: cannot create the result folder {error.filename or out}: {error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if (args.engine or config.engine) == "abm":  # the SimPy agent-based market (sim/abm.py)
-        from sim.engines.market.engine import run_market_command
+        from sim.cli.run_market import run_market_command
 
         return run_market_command(config, out, args)
     if config.sweep:  # a grid of experiments (sim/experiments.py)

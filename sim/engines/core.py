@@ -28,74 +28,13 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from sim.model import streams as _rng
-from sim.model.equations import (
-    DECLINE,
-    ENDED,
-    EXPLORATION,
-    N_STAGES,
-    ROW_ACQUISITION,
-    ROW_ADVANCE,
-    ROW_BASE_PERFORMANCE,
-    ROW_CROSS_SELL,
-    ROW_EFFECTIVENESS,
-    ROW_EXIT,
-    ROW_EXIT_ODDS,
-    ROW_MARGIN,
-    ROW_PRICE_PREMIUM,
-    ROW_SOW,
-    S_ADAPTATION,
-    S_AFFECTION_THRESHOLD,
-    S_ANCHOR,
-    S_ANNOYANCE,
-    S_BETA_ADVANCE,
-    S_BETA_EXIT,
-    S_CARE_GAIN,
-    S_CARE_SCALE,
-    S_COST_FLOOR,
-    S_COST_TO_SERVE,
-    S_CROSS_SELL_MARGIN,
-    S_DEFECTION_THRESHOLD,
-    S_DISCOUNT_FACTOR,
-    S_FIT_SD,
-    S_INDIFFERENCE_HIGH,
-    S_INDIFFERENCE_LOW,
-    S_INITIAL_EXPECTATION,
-    S_LONG_TERM,
-    S_MEMORY,
-    S_NEUTRAL_LOYALTY,
-    S_NOISE,
-    S_RELATIONSHIP_SHARE,
-    S_SAT_SCALE,
-    S_SAT_TOLERANCE,
-    S_SOW_GROWTH,
-    S_TENURE_SCALE,
-    S_TIER_A_WALLET,
-    S_TIER_B_WALLET,
-    S_WALLET_MEDIAN,
-    S_WALLET_SIGMA,
-    S_CHURN_ALPHA,
-    S_CHURN_BETA,
-    STABILITY,
-    care_response,
-    customer_clv,
-    customer_segment,
-    customer_wallet,
-    propensity_ends_relationship,
-    value_tier,
-    lifecycle_pattern,
-    loyalty_from_satisfaction,
-    next_stage,
-    perceived_performance,
-    period_profit,
-    ramped_cash_flows,
-    satisfaction_type,
-    tenure_ramp,
-    transition_probabilities,
-    update_expectation,
-    update_satisfaction,
-)
+from sim.model.streams import next_beta, next_normal, next_uniform, seed_stream
+from sim.model.names import N_STAGES
+from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_CHURN_BETA, S_COST_FLOOR, S_COST_TO_SERVE, S_CROSS_SELL_MARGIN, S_DEFECTION_THRESHOLD, S_DISCOUNT_FACTOR, S_FIT_SD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_RELATIONSHIP_SHARE, S_SAT_SCALE, S_SAT_TOLERANCE, S_SOW_GROWTH, S_TENURE_SCALE, S_TIER_A_WALLET, S_TIER_B_WALLET, S_WALLET_MEDIAN, S_WALLET_SIGMA
+from sim.model.equations import care_response, customer_clv, customer_segment, customer_wallet, lifecycle_pattern, loyalty_from_satisfaction, next_stage, perceived_performance, period_profit, propensity_ends_relationship, ramped_cash_flows, satisfaction_type, tenure_ramp, transition_probabilities, update_expectation, update_satisfaction, value_tier
 from sim.tables.partials import BLOCK, ChunkPartials, K_LOYALTY, K_PROFIT, K_SATISFACTION, K_SPEND, M_ACQUISITION, M_CLV, M_CLV1, M_CLV2, M_CLV3, M_CLV4, M_CLV5, M_CLV6, M_CLV_SQUARED, M_SPEND, SATISFACTION_BINS
+from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY
+from sim.model.streams import COMPONENT_ATTRIBUTES, COMPONENT_CHURN, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS
 
 __all__ = [
     "COMPONENT_ATTRIBUTES",
@@ -104,26 +43,24 @@ __all__ = [
     "COMPONENT_CHURN",
 ]
 
-#: Random-stream components (see the module docstring).
-COMPONENT_ATTRIBUTES, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS, COMPONENT_CHURN = 0, 1, 2, 3
 
 
 @njit(cache=True)
-def _customer_attributes(seed, replication, customer, scalars):
+def customer_attributes(seed, replication, customer, scalars):
     """Segment (0 relationship, 1 transactional), wallet, fit, ABC tier and churn propensity
     of one customer, (A1)-(A3) and (M8) of :mod:`sim.model.equations`, from the attribute stream:
     a uniform, two normals, then (only when Beta churn is on) the Beta draw."""
-    s0, s1 = _rng._seed_stream(seed, replication, customer, COMPONENT_ATTRIBUTES)
-    u, s0, s1 = _rng._uniform(s0, s1)
+    s0, s1 = seed_stream(seed, replication, customer, COMPONENT_ATTRIBUTES)
+    u, s0, s1 = next_uniform(s0, s1)
     segment = customer_segment(u, scalars[S_RELATIONSHIP_SHARE])
-    z, s0, s1 = _rng._normal(s0, s1)
+    z, s0, s1 = next_normal(s0, s1)
     wallet = customer_wallet(z, scalars[S_WALLET_MEDIAN], scalars[S_WALLET_SIGMA])
-    z, s0, s1 = _rng._normal(s0, s1)
+    z, s0, s1 = next_normal(s0, s1)
     fit = scalars[S_FIT_SD] * z
     tier = value_tier(wallet, scalars[S_TIER_A_WALLET], scalars[S_TIER_B_WALLET])
     propensity = 0.0
     if scalars[S_CHURN_ALPHA] > 0.0:
-        propensity, s0, s1 = _rng._beta(scalars[S_CHURN_ALPHA], scalars[S_CHURN_BETA], s0, s1)
+        propensity, s0, s1 = next_beta(scalars[S_CHURN_ALPHA], scalars[S_CHURN_BETA], s0, s1)
     return segment, wallet, fit, tier, propensity
 
 
@@ -146,20 +83,20 @@ def _fill_draws(draws, streams, start, horizon, beta_churn):
     s0 = streams[0]
     s1 = streams[1]
     for t in range(start, stop):
-        draws[0, t], s0, s1 = _rng._normal(s0, s1)
+        draws[0, t], s0, s1 = next_normal(s0, s1)
     streams[0] = s0
     streams[1] = s1
     s0 = streams[2]
     s1 = streams[3]
     for t in range(start, stop):
-        draws[1, t], s0, s1 = _rng._uniform(s0, s1)
+        draws[1, t], s0, s1 = next_uniform(s0, s1)
     streams[2] = s0
     streams[3] = s1
     if beta_churn:
         s0 = streams[4]
         s1 = streams[5]
         for t in range(start, stop):
-            draws[2, t], s0, s1 = _rng._uniform(s0, s1)
+            draws[2, t], s0, s1 = next_uniform(s0, s1)
         streams[4] = s0
         streams[5] = s1
     return stop
@@ -259,9 +196,9 @@ def _simulate_block(
         base_performance = segment_table[ROW_BASE_PERFORMANCE, segment]
         exit_odds = segment_table[ROW_EXIT_ODDS, segment]
         premium_rate = segment_table[ROW_PRICE_PREMIUM, segment]
-        streams[0], streams[1] = _rng._seed_stream(seed, replication, customer, COMPONENT_PERFORMANCE)
-        streams[2], streams[3] = _rng._seed_stream(seed, replication, customer, COMPONENT_TRANSITIONS)
-        streams[4], streams[5] = _rng._seed_stream(seed, replication, customer, COMPONENT_CHURN)
+        streams[0], streams[1] = seed_stream(seed, replication, customer, COMPONENT_PERFORMANCE)
+        streams[2], streams[3] = seed_stream(seed, replication, customer, COMPONENT_TRANSITIONS)
+        streams[4], streams[5] = seed_stream(seed, replication, customer, COMPONENT_CHURN)
         drawn = 0
         traced = local < n_traced
         for policy in range(n_policies):
@@ -413,7 +350,7 @@ def _new_customers(seed, replication, first_customer, scalars, segment_table, at
     ``attributes[:, :]`` columns: segment, wallet, fit, tier, propensity;
     ``start[:, :]`` columns: see :data:`START_COLUMNS`."""
     for local in prange(attributes.shape[0]):
-        segment, wallet, fit, tier, propensity = _customer_attributes(
+        segment, wallet, fit, tier, propensity = customer_attributes(
             seed, replication, first_customer + local, scalars
         )
         attributes[local, 0] = segment

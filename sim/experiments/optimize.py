@@ -56,10 +56,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sim.model.config import ExperimentConfig, SEGMENTS, STAGES
+from sim.model.config import ExperimentConfig
+from sim.model.names import SEGMENTS, STAGES
 from sim.exceptions import ConfigError
 from sim.tables.result import Z95
 from sim.runs.projection import project
+from sim.model.names import EXPLORATION
 
 __all__ = [
     "SpendLayout",
@@ -653,7 +655,7 @@ class _ReferralCase:
 def _referral_case(config: ExperimentConfig) -> _ReferralCase:
     from sim.analytic.closed_forms import markov_clv
     from sim.analytic.lifecycle_chain import lifecycle_chain, lifecycle_markov_clv
-    from sim.model.equations import EXPLORATION
+
 
     problems = _referral_case_problems(config)
     if problems:
@@ -886,7 +888,7 @@ def _command_problems(config: ExperimentConfig, *, customers: int | None = None,
     the core engine, with the replications of ``[optimize]``), and sizes of the objective or
     of the fresh-seed evaluation too large for this machine
     (:func:`sim.runs.executors.run_size_problems`)."""
-    from sim.model.config import PrecisionConfig
+    from sim.model.sections import PrecisionConfig
     from sim.runs.executors import run_size_problems
 
     settings = config.optimize

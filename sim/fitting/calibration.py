@@ -66,6 +66,8 @@ from scipy import special
 
 from sim.analytic.closed_forms import SBGFit, sbg_fit, sbg_retention, sbg_survival
 from sim.model.config import ExperimentConfig, config_from_dict, load_config
+from sim.model.names import ENDED
+from sim.model.streams import COMPONENT_TRANSACTION_DAY
 
 __all__ = [
     "MAX_BETA_PARAMETER",
@@ -95,7 +97,6 @@ __all__ = [
 MAX_BETA_PARAMETER = 1e6
 #: Random-stream component for the day of a synthetic transaction within its period. The
 #: model uses components 0-3; this one is outside them, so dates never disturb the model.
-COMPONENT_TRANSACTION_DAY = 16
 #: Columns a transaction log must have.
 LOG_COLUMNS = ("customer_id", "date", "amount")
 #: Customers simulated to measure the model's revenue per active customer-period.
@@ -649,7 +650,7 @@ def cohort_survival(log: pd.DataFrame, period_months: int = 1) -> CohortSurvival
     if len(log) == 0:
         raise ValueError("log has no transactions")
     amounts = log["amount"].to_numpy(dtype=float)
-    from sim.model.config import MAX_MAGNITUDE
+    from sim.model.sections import MAX_MAGNITUDE
 
     bad_rows = np.flatnonzero(~np.isfinite(amounts) | (amounts < 0) | (amounts > MAX_MAGNITUDE))
     if bad_rows.size:
@@ -882,19 +883,11 @@ def synthetic_transaction_log(
         :data:`SYNTHETIC_FIRST_YEAR` .. :data:`SYNTHETIC_LAST_YEAR`), or more than
         :data:`MAX_SYNTHETIC_CUSTOMER_PERIODS` customers x periods.
     """
-    from sim.model import streams as _rng
+    from sim.model.streams import stream_uniforms
     from sim.tables.partials import BLOCK
-    from sim.engines.core import _customer_attributes, simulate_chunk
-    from sim.model.equations import (
-        ENDED,
-        ROW_SOW,
-        S_COST_FLOOR,
-        S_INDIFFERENCE_HIGH,
-        S_SOW_GROWTH,
-        S_TENURE_SCALE,
-        model_arrays,
-        period_cash_flows,
-    )
+    from sim.engines.core import customer_attributes, simulate_chunk
+    from sim.model.arrays import ROW_SOW, S_COST_FLOOR, S_INDIFFERENCE_HIGH, S_SOW_GROWTH, S_TENURE_SCALE, model_arrays
+    from sim.model.equations import period_cash_flows
     from sim.model.policies import policy_tables
 
     for label, value, minimum in (("customers", customers, 1), ("late_customers", late_customers, 0), ("seed", seed, 0)):
@@ -932,7 +925,7 @@ def synthetic_transaction_log(
         partials = simulate_chunk(arrays, tables, int(seed), 0, first, size, horizon, trace_customers=size)
         trace = partials.stage_trace[index, :, :horizon].astype(np.int64)  # stage at the start of each period
         wallets = np.array([
-            _customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)[1]
+            customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)[1]
             for local in range(size)
         ])
         local, t = np.nonzero(trace != ENDED)
@@ -952,7 +945,7 @@ def synthetic_transaction_log(
     customer = np.concatenate(rows_customer)
     period = np.concatenate(rows_period)
     amount = np.concatenate(rows_amount)
-    days = _rng.stream_uniforms(int(seed), 0, np.arange(total), COMPONENT_TRANSACTION_DAY, horizon + 1)
+    days = stream_uniforms(int(seed), 0, np.arange(total), COMPONENT_TRANSACTION_DAY, horizon + 1)
     period_start = _add_months(start_month + period * months)
     period_end = _add_months(start_month + (period + 1) * months)
     length = (period_end - period_start).astype(np.int64)

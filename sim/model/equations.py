@@ -73,7 +73,8 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from sim.model.config import ExperimentConfig
+from sim.model.names import N_STAGES
+from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
 
 __all__ = [
     "EXPLORATION",
@@ -82,8 +83,6 @@ __all__ = [
     "DECLINE",
     "ENDED",
     "N_STAGES",
-    "ModelArrays",
-    "model_arrays",
     "customer_segment",
     "customer_wallet",
     "value_tier",
@@ -105,155 +104,6 @@ __all__ = [
     "customer_clv",
     "lifecycle_pattern",
 ]
-
-EXPLORATION, FORMATION, STABILITY, DECLINE, ENDED = 0, 1, 2, 3, 4
-N_STAGES = 4  # live stages; ENDED is the absorbing fifth state
-
-# Rows of the per-stage table (shape (N_STAGE_ROWS, 4)).
-ROW_MARGIN, ROW_SOW, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_ADVANCE, ROW_EXIT = range(6)
-N_STAGE_ROWS = 6
-# Rows of the per-segment table (shape (N_SEGMENT_ROWS, 2)).
-ROW_BASE_PERFORMANCE, ROW_EXIT_ODDS, ROW_PRICE_PREMIUM, ROW_ACQUISITION = range(4)
-N_SEGMENT_ROWS = 4
-# Rows of the per-satisfaction-type table (shape (1, 3)): expected referral value per period.
-# Scalars (shape (N_SCALARS,)).
-(
-    S_RELATIONSHIP_SHARE,
-    S_WALLET_MEDIAN,
-    S_WALLET_SIGMA,
-    S_FIT_SD,
-    S_NOISE,
-    S_INITIAL_EXPECTATION,
-    S_ADAPTATION,
-    S_ANCHOR,
-    S_MEMORY,
-    S_SAT_SCALE,
-    S_SAT_TOLERANCE,
-    S_CARE_GAIN,
-    S_CARE_SCALE,
-    S_ANNOYANCE,
-    S_DEFECTION_THRESHOLD,
-    S_AFFECTION_THRESHOLD,
-    S_INDIFFERENCE_LOW,
-    S_INDIFFERENCE_HIGH,
-    S_NEUTRAL_LOYALTY,
-    S_CHURN,
-    S_WIN_BACK,
-    S_BETA_ADVANCE,
-    S_BETA_EXIT,
-    S_LONG_TERM,
-    S_SOW_GROWTH,
-    S_TENURE_SCALE,
-    S_CROSS_SELL_MARGIN,
-    S_COST_TO_SERVE,
-    S_COST_FLOOR,
-    S_DISCOUNT_FACTOR,
-    S_TIER_A_WALLET,
-    S_TIER_B_WALLET,
-    S_CHURN_ALPHA,
-    S_CHURN_BETA,
-) = range(34)
-N_SCALARS = 34
-
-
-class ModelArrays:
-    """The model's parameters as flat float64 arrays for the jitted kernels.
-
-    Attributes
-    ----------
-    stage : ndarray, shape (6, 4)
-        Per-stage rows: margin, share of wallet, cross-sell share, care effectiveness,
-        base advance probability, base exit probability.
-    segment : ndarray, shape (4, 2)
-        Per-segment rows: base performance, exit odds, price premium, acquisition cost.
-    referral : ndarray, shape (3,)
-        Expected referral value per period for each satisfaction type (C5).
-    scalars : ndarray, shape (34,)
-        Everything else, indexed by the ``S_*`` constants of this module.
-    """
-
-    __slots__ = ("stage", "segment", "referral", "scalars")
-
-    def __init__(self, stage: np.ndarray, segment: np.ndarray, referral: np.ndarray, scalars: np.ndarray):
-        self.stage = stage
-        self.segment = segment
-        self.referral = referral
-        self.scalars = scalars
-
-
-def _lognormal_quantile(median: float, sigma: float, level: float) -> float:
-    from scipy.stats import norm
-
-    return float(median * math.exp(sigma * norm.ppf(level)))
-
-
-def model_arrays(config: ExperimentConfig) -> ModelArrays:
-    """Pack a validated config into :class:`ModelArrays` (no copies kept of the config)."""
-    dyn, loy, tr, eco, wom, pop = (
-        config.dynamics,
-        config.loyalty,
-        config.transitions,
-        config.economics,
-        config.word_of_mouth,
-        config.population,
-    )
-    stage = np.zeros((N_STAGE_ROWS, N_STAGES))
-    stage[ROW_MARGIN] = eco.margin.as_tuple()
-    stage[ROW_SOW] = eco.share_of_wallet.as_tuple()
-    stage[ROW_CROSS_SELL] = eco.cross_sell_share.as_tuple()
-    stage[ROW_EFFECTIVENESS] = dyn.stage_effectiveness.as_tuple()
-    stage[ROW_ADVANCE] = (tr.advance.exploration, tr.advance.formation, 0.0, tr.win_back)
-    stage[ROW_EXIT] = (tr.exit.exploration, tr.exit.formation, tr.exit.stability, tr.churn)
-    segment = np.zeros((N_SEGMENT_ROWS, 2))
-    segment[ROW_BASE_PERFORMANCE] = dyn.base_performance.as_tuple()
-    segment[ROW_EXIT_ODDS] = tr.exit_odds.as_tuple()
-    segment[ROW_PRICE_PREMIUM] = eco.price_premium.as_tuple()
-    segment[ROW_ACQUISITION] = eco.acquisition_cost.as_tuple()
-    referral = (
-        wom.talk_probability
-        * np.array(wom.people_told.as_tuple())
-        * np.array(wom.influence.as_tuple())
-        * wom.referral_value
-    )
-    scalars = np.zeros(N_SCALARS)
-    scalars[S_RELATIONSHIP_SHARE] = pop.relationship_share
-    scalars[S_WALLET_MEDIAN] = pop.wallet_median
-    scalars[S_WALLET_SIGMA] = pop.wallet_sigma
-    scalars[S_FIT_SD] = dyn.performance_fit_sd
-    scalars[S_NOISE] = dyn.performance_noise
-    scalars[S_INITIAL_EXPECTATION] = dyn.initial_expectation
-    scalars[S_ADAPTATION] = dyn.expectation_adaptation
-    scalars[S_ANCHOR] = dyn.expectation_anchor
-    scalars[S_MEMORY] = dyn.satisfaction_memory
-    scalars[S_SAT_SCALE] = dyn.satisfaction_scale
-    scalars[S_SAT_TOLERANCE] = dyn.satisfaction_tolerance
-    scalars[S_CARE_GAIN] = dyn.care_gain
-    scalars[S_CARE_SCALE] = dyn.care_scale
-    scalars[S_ANNOYANCE] = dyn.annoyance
-    scalars[S_DEFECTION_THRESHOLD] = loy.defection_threshold
-    scalars[S_AFFECTION_THRESHOLD] = loy.affection_threshold
-    scalars[S_INDIFFERENCE_LOW] = loy.indifference_low
-    scalars[S_INDIFFERENCE_HIGH] = loy.indifference_high
-    scalars[S_NEUTRAL_LOYALTY] = loyalty_from_satisfaction(
-        0.5, loy.defection_threshold, loy.affection_threshold, loy.indifference_low, loy.indifference_high
-    )
-    scalars[S_CHURN] = tr.churn
-    scalars[S_WIN_BACK] = tr.win_back
-    scalars[S_BETA_ADVANCE] = tr.loyalty_effect_advance
-    scalars[S_BETA_EXIT] = tr.loyalty_effect_exit
-    scalars[S_LONG_TERM] = tr.long_term_periods
-    scalars[S_SOW_GROWTH] = eco.share_of_wallet_growth
-    scalars[S_TENURE_SCALE] = eco.tenure_scale
-    scalars[S_CROSS_SELL_MARGIN] = eco.cross_sell_margin
-    scalars[S_COST_TO_SERVE] = eco.cost_to_serve
-    scalars[S_COST_FLOOR] = eco.cost_to_serve_floor
-    scalars[S_DISCOUNT_FACTOR] = 1.0 / (1.0 + eco.period_discount_rate)
-    scalars[S_TIER_A_WALLET] = _lognormal_quantile(pop.wallet_median, pop.wallet_sigma, 0.95)
-    scalars[S_TIER_B_WALLET] = _lognormal_quantile(pop.wallet_median, pop.wallet_sigma, 0.80)
-    if pop.churn_propensity is not None:  # 0 means "no Beta churn"
-        scalars[S_CHURN_ALPHA] = pop.churn_propensity.alpha
-        scalars[S_CHURN_BETA] = pop.churn_propensity.beta
-    return ModelArrays(stage, segment, referral, scalars)
 
 
 # --------------------------------------------------------------------------- equations
@@ -277,7 +127,6 @@ def _select_scalar(condition, if_true, if_false):
 
         return impl
     return None
-
 
 
 @njit(cache=True)

@@ -10,19 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.model.config import (
-    SEGMENTS,
-    STAGES,
-    TIERS,
-    ExperimentConfig,
-    MaxSatisfactionPolicy,
-    NonePolicy,
-    ReactivePolicy,
-    StagePolicy,
-    TablePolicy,
-    UniformPolicy,
-    ValuePolicy,
-)
+from sim.model.names import SEGMENTS, STAGES, TIERS
+from sim.model.config import ExperimentConfig
+from sim.model.sections import MaxSatisfactionPolicy, NonePolicy, ReactivePolicy, StagePolicy, TablePolicy, UniformPolicy, ValuePolicy
 from sim.model.equations import best_care_spend
 
 __all__ = ["PolicyTables", "policy_tables", "spend_table"]

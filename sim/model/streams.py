@@ -18,7 +18,10 @@ component  use
 4 .. 7     reserved for the core
 8 .. 11    agent engine (:mod:`sim.engines.market.engine`): purchases, complaints,
            word of mouth, acquisition (customer ``MAX_CUSTOMER``)
-12 .. 127  spare
+12 .. 15   spare
+16         purchase days of synthetic transaction logs
+           (:mod:`sim.fitting.synthetic`)
+17 .. 127  spare
 =========  ==========================================================
 
 The generator is xoroshiro128+ (Blackman & Vigna 2018) with its 128-bit state held
@@ -26,14 +29,14 @@ in two ``uint64`` scalars ``(s0, s1)``. The private jitted functions take the st
 and return the drawn value together with the new state, so a kernel keeps the
 state in registers and no array is touched::
 
-    s0, s1 = _seed_stream(seed, replication, customer, COMPONENT_NOISE)
+    s0, s1 = seed_stream(seed, replication, customer, COMPONENT_PERFORMANCE)
     for t in range(n_periods):
-        z, s0, s1 = _normal(s0, s1)
+        z, s0, s1 = next_normal(s0, s1)
 
 Reproducibility contract
 ------------------------
-The mapping from a tuple to its stream (:func:`_seed_stream`), the bits each
-variate consumes (:func:`_uniform`, :func:`_normal`, :func:`_exponential`) and the
+The mapping from a tuple to its stream (:func:`seed_stream`), the bits each
+variate consumes (:func:`next_uniform`, :func:`next_normal`, :func:`next_exponential`) and the
 ziggurat tables are fixed. Changing any of them changes every simulated result;
 ``tests/test_rng.py`` pins them with reference values. Integer arithmetic is exact,
 so the raw streams are bitwise identical on every platform; the normal and
@@ -58,7 +61,6 @@ from numba import njit
 
 __all__ = [
     "COMPONENT_ATTRIBUTES",
-    "COMPONENT_NOISE",
     "COMPONENT_TRANSITIONS",
     "MAX_SEED",
     "MAX_REPLICATION",
@@ -68,17 +70,27 @@ __all__ = [
     "stream_uniforms",
     "stream_normals",
     "stream_exponentials",
+    "checked_int",
 ]
 
 # ----------------------------------------------------------------------------
 # Stream components and the ranges the seed derivation can keep distinct
 # ----------------------------------------------------------------------------
 
+#: Every random-stream component of the package, in one place (the table above): the core's
+#: attributes, perceived-performance noise, transitions and Beta churn; the agent engine's
+#: purchases, complaints, word of mouth and acquisition; the synthetic logs' purchase days.
 COMPONENT_ATTRIBUTES = 0
-COMPONENT_NOISE = 1
+COMPONENT_PERFORMANCE = 1
 COMPONENT_TRANSITIONS = 2
+COMPONENT_CHURN = 3
+COMPONENT_PURCHASES = 8
+COMPONENT_COMPLAINTS = 9
+COMPONENT_WORD_OF_MOUTH = 10
+COMPONENT_ACQUISITION = 11
+COMPONENT_TRANSACTION_DAY = 16
 
-# The four integers are packed without overlap into 128 bits (see _seed_stream):
+# The four integers are packed without overlap into 128 bits (see seed_stream):
 # 64 bits of seed, 24 of replication, 32 of customer, 7 of component, 1 marker bit.
 MAX_SEED = 2**64 - 1
 MAX_REPLICATION = 2**24 - 1
@@ -111,7 +123,7 @@ _SHIFT_64 = np.uint64(64)
 _ONE = np.uint64(1)
 _TWO = np.uint64(2)
 _LOW_52_BITS = np.uint64((1 << 52) - 1)
-# Bit 0 of the packed second word (see _seed_stream). The single 128-bit input that
+# Bit 0 of the packed second word (see seed_stream). The single 128-bit input that
 # the bijective mixing sends to the all-zero state has bit 0 set, so fixing the
 # marker at 0 means no valid tuple can produce that state. The test suite inverts
 # the mixing and checks this.
@@ -139,7 +151,7 @@ def _mix64(z):
 
 
 @njit(cache=True)
-def _splitmix64(x):
+def splitmix64(x):
     """One step of SplitMix64: return ``(output, next_state)``.
 
     ``x_next = x + 0x9E3779B97F4A7C15 (mod 2**64)`` and ``output = mix64(x_next)``,
@@ -154,12 +166,12 @@ def _splitmix64(x):
 def _feistel_round(x, round_number):
     """Round function of the seed mixing: first SplitMix64 output seeded at
     ``x + round_number * gamma``, i.e. ``mix64(x + (round_number + 1) * gamma)``."""
-    output, _ = _splitmix64(x + round_number * _GOLDEN_GAMMA)
+    output, _ = splitmix64(x + round_number * _GOLDEN_GAMMA)
     return output
 
 
 @njit(cache=True)
-def _seed_stream(seed, replication, customer, component):
+def seed_stream(seed, replication, customer, component):
     """Derive the xoroshiro128+ state of one ``(seed, replication, customer, component)``.
 
     Parameters
@@ -227,7 +239,7 @@ def _seed_stream(seed, replication, customer, component):
 
 
 @njit(cache=True)
-def _next_uint64(s0, s1):
+def next_uint64(s0, s1):
     """One xoroshiro128+ step: return ``(value, s0, s1)``.
 
     Blackman & Vigna (2018), 2018 parameters ``a=24, b=16, c=37``, exactly as
@@ -243,23 +255,23 @@ def _next_uint64(s0, s1):
 
 
 @njit(cache=True)
-def _uniform(s0, s1):
+def next_uniform(s0, s1):
     """Uniform double in [0, 1): the top 53 bits of one draw times 2**-53.
 
     Returns ``(u, s0, s1)``. Jit-compiled. This is the conversion recommended by
     Vigna for xoroshiro128+ (the weak low bits are discarded).
     """
-    value, s0, s1 = _next_uint64(s0, s1)
+    value, s0, s1 = next_uint64(s0, s1)
     return np.float64(value >> _SHIFT_11) * _TWO_POW_MINUS_53, s0, s1
 
 
 @njit(cache=True)
-def _exponential(s0, s1):
+def next_exponential(s0, s1):
     """Standard exponential variate ``-log1p(-u)`` (inversion); ``(x, s0, s1)``.
 
     ``1 - u`` lies in (0, 1], so the result is finite. Jit-compiled.
     """
-    u, s0, s1 = _uniform(s0, s1)
+    u, s0, s1 = next_uniform(s0, s1)
     return -math.log1p(-u), s0, s1
 
 
@@ -313,7 +325,7 @@ def _ziggurat_tables():
     return accept_below, width_per_unit, height
 
 
-# Read by _normal as compile-time constants (frozen into the compiled code).
+# Read by next_normal as compile-time constants (frozen into the compiled code).
 _ZIGGURAT_ACCEPT_BELOW, _ZIGGURAT_WIDTH, _ZIGGURAT_HEIGHT = _ziggurat_tables()
 
 
@@ -325,16 +337,16 @@ def _normal_tail(s0, s1):
     return ``R + x``. Uses ``-log1p(-u)`` because ``u`` may be 0.
     """
     while True:
-        u, s0, s1 = _uniform(s0, s1)
+        u, s0, s1 = next_uniform(s0, s1)
         x = -math.log1p(-u) * _ZIGGURAT_INV_R
-        u, s0, s1 = _uniform(s0, s1)
+        u, s0, s1 = next_uniform(s0, s1)
         y = -math.log1p(-u)
         if y + y > x * x:
             return _ZIGGURAT_R + x, s0, s1
 
 
 @njit(cache=True)
-def _normal(s0, s1):
+def next_normal(s0, s1):
     """Standard normal variate by a 256-layer ziggurat; returns ``(z, s0, s1)``.
 
     Notes
@@ -354,7 +366,7 @@ def _normal(s0, s1):
     points start over with a fresh draw. Jit-compiled; ``s0``, ``s1`` are ``uint64``.
     """
     while True:
-        value, s0, s1 = _next_uint64(s0, s1)
+        value, s0, s1 = next_uint64(s0, s1)
         layer = np.intp(value >> _SHIFT_56)
         negative = ((value >> _SHIFT_55) & _ONE) == _ONE
         magnitude = (value >> _SHIFT_3) & _LOW_52_BITS
@@ -368,7 +380,7 @@ def _normal(s0, s1):
             return (-tail if negative else tail), s0, s1
         # Wedge between the curve and the layer's rectangle: accept x with
         # probability proportional to how far under the curve it lies.
-        u, s0, s1 = _uniform(s0, s1)
+        u, s0, s1 = next_uniform(s0, s1)
         lower = _ZIGGURAT_HEIGHT[layer]
         y = lower + u * (_ZIGGURAT_HEIGHT[layer - 1] - lower)
         if y < math.exp(-0.5 * x * x):
@@ -376,7 +388,7 @@ def _normal(s0, s1):
 
 
 @njit(cache=True)
-def _gamma(shape, s0, s1):
+def next_gamma(shape, s0, s1):
     """Gamma(shape, 1) variate; returns ``(g, s0, s1)``. ``shape > 0``.
 
     Notes
@@ -388,18 +400,18 @@ def _gamma(shape, s0, s1):
     """
     boost = 1.0
     if shape < 1.0:
-        u, s0, s1 = _uniform(s0, s1)
+        u, s0, s1 = next_uniform(s0, s1)
         boost = (1.0 - u) ** (1.0 / shape)  # 1 - u lies in (0, 1]: never 0**(1/shape)
         shape = shape + 1.0
     d = shape - 1.0 / 3.0
     c = 1.0 / math.sqrt(9.0 * d)
     while True:
-        x, s0, s1 = _normal(s0, s1)
+        x, s0, s1 = next_normal(s0, s1)
         v = 1.0 + c * x
         if v <= 0.0:
             continue
         v = v * v * v
-        u, s0, s1 = _uniform(s0, s1)
+        u, s0, s1 = next_uniform(s0, s1)
         if u < 1.0 - 0.0331 * x * x * x * x:
             return boost * d * v, s0, s1
         if u > 0.0 and math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
@@ -407,14 +419,14 @@ def _gamma(shape, s0, s1):
 
 
 @njit(cache=True)
-def _beta(alpha, beta, s0, s1):
+def next_beta(alpha, beta, s0, s1):
     """Beta(alpha, beta) variate as ``X / (X + Y)``, X ~ Gamma(alpha), Y ~ Gamma(beta);
     returns ``(b, s0, s1)``. Jit-compiled."""
-    x, s0, s1 = _gamma(alpha, s0, s1)
-    y, s0, s1 = _gamma(beta, s0, s1)
+    x, s0, s1 = next_gamma(alpha, s0, s1)
+    y, s0, s1 = next_gamma(beta, s0, s1)
     total = x + y
     if total <= 0.0:  # both underflowed (tiny shapes): the mass sits at 0 or 1
-        u, s0, s1 = _uniform(s0, s1)
+        u, s0, s1 = next_uniform(s0, s1)
         return (1.0 if u < alpha / (alpha + beta) else 0.0), s0, s1
     return x / total, s0, s1
 
@@ -432,17 +444,17 @@ _KIND_EXPONENTIAL = 2
 def _draw(kind, s0, s1):
     """Draw one variate of the given kind (``_KIND_*``); ``(value, s0, s1)``."""
     if kind == _KIND_NORMAL:
-        return _normal(s0, s1)
+        return next_normal(s0, s1)
     if kind == _KIND_EXPONENTIAL:
-        return _exponential(s0, s1)
-    return _uniform(s0, s1)
+        return next_exponential(s0, s1)
+    return next_uniform(s0, s1)
 
 
 @njit(cache=True)
 def _fill_streams(kind, seed, replication, customers, component, out):
     """Fill ``out[row, :]`` with the first draws of customer ``customers[row]``."""
     for row in range(customers.shape[0]):
-        s0, s1 = _seed_stream(seed, replication, customers[row], component)
+        s0, s1 = seed_stream(seed, replication, customers[row], component)
         for column in range(out.shape[1]):
             out[row, column], s0, s1 = _draw(kind, s0, s1)
 
@@ -452,7 +464,7 @@ def _fill_streams(kind, seed, replication, customers, component, out):
 # ----------------------------------------------------------------------------
 
 
-def _checked_int(name, value, maximum=None, minimum=0):
+def checked_int(name, value, maximum=None, minimum=0):
     """Return ``value`` as a Python int in [minimum, maximum] (no upper bound when
     ``maximum`` is None) or raise ValueError naming ``name``. Booleans are refused."""
     if isinstance(value, (bool, np.bool_)):
@@ -488,10 +500,10 @@ def _checked_customers(customers):
 
 def _streams(kind, seed, replication, customers, component, n):
     """Validate the arguments, then run the kernel for one kind of variate."""
-    seed = _checked_int("seed", seed, MAX_SEED)
-    replication = _checked_int("replication", replication, MAX_REPLICATION)
-    component = _checked_int("component", component, MAX_COMPONENT)
-    n = _checked_int("n", n, np.iinfo(np.intp).max)
+    seed = checked_int("seed", seed, MAX_SEED)
+    replication = checked_int("replication", replication, MAX_REPLICATION)
+    component = checked_int("component", component, MAX_COMPONENT)
+    n = checked_int("n", n, np.iinfo(np.intp).max)
     customers = _checked_customers(customers)
     out = np.empty((customers.shape[0], n), dtype=np.float64)
     _fill_streams(
@@ -540,7 +552,7 @@ def stream_uniforms(seed, replication, customers, component, n):
     -----
     Computed by a jit-compiled kernel. xoroshiro128+ (Blackman & Vigna 2018,
     "Scrambled linear pseudorandom number generators") seeded through SplitMix64
-    (Steele, Lea & Flood 2014) as documented in ``_seed_stream``; each uniform is
+    (Steele, Lea & Flood 2014) as documented in ``seed_stream``; each uniform is
     the top 53 bits of one 64-bit draw times ``2**-53``.
     """
     return _streams(_KIND_UNIFORM, seed, replication, customers, component, n)
@@ -582,7 +594,7 @@ def stream_normals(seed, replication, customers, component, n):
     Computed by a jit-compiled kernel. 256-layer ziggurat of Marsaglia & Tsang
     (2000) with disjoint bit fields for layer, sign and value (avoiding the
     correlation found by Doornik 2005) and Marsaglia's (1964) tail method, on
-    xoroshiro128+ streams (Blackman & Vigna 2018) seeded as in ``_seed_stream``.
+    xoroshiro128+ streams (Blackman & Vigna 2018) seeded as in ``seed_stream``.
     One normal consumes one 64-bit draw about 99% of the time, more otherwise.
     """
     return _streams(_KIND_NORMAL, seed, replication, customers, component, n)
@@ -633,8 +645,8 @@ class CustomerStream:
     A small Python-callable wrapper for the SimPy agent engine and for reference
     implementations. It produces exactly the same sequence as the jit-compiled
     kernels (``stream_uniforms``, ``stream_normals``, ``stream_exponentials``, and
-    any kernel that calls ``_seed_stream`` then the same ``_uniform`` /
-    ``_normal`` / ``_exponential`` calls in the same order).
+    any kernel that calls ``seed_stream`` then the same ``next_uniform`` /
+    ``next_normal`` / ``next_exponential`` calls in the same order).
 
     Parameters
     ----------
@@ -670,11 +682,11 @@ class CustomerStream:
     __slots__ = ("seed", "replication", "customer", "component", "_s0", "_s1")
 
     def __init__(self, seed, replication, customer, component):
-        self.seed = _checked_int("seed", seed, MAX_SEED)
-        self.replication = _checked_int("replication", replication, MAX_REPLICATION)
-        self.customer = _checked_int("customer", customer, MAX_CUSTOMER)
-        self.component = _checked_int("component", component, MAX_COMPONENT)
-        s0, s1 = _seed_stream(
+        self.seed = checked_int("seed", seed, MAX_SEED)
+        self.replication = checked_int("replication", replication, MAX_REPLICATION)
+        self.customer = checked_int("customer", customer, MAX_CUSTOMER)
+        self.component = checked_int("component", component, MAX_COMPONENT)
+        s0, s1 = seed_stream(
             np.uint64(self.seed),
             np.uint64(self.replication),
             np.uint64(self.customer),
@@ -704,9 +716,9 @@ class CustomerStream:
 
         Notes
         -----
-        Calls the jit-compiled ``_uniform`` (Blackman & Vigna 2018).
+        Calls the jit-compiled ``next_uniform`` (Blackman & Vigna 2018).
         """
-        return float(self._advance(_uniform))
+        return float(self._advance(next_uniform))
 
     def normal(self):
         """Next standard normal variate.
@@ -718,10 +730,10 @@ class CustomerStream:
 
         Notes
         -----
-        Calls the jit-compiled ``_normal``: 256-layer ziggurat (Marsaglia &
+        Calls the jit-compiled ``next_normal``: 256-layer ziggurat (Marsaglia &
         Tsang 2000; tail by Marsaglia 1964), consuming one or more 64-bit draws.
         """
-        return float(self._advance(_normal))
+        return float(self._advance(next_normal))
 
     def exponential(self):
         """Next standard exponential variate (rate 1).
@@ -733,9 +745,9 @@ class CustomerStream:
 
         Notes
         -----
-        Calls the jit-compiled ``_exponential`` (inversion of one uniform).
+        Calls the jit-compiled ``next_exponential`` (inversion of one uniform).
         """
-        return float(self._advance(_exponential))
+        return float(self._advance(next_exponential))
 
     def __repr__(self):
         return (

@@ -10,7 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from sim.model.config import STAGES
+from sim.model.names import STAGES
 from sim.tables.result import Z95
 
 __all__ = [

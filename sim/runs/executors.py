@@ -82,7 +82,7 @@ def chunk_bytes(config) -> int:
     kernel's arrays and the copy a result holds), plus the run's exact per-customer CLVs
     when they are kept (``customers x replications <= CLV_KEEP_LIMIT``)."""
     from sim.tables.partials import BLOCK, N_MONEY, N_PERIOD_SUMS, SATISFACTION_BINS
-    from sim.model.equations import N_STAGES
+    from sim.model.names import N_STAGES
 
     customers = min(config.population.customers, config.run.chunk_customers)
     blocks = -(-customers // BLOCK)
@@ -149,7 +149,7 @@ def _check_finite_chunk(config, item: WorkItem, clv: np.ndarray) -> None:
 @functools.lru_cache(maxsize=8)
 def _config_from_json(text: str):
     from sim.model.config import config_from_dict
-    from sim.model.equations import model_arrays
+    from sim.model.arrays import model_arrays
     from sim.model.policies import policy_tables
 
     config = config_from_dict(json.loads(text))

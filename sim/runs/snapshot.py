@@ -14,7 +14,7 @@ import pandas as pd
 
 from sim.model.config import ExperimentConfig
 from sim.engines.core import run_customers
-from sim.model.equations import model_arrays
+from sim.model.arrays import model_arrays
 from sim.model.policies import policy_tables
 
 __all__ = ["SNAPSHOT_COLUMNS", "project_from"]

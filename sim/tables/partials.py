@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.model.equations import N_STAGES
+from sim.model.names import N_STAGES
 
 
 #: Customers per reduction block (partial sums are kept per block and reduced in order).

@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from sim.exceptions import NonFiniteResultError
-from sim.model.config import PATTERNS, STAGES, ExperimentConfig
+from sim.model.names import PATTERNS, STAGES
+from sim.model.config import ExperimentConfig
 from sim.tables.chunks import ChunkReducer, exact_clv_tables
 from sim.tables.partials import (
     K_LOYALTY,

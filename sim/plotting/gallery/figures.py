@@ -66,7 +66,8 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from sim.model.config import ExperimentConfig, PATTERNS, STAGES, config_from_dict
+from sim.model.config import ExperimentConfig, config_from_dict
+from sim.model.names import PATTERNS, STAGES
 from sim.exceptions import ConfigError
 from sim.experiments.comparison import frontier_table
 from sim.io.paths import RUN_MARKER, check_output_dir
@@ -283,7 +284,7 @@ def response_config(config: ExperimentConfig, base_policy: str, stages: Sequence
         If ``base_policy`` is not a ``kind = "stage"`` policy of ``config``, a stage is
         unknown, or there would be more than 64 policies.
     """
-    from sim.model.config import StagePolicy
+    from sim.model.sections import StagePolicy
 
     base = next((policy for policy in config.policies if policy.name == base_policy), None)
     if base is None:
@@ -1949,7 +1950,7 @@ def _anchor(title: str) -> str:
 
 
 def _threads_limit() -> int:
-    from sim.model.config import RunConfig
+    from sim.model.sections import RunConfig
 
     return next(item.le for item in RunConfig.model_fields["threads"].metadata if getattr(item, "le", None) is not None)
 
