@@ -1,4 +1,4 @@
-"""Tests for sim.analytic.closed_forms: closed-form CLV models checked against independent derivations.
+"""Tests for sim.analytic: closed-form CLV models checked against independent derivations.
 
 Every closed form is compared with something computed a different way:
 explicit (truncated) cash-flow sums, renewal arguments, brute-force grid
@@ -14,24 +14,10 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
-from sim.analytic.closed_forms import (
-    BDOptimum,
-    SBGFit,
-    bd_calibrate,
-    bd_customer_equity,
-    bd_optimal_spend,
-    bd_response_rate,
-    margin_multiple,
-    markov_clv,
-    prune_negative_states,
-    recency_chain,
-    sbg_churn_probability,
-    sbg_del,
-    sbg_derl,
-    sbg_fit,
-    sbg_retention,
-    sbg_survival,
-)
+from sim.analytic.customer_equity import BDOptimum, bd_calibrate, bd_customer_equity, bd_optimal_spend, bd_response_rate
+from sim.analytic.sbg import SBGFit, sbg_churn_probability, sbg_del, sbg_derl, sbg_fit, sbg_retention, sbg_survival
+from sim.analytic.margin import margin_multiple
+from sim.analytic.markov import markov_clv, prune_negative_states, recency_chain
 
 TIMINGS = ("end", "start")
 

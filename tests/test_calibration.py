@@ -19,9 +19,12 @@ from scipy import special
 
 import sim
 from sim.fitting import calibration as cal
-from sim.analytic.closed_forms import sbg_survival
-from sim.cli.main import EXIT_BAD_INPUT, main
+from sim.fitting import synthetic
+from sim.model import config as config_module
+from sim.analytic.sbg import sbg_survival
+from sim.cli.main import main
 from sim.checks.validate import markov_reducible_config
+from sim.cli._common import EXIT_BAD_INPUT
 
 DATA = Path(__file__).resolve().parent / "data"
 LOG = DATA / "synthetic_log.csv"
@@ -247,16 +250,16 @@ def test_every_policy_kind_and_odd_text_survive_the_toml_round_trip(tmp_path):
         ],
         "run": {"seed": 2**63 - 1},
     })
-    text = cal.config_to_toml(config, header=["line one", "line # two"])
+    text = config_module.config_to_toml(config, header=["line one", "line # two"])
     assert text.startswith("# line one\n# line # two\n")
     assert sim.config_from_dict(tomllib.loads(text)) == config
-    path = cal.write_config(config, tmp_path / "sub" / "odd.toml", header=["h"])
+    path = config_module.write_config(config, tmp_path / "sub" / "odd.toml", header=["h"])
     assert sim.load_config(path) == config
-    assert path.read_text(encoding="utf-8") == cal.config_to_toml(config, header=["h"])
+    assert path.read_text(encoding="utf-8") == config_module.config_to_toml(config, header=["h"])
 
 
 def test_baseline_experiment_round_trips(baseline_config):
-    assert sim.config_from_dict(tomllib.loads(cal.config_to_toml(baseline_config))) == baseline_config
+    assert sim.config_from_dict(tomllib.loads(config_module.config_to_toml(baseline_config))) == baseline_config
 
 
 def test_write_config_refuses_to_overwrite_without_force(tmp_path):
@@ -264,9 +267,9 @@ def test_write_config_refuses_to_overwrite_without_force(tmp_path):
     path.write_text("keep me")
     config = sim.config_from_dict({})
     with pytest.raises(FileExistsError, match="--force"):
-        cal.write_config(config, path)
+        config_module.write_config(config, path)
     assert path.read_text() == "keep me"
-    cal.write_config(config, path, force=True)
+    config_module.write_config(config, path, force=True)
     assert sim.load_config(path) == config
 
 
@@ -313,7 +316,7 @@ def test_synthetic_log_survival_is_the_simulators_exactly():
     counts of customers active at the start of each period, integer for integer; customers
     acquired a period later are left out of the cohort."""
     config = sbg_config(0.9, 2.0, 18)
-    log = cal.synthetic_transaction_log(config, 5000, seed=3, late_customers=700)
+    log = synthetic.synthetic_transaction_log(config, 5000, seed=3, late_customers=700)
     summary = cal.cohort_survival(log)
     np.testing.assert_array_equal(summary.survivors, simulated_survivors(config, 5000, seed=3)[:18])
     assert summary.cohort_customers == 5000 and summary.log_customers == 5700
@@ -336,7 +339,7 @@ def test_wallet_level_is_recovered_exactly_when_revenue_is_deterministic():
             policies=[{"name": "none", "kind": "none"}],
         )
 
-    log = cal.synthetic_transaction_log(make(250.0), 2000, seed=5)
+    log = synthetic.synthetic_transaction_log(make(250.0), 2000, seed=5)
     assert set(log["amount"]) == {25.0}  # 250 * sow 0.10
     calibration = cal.calibrate_transactions(log, 1, make(100.0), pilot_customers=8192)
     assert calibration.config.population.wallet_median == pytest.approx(250.0, rel=1e-12)
@@ -352,7 +355,7 @@ def test_transactions_round_trip_under_full_dynamics():
     the calibrated config reproduces the observed revenue level exactly (it is linear in the
     wallet level)."""
     truth = sbg_config(0.8, 2.2, 18, population={"wallet_median": 150.0, "churn_propensity": {"alpha": 0.8, "beta": 2.2}})
-    log = cal.synthetic_transaction_log(truth, 4000, seed=21, late_customers=500)
+    log = synthetic.synthetic_transaction_log(truth, 4000, seed=21, late_customers=500)
     base = truth.with_overrides(population={"wallet_median": 100.0, "churn_propensity": None})
     calibration = cal.calibrate_transactions(log, 1, base)
     cohort = calibration.details["cohort"]
@@ -369,8 +372,8 @@ def test_transactions_round_trip_under_full_dynamics():
 
 def test_committed_synthetic_log_regenerates_byte_for_byte():
     config = sim.load_config(LOG_CONFIG)
-    log = cal.synthetic_transaction_log(config, LOG_CUSTOMERS, LOG_SEED, late_customers=LOG_LATE)
-    assert cal.transaction_log_csv(log) == LOG.read_text(encoding="utf-8")
+    log = synthetic.synthetic_transaction_log(config, LOG_CUSTOMERS, LOG_SEED, late_customers=LOG_LATE)
+    assert synthetic.transaction_log_csv(log) == LOG.read_text(encoding="utf-8")
 
 
 def test_committed_synthetic_log_calibrates_to_its_source():
@@ -434,13 +437,13 @@ def test_logs_that_cannot_be_fitted_say_why():
 def test_synthetic_log_rejects_bad_arguments():
     config = sbg_config(1.0, 2.0, 6)
     with pytest.raises(ValueError, match="customers = 0"):
-        cal.synthetic_transaction_log(config, 0, 1)
+        synthetic.synthetic_transaction_log(config, 0, 1)
     with pytest.raises(ValueError, match="seed = -1"):
-        cal.synthetic_transaction_log(config, 10, -1)
+        synthetic.synthetic_transaction_log(config, 10, -1)
     with pytest.raises(ValueError, match="start = '2024-1'"):
-        cal.synthetic_transaction_log(config, 10, 1, start="2024-1")
+        synthetic.synthetic_transaction_log(config, 10, 1, start="2024-1")
     with pytest.raises(ValueError, match="economics.period_months = 1.5"):
-        cal.synthetic_transaction_log(config.with_overrides(economics={"period_months": 1.5}), 10, 1)
+        synthetic.synthetic_transaction_log(config.with_overrides(economics={"period_months": 1.5}), 10, 1)
 
 
 def test_synthetic_log_dates_and_size_are_bounded_before_simulation(tmp_path):
@@ -449,19 +452,19 @@ def test_synthetic_log_dates_and_size_are_bounded_before_simulation(tmp_path):
     through CSV exactly, one month later and year 0 are refused; so is a log of more than
     MAX_SYNTHETIC_CUSTOMER_PERIODS customer-periods (before anything is simulated)."""
     config = sbg_config(1.0, 2.0, 6)  # 6 periods of one month (+1 for a late cohort)
-    last_start = f"{cal.SYNTHETIC_LAST_YEAR}-06"  # periods up to 2261-12 (2262-01 for the +1)
-    log = cal.synthetic_transaction_log(config, 20, 3, start=last_start)
-    path = cal.write_transaction_log(log, tmp_path / "log.csv")
+    last_start = f"{synthetic.SYNTHETIC_LAST_YEAR}-06"  # periods up to 2261-12 (2262-01 for the +1)
+    log = synthetic.synthetic_transaction_log(config, 20, 3, start=last_start)
+    path = synthetic.write_transaction_log(log, tmp_path / "log.csv")
     back = cal.read_transaction_log(path)
-    assert back["date"].max().year == cal.SYNTHETIC_LAST_YEAR and len(back) == len(log)
+    assert back["date"].max().year == synthetic.SYNTHETIC_LAST_YEAR and len(back) == len(log)
     assert (back["date"].to_numpy() == log["date"].to_numpy()).all()
-    for start in (f"{cal.SYNTHETIC_LAST_YEAR}-07", "0000-01", f"{cal.SYNTHETIC_FIRST_YEAR - 1}-12"):
+    for start in (f"{synthetic.SYNTHETIC_LAST_YEAR}-07", "0000-01", f"{synthetic.SYNTHETIC_FIRST_YEAR - 1}-12"):
         with pytest.raises(ValueError, match=rf"start = '{start}': .* must lie in the years 1900-2261"):
-            cal.synthetic_transaction_log(config, 20, 3, start=start)
-    cal.synthetic_transaction_log(config, 20, 3, start=f"{cal.SYNTHETIC_FIRST_YEAR}-01")  # the first accepted month
-    too_many = cal.MAX_SYNTHETIC_CUSTOMER_PERIODS // 6 + 1
+            synthetic.synthetic_transaction_log(config, 20, 3, start=start)
+    synthetic.synthetic_transaction_log(config, 20, 3, start=f"{synthetic.SYNTHETIC_FIRST_YEAR}-01")  # the first accepted month
+    too_many = synthetic.MAX_SYNTHETIC_CUSTOMER_PERIODS // 6 + 1
     with pytest.raises(ValueError, match=rf"{too_many:,} x run.horizon = 6 = .* at most 20,000,000"):
-        cal.synthetic_transaction_log(config, too_many, 3)
+        synthetic.synthetic_transaction_log(config, too_many, 3)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -537,7 +540,7 @@ def test_plot_survival_fit_draws_the_table():
 
     matplotlib.use("Agg")
     table = cal.calibrate_survival([1000, 631, 468, 382, 326]).table
-    ax = cal.plot_survival_fit(table)
+    ax = sim.plotting.plot_survival_fit(table)
     fitted_line, observed_points = ax.get_lines()
     np.testing.assert_array_equal(fitted_line.get_ydata(), table["fitted_survival"])
     np.testing.assert_array_equal(observed_points.get_ydata(), table["observed_survival"])

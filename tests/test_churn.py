@@ -7,7 +7,7 @@ from scipy import stats
 
 import sim
 from sim.model import streams
-from sim.analytic.closed_forms import sbg_survival
+from sim.analytic.sbg import sbg_survival
 from sim.engines.core import simulate_chunk
 from sim.model.arrays import model_arrays
 from sim.model.policies import policy_tables

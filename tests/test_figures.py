@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.plotting.gallery import figures
+import sim.plotting.gallery.make
+from sim.plotting import gallery as figures
 from sim.cli.main import main
 
 REPO = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def _type_of(value):
 
 def test_caption_facts_known_before_work_are_those_the_figures_provide(quick_run):
     """load_figure_spec checks each caption against the facts a figure will provide, known
-    from its config alone (:func:`sim.plotting.gallery.figures._check_caption`); those must be exactly the
+    from its config alone (:func:`sim.plotting.gallery.kinds._check_caption`); those must be exactly the
     names, with the types, that the built figures provide, or a good caption could be
     refused or a bad one pass."""
     for spec in figures.load_figure_specs(CONFIGS):
@@ -336,7 +337,7 @@ def test_value_concentration_lorenz_from_per_customer_clv(quick_run):
 
 
 def test_validation_markov_and_sbg_panels(quick_run):
-    from sim.analytic.closed_forms import sbg_fit, sbg_survival
+    from sim.analytic.sbg import sbg_fit, sbg_survival
     from sim.analytic.lifecycle_chain import lifecycle_markov_clv
 
     spec = _spec("validation")
@@ -495,7 +496,7 @@ def test_an_error_while_making_figures_is_one_line_not_a_traceback(tmp_path, cap
     def failing(spec, **kwargs):
         raise ValueError("figure.params.x = 1: a problem only the data shows")
 
-    monkeypatch.setattr(figures, "figure_data", failing)
+    monkeypatch.setattr(sim.plotting.gallery.make, "figure_data", failing)
     code = main(["figures", "--quick", "--only", "clv_decomposition", "--configs", str(CONFIGS),
                  "--out", str(tmp_path / "out")])
     error = capsys.readouterr().err

@@ -27,15 +27,9 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.experiments.optimize import (
-    CRNObjective,
-    SpendLayout,
-    optimize_spend,
-    optimum_policy_toml,
-    referral_case_clv,
-    referral_case_optimum,
-    search_spend,
-)
+import sim.cli.optimize
+from sim.experiments.optimize import CRNObjective, SpendLayout, optimize_spend, optimum_policy_toml, search_spend
+from sim.experiments.referral_case import referral_case_clv, referral_case_optimum
 
 from conftest import REPO, markov_reducible
 
@@ -345,7 +339,7 @@ def test_sim_optimize_force_removes_the_old_results_other_files(tmp_path, monkey
     def stop(*args, **kwargs):
         raise Stop
 
-    monkeypatch.setattr(sim.experiments.optimize, "optimize_spend", stop)
+    monkeypatch.setattr(sim.cli.optimize, "optimize_spend", stop)
     path = tmp_path / "c.toml"
     path.write_text('name = "c"\n')
     with pytest.raises(Stop):

@@ -12,15 +12,8 @@ from scipy import stats
 import sim
 from sim.exceptions import ConfigError
 from sim.model.config import apply_overrides, sweep_grid
-from sim.experiments.comparison import (
-    ExperimentResult,
-    frontier_table,
-    project_to_precision,
-    restrict_comparison,
-    run_experiment,
-    run_sweep,
-    with_unpaired_se,
-)
+from sim.experiments.comparison import ExperimentResult, frontier_table, project_to_precision, restrict_comparison, run_experiment, with_unpaired_se
+from sim.experiments.sweep import run_sweep
 from sim.model.equations import best_care_spend
 
 from conftest import REPO

@@ -15,8 +15,12 @@ import pandas as pd
 import pytest
 from scipy import special
 
+import sim.plotting
 from sim.checks import validate
-from sim.analytic.closed_forms import margin_multiple, markov_clv, sbg_survival
+from sim.cli import validate as validate_command
+from sim.analytic.margin import margin_multiple
+from sim.analytic.markov import markov_clv
+from sim.analytic.sbg import sbg_survival
 from sim.cli.main import main
 from sim.model.equations import transition_probabilities
 
@@ -158,7 +162,7 @@ def test_run_checks_is_reproducible_and_seed_dependent():
 
 
 def test_cli_prints_the_table_and_exits_0(monkeypatch, checks, capsys, tmp_path):
-    monkeypatch.setattr(validate, "run_checks", lambda **kwargs: checks)
+    monkeypatch.setattr(validate_command, "run_checks", lambda **kwargs: checks)
     out = tmp_path / "checks.csv"
     assert main(["validate", "--quick", "--csv", str(out)]) == 0
     printed = capsys.readouterr().out
@@ -172,7 +176,7 @@ def test_cli_exits_nonzero_when_a_check_is_off(monkeypatch, checks, capsys):
     broken.loc[0, "simulated"] = broken.loc[0, "exact"] + 5 * broken.loc[0, "se"]
     broken.loc[0, "z"] = 5.0
     broken.loc[0, "passed"] = False
-    monkeypatch.setattr(validate, "run_checks", lambda **kwargs: broken)
+    monkeypatch.setattr(validate_command, "run_checks", lambda **kwargs: broken)
     assert main(["validate", "--quick"]) == 1
     captured = capsys.readouterr()
     assert f"{len(checks) - 1} of {len(checks)} checks within 4 SE" in captured.out
@@ -183,7 +187,7 @@ def test_plot_checks_draws_one_bar_per_check(checks):
     import matplotlib
 
     matplotlib.use("Agg")
-    ax = validate.plot_checks(checks)
+    ax = sim.plotting.plot_checks(checks)
     heights = sorted(patch.get_width() for patch in ax.patches)
     np.testing.assert_allclose(heights, sorted(checks["z"].clip(-8, 8)))
     assert len(ax.get_yticklabels()) == len(checks)

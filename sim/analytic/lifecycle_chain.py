@@ -4,7 +4,7 @@ When satisfaction does not feed back into transitions and cash flows do not depe
 tenure, satisfaction or loyalty, the lifecycle model of :mod:`sim.model.equations` is a 5-state
 Markov chain per segment (exploration, formation, stability, decline, ended) with constant
 per-stage rewards, and its expected cohort CLV has the closed form of Pfeifer & Carraway
-(2000), :func:`sim.analytic.closed_forms.markov_clv`. The simulator must reproduce it; this module
+(2000), :func:`sim.analytic.markov_clv`. The simulator must reproduce it; this module
 builds the chain from a config so that tests and ``sim validate`` can hold the two together.
 
 The setting is reached with (see :func:`markov_reducible_problems`):
@@ -144,7 +144,7 @@ def lifecycle_markov_clv(config: ExperimentConfig, policy_name: str) -> float:
     ``V_H = markov_clv(P_g, R_g, r, horizon=H, timing="end")`` (Pfeifer & Carraway 2000),
     ``r`` the per-period discount rate and ``H = run.horizon``.
     """
-    from sim.analytic.closed_forms import markov_clv
+    from sim.analytic.markov import markov_clv
 
     shares = (config.population.relationship_share, 1.0 - config.population.relationship_share)
     acquisition = config.economics.acquisition_cost.as_tuple()

@@ -33,7 +33,6 @@ Writes ``results/benchmarks/<UTC date>.json`` and ``results/benchmarks/latest.js
 
 from __future__ import annotations
 
-import argparse
 import datetime as _dt
 import json
 import os
@@ -45,9 +44,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["register", "run_benchmarks", "format_table", "main"]
+__all__ = ["run_benchmarks", "format_table"]
 
-EXIT_BAD_INPUT = 2
 
 #: Sizes of the full and the ``--quick`` benchmark.
 SIZES = {
@@ -409,37 +407,3 @@ def _write(report: dict, extra: Path | None) -> list[Path]:
     return written
 
 
-def _handle(args) -> int:
-    if args.repeats is not None and args.repeats < 1:
-        print(f"sim: --repeats {args.repeats}: must be >= 1", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if args.json is not None and args.json.exists() and args.json.is_dir():
-        print(f"sim: --json {args.json} is a folder; give a file name", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    report = run_benchmarks(args.quick, include_compile=not args.no_compile, include_memory=not args.no_memory,
-                            include_abm=not args.no_abm, repeats=args.repeats)
-    written = _write(report, args.json)
-    print(format_table(report))
-    print("\nwrote " + ", ".join(str(path) for path in written))
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``sim bench`` to the ``sim`` command line."""
-    parser = subparsers.add_parser("bench", help="measure the engines' speed, compile time and memory (results/benchmarks/)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and 3 repetitions (about a minute)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report to FILE")
-    parser.add_argument("--repeats", type=int, default=None, help="repetitions of the speed measurements")
-    parser.add_argument("--no-compile", action="store_true", help="skip the compile-time measurement")
-    parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
-    parser.add_argument("--no-abm", action="store_true", help="skip the SimPy agent engine")
-    parser.set_defaults(handler=_handle)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python benchmarks/bench.py [--quick] [--json FILE]``: the same as ``sim bench``."""
-    parser = argparse.ArgumentParser(prog="sim bench", description=__doc__.splitlines()[0])
-    subparsers = parser.add_subparsers(dest="command", required=True)
-    register(subparsers)
-    args = parser.parse_args(["bench", *(argv if argv is not None else sys.argv[1:])])
-    return int(args.handler(args) or 0)

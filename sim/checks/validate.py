@@ -29,15 +29,15 @@ model pays at the end of each period the customer *starts*; equivalently ``R / r
 
 ``beta_heterogeneous``: Beta-distributed churn propensity (M8, ``population.churn_propensity``)
 with every stage exit off: survival is shifted-beta-geometric,
-``S(t) = B(alpha, beta + t) / B(alpha, beta)`` (Fader & Hardie 2007, :func:`sim.analytic.closed_forms.sbg_survival`),
+``S(t) = B(alpha, beta + t) / B(alpha, beta)`` (Fader & Hardie 2007, :func:`sim.analytic.sbg_survival`),
 whatever the rest of the dynamics; with constant reward ``R``::
 
     CLV = R L_H - acquisition,   L_H = sum_{t=0}^{H-1} S(t) delta^(t+1)
         = delta [DEL(d) - delta^H S(H) (1 + delta DERL(d | H))]
 
 :func:`sbg_discounted_periods`, from Fader & Hardie's (2010) ``DEL(d) = sum_{t>=0} S(t)
-delta^t`` (:func:`sim.analytic.closed_forms.sbg_del`, cash at the START of each period) and
-``DERL(d | n) = sum_{t>n} S(t)/S(n) delta^(t-n-1)`` (:func:`sim.analytic.closed_forms.sbg_derl`): the model's
+delta^t`` (:func:`sim.analytic.sbg_del`, cash at the START of each period) and
+``DERL(d | n) = sum_{t>n} S(t)/S(n) delta^(t-n-1)`` (:func:`sim.analytic.sbg_derl`): the model's
 END-of-period timing multiplies by ``delta``, and the finite horizon removes the tail
 ``sum_{t>=H} S(t) delta^t = delta^H S(H) [1 + delta DERL(d | H)]``.
 
@@ -49,13 +49,14 @@ cohort, the binomial ``sqrt(p (1 - p) / n)`` at the exact ``p``.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from sim.analytic.closed_forms import margin_multiple, markov_clv, sbg_del, sbg_derl, sbg_survival
+from sim.analytic.margin import margin_multiple
+from sim.analytic.markov import markov_clv
+from sim.analytic.sbg import sbg_del, sbg_derl, sbg_survival
 from sim.model.config import ExperimentConfig, config_from_dict
 
 __all__ = [
@@ -68,8 +69,6 @@ __all__ = [
     "exit_probability",
     "run_checks",
     "scenarios",
-    "plot_checks",
-    "register",
 ]
 
 #: A check fails when the simulated value is more than this many standard errors from the exact one.
@@ -113,8 +112,8 @@ def sbg_discounted_periods(alpha: float, beta: float, discount: float, horizon: 
 
         L_H = delta [DEL(d) - delta^H S(H) (1 + delta DERL(d | H))],   L_inf = delta DEL(d)
 
-    with Fader & Hardie's (2010) DEL and DERL (:func:`sim.analytic.closed_forms.sbg_del`,
-    :func:`sim.analytic.closed_forms.sbg_derl`). For ``d = 0`` and a finite horizon the finite sum is
+    with Fader & Hardie's (2010) DEL and DERL (:func:`sim.analytic.sbg_del`,
+    :func:`sim.analytic.sbg_derl`). For ``d = 0`` and a finite horizon the finite sum is
     returned (``d = 0`` with ``horizon=None`` needs ``alpha > 1``:
     ``(alpha + beta - 1) / (alpha - 1)``).
 
@@ -420,106 +419,6 @@ def scenarios() -> dict[str, ExperimentConfig]:
     return {config.name: config for config in configs}
 
 
-def plot_checks(table: pd.DataFrame, ax=None):
-    """The z-score of every check (horizontal bars) with the +-4 SE limits.
-
-    Parameters
-    ----------
-    table
-        :func:`run_checks` output.
-    ax
-        Axes to draw on (default: a new figure).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(7, 0.28 * len(table) + 1.2))
-    positions = np.arange(len(table))[::-1]
-    colors = ["tab:blue" if passed else "tab:red" for passed in table["passed"]]
-    ax.barh(positions, table["z"].clip(-2 * Z_LIMIT, 2 * Z_LIMIT), color=colors)
-    for limit in (-Z_LIMIT, Z_LIMIT):
-        ax.axvline(limit, color="grey", linestyle="--", linewidth=1)
-    ax.set_yticks(positions)
-    ax.set_yticklabels(table["check"], fontsize=7)
-    ax.set_xlabel("z = (simulated - exact) / SE")
-    return ax
-
-
 # --------------------------------------------------------------------------- command line
 
 
-def _csv_problem(path, force: bool) -> str | None:
-    """Why ``--csv path`` cannot be written (checked before any work), or None."""
-    from pathlib import Path
-
-    path = Path(path)
-    if path.is_dir():
-        return f"--csv {path} is a directory; give a file name such as {path / 'validate.csv'}"
-    if path.exists() and not force:
-        return f"--csv {path} already exists; choose another file or pass --force to overwrite it"
-    if not path.parent.is_dir():
-        return f"--csv {path}: the folder {path.parent} does not exist"
-    return None
-
-
-def _validate_command(args) -> int:
-    from sim.cli.main import EXIT_BAD_INPUT
-    from sim.exceptions import ConfigError
-
-    problem = _csv_problem(args.csv, args.force) if args.csv is not None else None
-    if problem:
-        print(f"sim: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    started = __import__("time").perf_counter()
-    try:
-        table = run_checks(quick=args.quick, seed=args.seed, threads=args.threads)
-    except (ConfigError, ValueError) as error:  # e.g. a seed or thread count out of range
-        print(f"sim: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    elapsed = __import__("time").perf_counter() - started
-    columns = ["group", "check", "exact", "simulated", "se", "z", "passed"]
-    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_rows", 500,
-                           "display.max_colwidth", 80):
-        print(table[columns].to_string(index=False, float_format=lambda x: f"{x:.6g}"))
-    print()
-    print("closed forms:")
-    for group, closed_form in table[["group", "closed_form"]].drop_duplicates().itertuples(index=False):
-        print(f"  {group}: {closed_form}")
-    failed = table[~table["passed"]]
-    n = int(table["customers"].iloc[0])
-    print(f"\n{len(table) - len(failed)} of {len(table)} checks within {Z_LIMIT:g} SE ({n:,} customers per scenario, "
-          f"seed {args.seed}, {elapsed:.1f} s)")
-    if args.csv is not None:
-        from sim.io.results import atomic_write_text
-
-        atomic_write_text(args.csv, table.to_csv(index=False))
-        print(f"wrote {args.csv}")
-    if len(failed):
-        print(f"sim validate: {len(failed)} check(s) off by more than {Z_LIMIT:g} SE: "
-              + "; ".join(failed["check"]), file=sys.stderr)
-        return 1
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``sim validate [--quick] [--seed S] [--threads K] [--csv FILE]`` to the ``sim`` parser."""
-    from pathlib import Path
-
-    from sim.cli.main import _non_negative_int
-
-    parser = subparsers.add_parser(
-        "validate", help="hold the simulator against closed-form CLV and retention models (exit 1 if |z| > 4)",
-        description="Closed form vs Monte Carlo through the jitted core: Markov-reducible lifecycle chains, "
-                    "constant-retention cohorts and Beta-heterogeneous (sBG) cohorts.",
-    )
-    parser.add_argument("--quick", action="store_true",
-                        help=f"{QUICK_CUSTOMERS:,} customers per scenario instead of {FULL_CUSTOMERS:,}")
-    parser.add_argument("--seed", type=_non_negative_int, default=DEFAULT_SEED, help="seed of every scenario")
-    parser.add_argument("--threads", type=_non_negative_int, default=None, help="numba threads (never changes results)")
-    parser.add_argument("--csv", type=Path, default=None, help="also write the table to this CSV file")
-    parser.add_argument("--force", action="store_true", help="overwrite an existing --csv file")
-    parser.set_defaults(handler=_validate_command)

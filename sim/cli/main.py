@@ -1,50 +1,27 @@
-"""Command line: ``sim run CONFIG [--out DIR] [--seed S] [--replications R] [--customers N] [--threads K]``.
+"""The ``sim`` command line: ``sim COMMAND ...``, one module of :mod:`sim.cli` per command.
 
-Configuration problems are printed as one line each (field, value, what is allowed) and
-exit with status 2, without a traceback.
-
-Subcommands live in their own modules: each module listed in :data:`COMMAND_MODULES` has
-``register(subparsers)``, which adds its parser and sets ``handler=<function(args) -> int>``.
+Bad input (configuration, data, arguments) is printed as one message, exit status 2, never a
+traceback; Ctrl-C exits with status 130 and one line.
 """
 
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
-import time
-from pathlib import Path
 
-__all__ = ["main", "build_parser", "EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "COMMAND_MODULES"]
+from sim.cli import bench, calibrate, optimize, run, validate
+from sim.cli import figures as figures_command
+from sim.cli._common import EXIT_INTERRUPTED
 
-#: Exit status for bad input (configuration or arguments).
-EXIT_BAD_INPUT = 2
+__all__ = [
+    "main",
+    "build_parser",
+    "COMMANDS",
+]
 
-#: Exit status after Ctrl-C (128 + SIGINT, as a shell reports it).
-EXIT_INTERRUPTED = 130
-
-#: Modules that add subcommands (each defines ``register(subparsers)``), besides ``run``.
-COMMAND_MODULES: tuple[str, ...] = ("sim.fitting.calibration", "sim.checks.validate", "sim.experiments.optimize", "sim.plotting.gallery.figures", "sim.checks.bench")
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{value} must be >= 0")
-    return value
+#: The command modules, in the order ``sim --help`` lists them; each has ``register(subparsers)``,
+#: which adds its parser and sets ``handler=<function(args) -> int>``.
+COMMANDS = (run, calibrate, validate, optimize, figures_command, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,223 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Customer-lifecycle simulator: cohort CLV under relationship-investment policies.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run = commands.add_parser("run", help="run an experiment config and write results/<name>/")
-    run.add_argument("config", type=Path, help="experiment TOML file (e.g. experiments/baseline.toml)")
-    run.add_argument("--out", type=Path, default=None, help="result folder (default: results/<experiment name>)")
-    run.add_argument("--seed", type=_non_negative_int, default=None, help="override run.seed")
-    run.add_argument("--replications", type=_positive_int, default=None, help="override run.replications")
-    run.add_argument("--customers", type=_positive_int, default=None, help="override population.customers")
-    run.add_argument("--horizon", type=_positive_int, default=None, help="override run.horizon")
-    run.add_argument("--threads", type=_non_negative_int, default=None, help="numba threads (0 = all; never changes results)")
-    run.add_argument("--force", action="store_true",
-                     help="overwrite a complete result folder, or write into a folder holding other files "
-                          "(never the root or home folder; rules in sim/paths.py)")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-    run.add_argument("--no-figure", action="store_true", help="skip the figure")
-    run.add_argument("--engine", choices=("core", "abm"), default=None,
-                     help="core: the numba cohort core; abm: the SimPy agent-based market (default: the config's engine)")
-    run.add_argument("--executor", choices=("local", "dask"), default="local",
-                     help="where the chunks run: this process, or a Dask cluster (never changes results; README 'Dask')")
-    run.add_argument("--scheduler", default=None, metavar="ADDRESS",
-                     help="Dask scheduler address (tcp://host:8786) or scheduler file; default: a LocalCluster")
-    run.add_argument("--resume", action="store_true",
-                     help="continue an interrupted run from the chunk files in OUT/.chunks (same numbers as an uninterrupted run)")
-    run.set_defaults(handler=_run)
-    import importlib
-
-    for module_name in COMMAND_MODULES:
-        importlib.import_module(module_name).register(commands)
+    for module in COMMANDS:
+        module.register(commands)
     return parser
-
-
-def _print_summary(result) -> None:
-    import pandas as pd
-
-    columns = ["policy", "clv_mean", "clv_se", "clv_p05", "clv_p50", "clv_p95", "retention_spend", "satisfaction_mean"]
-    table = result.summary[columns].copy()
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:,.2f}".format):
-        print(table.to_string(index=False))
-
-
-def _run(args) -> int:
-    from sim.exceptions import ConfigError
-    from sim.model.config import load_config
-    from sim.runs.projection import project
-    from sim.exceptions import ResultExistsError
-    from sim.io.results import prepare_result_dir
-
-    try:
-        config = load_config(args.config)
-        overrides = {}
-        run_overrides = {k: v for k, v in (("seed", args.seed), ("replications", args.replications),
-                                           ("horizon", args.horizon), ("threads", args.threads)) if v is not None}
-        if run_overrides:
-            overrides["run"] = run_overrides
-        if args.customers is not None:
-            overrides["population"] = {"customers": args.customers}
-        if overrides:
-            config = config.with_overrides(**overrides)
-        engine_problems = _engine_problems(config, args.engine or config.engine)
-        if engine_problems:
-            raise ConfigError(engine_problems, str(args.config))  # before the result folder exists
-    except ConfigError as error:
-        print(f"sim: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    problem = _executor_problem(args, config)
-    if problem:
-        print(f"sim: {problem}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    try:  # fail before any work, not after (output-path rules: sim/paths.py)
-        from sim.io.paths import default_result_dir
-
-        out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
-        problem = _resume_problem(out, resume=getattr(args, "resume", False), force=args.force, config=config)
-        if problem:
-            print(f"sim: {problem}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        prepare_result_dir(out, force=args.force)
-    except ResultExistsError as error:
-        print(f"sim: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except OSError as error:  # e.g. no permission to create the folder
-        print(f"sim: cannot create the result folder {error.filename or out}: {error.strerror or error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    if (args.engine or config.engine) == "abm":  # the SimPy agent-based market (sim/abm.py)
-        from sim.cli.run_market import run_market_command
-
-        return run_market_command(config, out, args)
-    if config.sweep:  # a grid of experiments (sim/experiments.py)
-        from sim.experiments.comparison import run_sweep_command
-
-        return run_sweep_command(config, out, args)
-    print(f"{config.name}: {config.population.customers:,} customers x {config.run.replications} replications x "
-          f"{config.run.horizon} periods, {len(config.policies)} policies, seed {config.run.seed}")
-    started = time.perf_counter()
-    from sim.experiments.comparison import ExperimentResult, comparison_figure, experiment_report, run_experiment
-
-    try:
-        if config.precision.target_ci_halfwidth is not None:
-            # sim.project plus the frontier table and [precision] control (sim/experiments.py)
-            result = run_experiment(config, progress=not args.no_progress)
-        else:
-            # chunk files in out/.chunks make the run resumable (sim/checkpoint.py)
-            result = ExperimentResult.from_projection(project(
-                config, progress=not args.no_progress, executor=getattr(args, "executor", "local"),
-                scheduler=getattr(args, "scheduler", None), checkpoint=out, resume=getattr(args, "resume", False),
-                keep_clv=False))
-    except ConfigError as error:  # checked above; available memory can still shrink before a chunk starts
-        print(f"sim: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    rejected = result.timings.get("chunk_files_rejected") or []
-    if result.timings.get("chunks_resumed") or rejected:
-        print(f"resumed {result.timings.get('chunks_resumed', 0)} of {result.timings['chunks']} chunks from "
-              f"{out}/.chunks" + (f"; recomputed {len(rejected)} untrusted chunk files: {'; '.join(rejected)}"
-                                  if rejected else ""))
-    result.timings["total_seconds"] = time.perf_counter() - started
-    figures = {}
-    if not args.no_figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        from sim.plotting.projection import result_figure
-
-        figures["overview.png"] = result_figure(result)
-        if len(config.policies) > 1:
-            figures["comparison.png"] = comparison_figure(result)
-    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
-    result.save(out, command=command, force=True, figures=figures,
-                extra_manifest={"engine": "core", **result.manifest_extra()})
-    from sim.runs.checkpoint import ChunkStore
-
-    ChunkStore(out, config).remove()  # the manifest marks the run complete: chunk files are no longer needed
-    _print_summary(result)
-    print(experiment_report(result))
-    print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
-          f"in {result.timings['total_seconds']:.1f} s")
-    return 0
-
-
-def _engine_problems(config, engine: str) -> list[tuple[str, str]]:
-    """Why ``engine`` (the config's, or ``--engine``'s) cannot run ``config`` on this machine,
-    as ``(field, message)`` pairs: the agent engine's checks (no [sweep], cohort and memory,
-    :func:`sim.engines.market.engine.agent_engine_problems`), or the core's run size
-    (:func:`sim.runs.executors.run_size_problems`) and market interactions it would ignore."""
-    if engine == "abm":
-        from sim.engines.market.engine import agent_engine_problems
-
-        problems = []
-        if config.sweep:
-            problems.append((f"sweep ({len(config.sweep)} swept paths)",
-                             "the agent engine does not run [sweep] grids; run the sweep on the core engine "
-                             "(engine = \"core\" or --engine core)"))
-        return problems + agent_engine_problems(config)
-    from sim.runs.executors import run_size_problems
-
-    if config.sweep:  # every point of the grid (sim/experiments.py)
-        from sim.experiments.comparison import sweep_size_problems
-
-        problems = sweep_size_problems(config)
-    else:
-        problems = run_size_problems(config)
-    interactions = config.market.interactions
-    if interactions:  # an agent-engine file under --engine core (a core file with them is refused at load)
-        fields = ", ".join(f"market.{name}.enabled" for name in interactions)
-        problems.append((f"{fields} = true",
-                         "the market interactions run only on the agent engine; --engine core would ignore them: "
-                         "drop --engine core, or switch them off in the file"))
-    return problems
-
-
-def _executor_problem(args, config) -> str | None:
-    """Why the executor options cannot apply to this run (None if they can)."""
-    executor = getattr(args, "executor", "local")
-    scheduler = getattr(args, "scheduler", None)
-    resume = getattr(args, "resume", False)
-    if scheduler and executor != "dask":
-        return f"--scheduler {scheduler} needs --executor dask"
-    if executor == "dask" or resume:
-        option = "--resume" if resume else "--executor dask"
-        if (args.engine or config.engine) == "abm":
-            return f"{option} applies to the cohort core; the agent-based engine (--engine abm) runs in this process"
-        if config.sweep:
-            return f"{option} applies to single experiments; a [sweep] runs its points one after another"
-        if config.precision.target_ci_halfwidth is not None:
-            return f"{option} is not available with [precision] control (replications are added adaptively)"
-    if executor == "dask":
-        try:
-            import distributed  # noqa: F401
-        except ImportError:
-            return 'the Dask executor needs dask.distributed: pip install -e ".[dask]"'
-    return None
-
-
-def _resume_problem(out: Path, *, resume: bool, force: bool, config=None) -> str | None:
-    """The result-folder rules for chunk files (sim/checkpoint.py): a folder with chunk files
-    but no manifest holds an interrupted run, continued with --resume or replaced with
-    --force; --resume on a complete folder has nothing to do; --resume with chunk files of
-    another config, seed or code version is refused (they would be discarded)."""
-    from sim.runs.checkpoint import CHUNK_DIR, ChunkStore
-    from sim.io.results import MANIFEST
-
-    out = Path(out)
-    chunks = sorted((out / CHUNK_DIR).glob("*.npz")) if (out / CHUNK_DIR).is_dir() else []
-    complete = (out / MANIFEST).exists()
-    if resume and complete and not force:
-        return (f"{out} already holds a complete result ({MANIFEST}); nothing to resume. "
-                "Choose another --out, or pass --force to run it again")
-    if resume and force:
-        return "--resume continues an interrupted run and --force starts over: pass one of them"
-    if resume and chunks and not complete and config is not None:
-        foreign = ChunkStore(out, config).foreign_files()
-        if foreign:
-            return (f"--resume: {len(foreign)} of the {len(chunks)} chunk files in {out / CHUNK_DIR} were written "
-                    "for another config, seed or version of the code (was a setting such as --seed changed?); "
-                    "resume with the original settings, or run without --resume and with --force to discard "
-                    "them and start over")
-    if chunks and not complete and not resume and not force:
-        return (f"{out} holds an interrupted run ({len(chunks)} chunk files in {out / CHUNK_DIR}, no {MANIFEST}): "
-                "pass --resume to continue it, or --force to start over")
-    return None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,7 +17,7 @@ def run_market_command(config: ExperimentConfig, out, args) -> int:
     import shlex
     import sys
 
-    from sim.cli.main import _print_summary
+    from sim.cli.run import _print_summary
 
     interactions = ", ".join(config.market.interactions) or "none"
     print(f"{config.name} (agent engine, interactions: {interactions}, timing: {config.market.timing}): "

@@ -37,25 +37,18 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sim.exceptions import ConfigError
-from sim.model.config import ExperimentConfig, apply_overrides, sweep_grid
+from sim.model.config import ExperimentConfig
 from sim.tables.result import ProjectionResult, Z95
 from sim.runs.projection import _resolve, _set_threads, project
 
 __all__ = [
-    "Z95",
     "ExperimentResult",
-    "SweepResult",
     "run_experiment",
     "project_to_precision",
-    "run_sweep",
     "frontier_table",
     "restrict_comparison",
     "with_unpaired_se",
     "ci_halfwidth",
-    "comparison_figure",
-    "sweep_figure",
-    "experiment_report",
 ]
 
 # --------------------------------------------------------------------------- table helpers
@@ -287,220 +280,6 @@ def run_experiment(
     return ExperimentResult.from_projection(project(config, progress=progress))
 
 
-@dataclass
-class SweepResult:
-    """The results of a ``[sweep]`` grid: tidy rows with the swept values as columns.
-
-    Attributes
-    ----------
-    config : ExperimentConfig
-        The sweep's configuration (with its ``[sweep]`` section).
-    parameters : tuple of str
-        The swept dotted paths, which are also columns of the tables.
-    sweep : DataFrame
-        One row per grid point and policy: ``point`` (1-based), the swept values, then the
-        columns of the ``summary`` table (``policy, clv_mean, clv_se, clv1..clv6,
-        retention_spend, satisfaction_mean, ...``).
-    sweep_comparison : DataFrame
-        ``point``, the swept values, then the ``comparison`` columns, per point.
-    sweep_frontier : DataFrame
-        ``point``, the swept values, then the ``frontier`` columns, per point.
-    precision : list of dict
-        The precision record of each point (empty dicts without precision control).
-    """
-
-    config: ExperimentConfig
-    parameters: tuple
-    sweep: pd.DataFrame
-    sweep_comparison: pd.DataFrame
-    sweep_frontier: pd.DataFrame
-    precision: list = field(default_factory=list)
-    timings: dict = field(default_factory=dict)
-
-    TABLES = ("sweep", "sweep_comparison", "sweep_frontier")
-
-    def table(self, name: str) -> pd.DataFrame:
-        """One of the tables by name (see :attr:`TABLES`)."""
-        if name not in self.TABLES:
-            raise KeyError(f"no table {name!r}; tables: {', '.join(self.TABLES)}")
-        return getattr(self, name)
-
-    def manifest_extra(self) -> dict:
-        """Entries for ``manifest.json``: the swept parameters, the points, precision."""
-        extra = {"sweep": {"parameters": list(self.parameters), "points": len(self.sweep["point"].unique())}}
-        if any(self.precision):
-            extra["precision"] = self.precision
-        return extra
-
-    def save(self, directory, *, command: str | None = None, force: bool = False,
-             extra_manifest: dict | None = None, figures: dict | None = None):
-        """Write the tables as CSV, the figures, then ``manifest.json`` (see :func:`sim.io.results.save_result`)."""
-        from sim.io.results import save_result
-
-        return save_result(self, directory, command=command, force=force,
-                           extra_manifest={**self.manifest_extra(), **(extra_manifest or {})}, figures=figures)
-
-
-def _with_point(table: pd.DataFrame, number: int, point: dict) -> pd.DataFrame:
-    front = pd.DataFrame({"point": [number] * len(table), **{path: [value] * len(table) for path, value in point.items()}})
-    return pd.concat([front, table.reset_index(drop=True)], axis=1)
-
-
-def sweep_point_configs(config: ExperimentConfig) -> tuple[list[dict], list[ExperimentConfig]]:
-    """The points of the config's ``[sweep]`` grid and the config of each (the base with the
-    swept paths set by ``sim.model.config.apply_overrides``, each validated)."""
-    base = config.model_copy(update={"sweep": {}})
-    points = sweep_grid(config)
-    return points, [apply_overrides(base, point) for point in points]
-
-
-def sweep_size_problems(config: ExperimentConfig, points: list[dict] | None = None,
-                        configs: list[ExperimentConfig] | None = None) -> list[tuple[str, str]]:
-    """Why a point of the ``[sweep]`` grid is too large to run on this machine
-    (:func:`sim.runs.executors.run_size_problems` of each point, naming the point), checked
-    before any work: a sweep over ``population.customers`` must not fail at its last point,
-    hours in. ``points, configs`` from :func:`sweep_point_configs` if already built."""
-    from sim.runs.executors import run_size_problems
-
-    if points is None or configs is None:
-        points, configs = sweep_point_configs(config)
-    problems, failing = [], 0
-    for number, (point, point_config) in enumerate(zip(points, configs), start=1):
-        point_problems = run_size_problems(point_config)
-        failing += bool(point_problems)
-        if point_problems and failing <= MAX_REPORTED_POINTS:
-            where = ", ".join(f"{path} = {value}" for path, value in point.items())
-            problems += [(f"{field} (sweep point {number}: {where})", message) for field, message in point_problems]
-    if failing > MAX_REPORTED_POINTS:
-        problems.append(("sweep", f"and {failing - MAX_REPORTED_POINTS:,} more points too large (of {len(points):,})"))
-    return problems
-
-
-#: Most sweep points whose size problems are listed one by one.
-MAX_REPORTED_POINTS = 10
-
-
-def run_sweep(config: ExperimentConfig, *, progress: bool = False) -> SweepResult:
-    """Run every point of the config's ``[sweep]`` grid with :func:`run_experiment`.
-
-    Each point is the config with the swept paths set (``sim.model.config.apply_overrides``);
-    every point was validated when the config was loaded and is validated again here, all
-    before any simulation. All points use the same ``run.seed``, so differences between
-    points are common-random-numbers comparisons too. Precision control, if configured,
-    applies to each point.
-
-    Raises
-    ------
-    ValueError
-        If the config has no ``[sweep]``.
-    ConfigError
-        If a point is too large for this machine (:func:`sweep_size_problems`).
-    """
-    if not config.sweep:
-        raise ValueError("the config has no [sweep] section: nothing to sweep")
-    points, configs = sweep_point_configs(config)  # every point validated before any work
-    problems = sweep_size_problems(config, points, configs)  # and every point's run size
-    if problems:
-        raise ConfigError(problems)
-    started = time.perf_counter()
-    summaries, comparisons, frontiers, precision = [], [], [], []
-    for number, (point, point_config) in enumerate(zip(points, configs), start=1):
-        if progress:
-            print(f"  point {number}/{len(points)}: " + ", ".join(f"{k} = {v}" for k, v in point.items()), flush=True)
-        result = run_experiment(point_config)
-        summaries.append(_with_point(result.summary, number, point))
-        comparisons.append(_with_point(result.comparison, number, point))
-        frontiers.append(_with_point(result.frontier, number, point))
-        precision.append(result.precision)
-    return SweepResult(
-        config=config,
-        parameters=tuple(config.sweep),
-        sweep=pd.concat(summaries, ignore_index=True),
-        sweep_comparison=pd.concat(comparisons, ignore_index=True),
-        sweep_frontier=pd.concat(frontiers, ignore_index=True),
-        precision=precision,
-        timings={"simulate_seconds": time.perf_counter() - started, "points": len(points)},
-    )
-
-
 # --------------------------------------------------------------------------- figures + report
 
 
-def comparison_figure(result):
-    """The comparison page of a run: forest plot of paired ΔCLV, frontier and CLV
-    decomposition per policy. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    from sim.plotting.projection import plot_clv_parts, plot_comparison_forest, plot_frontier
-
-    figure, axes = plt.subplots(1, 3, figsize=(18, 5.2), layout="constrained")
-    plot_comparison_forest(result.comparison, reference=result.config.comparison.reference, ax=axes[0])
-    frontier = getattr(result, "frontier", None)
-    if frontier is None:
-        frontier = frontier_table(result.summary, result.config.population.customers)
-    plot_frontier(frontier, ax=axes[1])
-    plot_clv_parts(result.summary, ax=axes[2])
-    figure.suptitle(f"{result.config.name}: policy comparison (common random numbers)", fontsize=12)
-    return figure
-
-
-def sweep_figure(result: SweepResult):
-    """CLV and retention spend against the first swept parameter, one line per policy
-    (and per value of the other swept parameters). Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    from sim.plotting.projection import plot_sweep
-
-    parameter, others = result.parameters[0], result.parameters[1:]
-    figure, axes = plt.subplots(1, 2, figsize=(14, 5), layout="constrained")
-    plot_sweep(result.sweep, parameter, "clv_mean", by=("policy",) + tuple(others), ax=axes[0])
-    plot_sweep(result.sweep, parameter, "retention_spend", by=("policy",) + tuple(others), ax=axes[1])
-    figure.suptitle(f"{result.config.name}: sweep over {', '.join(result.parameters)}", fontsize=12)
-    return figure
-
-
-def experiment_report(result) -> str:
-    """A short text report of a comparison: the paired ΔCLV rows and precision control."""
-    lines = []
-    comparison = result.comparison
-    if len(comparison):
-        columns = [c for c in ("policy", "reference", "delta_clv", "ci_low", "ci_high", "p_better", "delta_spend", "roi",
-                               "se_ratio") if c in comparison]
-        with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:,.3f}".format):
-            lines.append("\npaired differences (common random numbers; se_ratio = unpaired SE / paired SE):")
-            lines.append(comparison[columns].to_string(index=False))
-    precision = getattr(result, "precision", None)
-    if precision:
-        state = "met" if precision["met"] else "NOT met (cap reached)"
-        lines.append(f"\nprecision: 95 % CI half-width {precision['reached_ci_halfwidth']:.3f} "
-                     f"(target {precision['target_ci_halfwidth']:g}, {state}) with {precision['replications']} replications")
-    return "\n".join(lines)
-
-
-def run_sweep_command(config: ExperimentConfig, out, args) -> int:
-    """``sim run`` for a config with a ``[sweep]``: run the grid, write the tables, the
-    figure and the manifest into ``out`` (already prepared), print a compact table."""
-    import shlex
-    import sys
-
-    points = sweep_grid(config)
-    print(f"{config.name}: sweep over {', '.join(config.sweep)} — {len(points)} points x {len(config.policies)} policies, "
-          f"{config.population.customers:,} customers x {config.run.replications} replications x {config.run.horizon} periods, "
-          f"seed {config.run.seed}")
-    started = time.perf_counter()
-    result = run_sweep(config, progress=not getattr(args, "no_progress", False))
-    result.timings["total_seconds"] = time.perf_counter() - started
-    figures = {}
-    if not getattr(args, "no_figure", False):
-        import matplotlib
-
-        matplotlib.use("Agg")
-        figures["sweep.png"] = sweep_figure(result)
-    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
-    result.save(out, command=command, force=True, figures=figures, extra_manifest={"engine": "core"})
-    columns = ["point", *result.parameters, "policy", "clv_mean", "clv_se", "retention_spend", "satisfaction_mean"]
-    with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:,.3f}".format):
-        print(result.sweep[columns].to_string(index=False))
-    print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
-          f"in {result.timings['total_seconds']:.1f} s")
-    return 0

@@ -49,7 +49,6 @@ known exactly (:func:`referral_case_optimum`) and checks that the optimiser find
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import dataclass, field
 
@@ -61,7 +60,6 @@ from sim.model.names import SEGMENTS, STAGES
 from sim.exceptions import ConfigError
 from sim.tables.result import Z95
 from sim.runs.projection import project
-from sim.model.names import EXPLORATION
 
 __all__ = [
     "SpendLayout",
@@ -71,11 +69,7 @@ __all__ = [
     "search_spend",
     "response_curves",
     "optimize_spend",
-    "referral_case_clv",
-    "referral_case_optimum",
     "optimum_policy_toml",
-    "optimize_figure",
-    "register",
 ]
 
 #: Name of the optimised policy in the output tables.
@@ -607,207 +601,7 @@ def optimize_spend(
 # --------------------------------------------------------------------------- a case with a known optimum
 
 
-def _referral_case_problems(config: ExperimentConfig) -> list[str]:
-    from sim.analytic.lifecycle_chain import markov_reducible_problems
-
-    silent = config.with_overrides(word_of_mouth={"talk_probability": 0.0})
-    problems = [p for p in markov_reducible_problems(silent) if "policy" not in p]
-    if config.dynamics.expectation_adaptation != 0.0:
-        problems.append("dynamics.expectation_adaptation must be 0 (fixed expectations)")
-    return problems
-
-
-@dataclass(frozen=True)
-class _ReferralCase:
-    """The exact pieces of a referral case: ``clv(a) = clv_zero + sum_{g,k} share_g
-    weight[g, k] (rho_{g,k}(a[k, g]) - a[k, g])``."""
-
-    clv_zero: float
-    shares: tuple
-    weight: np.ndarray  # (segment, stage): expected discounted periods in the stage
-    base: np.ndarray  # (segment,) base performance minus the expectation
-    effectiveness: np.ndarray  # (stage,)
-    referral: np.ndarray  # (type,) expected referral value per period
-    spread: float  # sd of the disconfirmation around its mean
-    tolerance: float
-    care: tuple  # (gain, scale, annoyance) of (M1)
-
-    def rho(self, spend, stage: int, segment: int):
-        """Expected referral value per period (C5) in ``stage`` for ``segment`` at ``spend`` (vectorised)."""
-        from scipy.stats import norm
-
-        from sim.model.equations import care_response
-
-        gain = care_response.py_func(np.asarray(spend, dtype=float), *self.care)
-        m = self.base[segment] + self.effectiveness[stage] * gain
-        if self.spread > 0:
-            low, high = norm.cdf((-self.tolerance - m) / self.spread), norm.cdf((m - self.tolerance) / self.spread)
-        else:
-            low, high = (m < -self.tolerance).astype(float), (m > self.tolerance).astype(float)
-        return self.referral[0] * low + self.referral[2] * high + self.referral[1] * (1.0 - low - high)
-
-    def term(self, spend, stage: int, segments) -> np.ndarray:
-        """The CLV contribution of one stage's spend, summed over ``segments``."""
-        spend = np.asarray(spend, dtype=float)
-        return sum(self.shares[g] * self.weight[g, stage] * (self.rho(spend, stage, g) - spend) for g in segments)
-
-
-def _referral_case(config: ExperimentConfig) -> _ReferralCase:
-    from sim.analytic.closed_forms import markov_clv
-    from sim.analytic.lifecycle_chain import lifecycle_chain, lifecycle_markov_clv
-
-
-    problems = _referral_case_problems(config)
-    if problems:
-        raise ValueError("not a referral case: " + "; ".join(problems))
-    dyn, wom, eco = config.dynamics, config.word_of_mouth, config.economics
-    silent = _objective_config(config).with_overrides(word_of_mouth={"talk_probability": 0.0},
-                                                      policies=[{"name": "zero", "kind": "none"}])
-    shares = (config.population.relationship_share, 1.0 - config.population.relationship_share)
-    weight = np.zeros((len(SEGMENTS), len(STAGES)))
-    for g, segment in enumerate(SEGMENTS):
-        P, _ = lifecycle_chain(silent, "zero", segment)
-        for k in range(len(STAGES)):
-            unit = np.zeros(5)
-            unit[k] = 1.0
-            weight[g, k] = markov_clv(P, unit, eco.period_discount_rate, horizon=config.run.horizon, timing="end")[EXPLORATION]
-    return _ReferralCase(
-        clv_zero=lifecycle_markov_clv(silent, "zero"),
-        shares=shares,
-        weight=weight,
-        base=np.asarray(dyn.base_performance.as_tuple()) - dyn.initial_expectation,
-        effectiveness=np.asarray(dyn.stage_effectiveness.as_tuple()),
-        referral=(wom.talk_probability * np.array(wom.people_told.as_tuple()) * np.array(wom.influence.as_tuple())
-                  * wom.referral_value),
-        spread=math.hypot(dyn.performance_fit_sd, dyn.performance_noise),
-        tolerance=dyn.satisfaction_tolerance,
-        care=(dyn.care_gain, dyn.care_scale, dyn.annoyance),
-    )
-
-
-def referral_case_clv(config: ExperimentConfig, spend) -> float:
-    """Exact expected CLV of a spend table ``spend[stage, segment]`` in the *referral case*.
-
-    The referral case is the Markov-reducible setting (:mod:`sim.analytic.lifecycle_chain`: no
-    satisfaction feedback on transitions, no tenure or loyalty effects on cash) with word
-    of mouth switched ON and fixed expectations (``dynamics.expectation_adaptation = 0``).
-    Spend then changes nothing but (i) its own cost and (ii) the satisfaction type of each
-    period, hence the referral value C5. With expectation ``Q0``, base performance
-    ``b_g``, stage effectiveness ``e_k`` and care response ``g(a)`` (M1), the
-    disconfirmation is ``d = b_g + f + e_k g(a) + sigma eps - Q0`` (M2, M3) with
-    ``f ~ N(0, sigma_f^2)``, ``eps ~ N(0, 1)`` independent, so ``d ~ N(m, s^2)`` with
-    ``m = b_g + e_k g(a) - Q0`` and ``s^2 = sigma_f^2 + sigma^2``, and the expected
-    referral value per period is
-
-    .. math:: \\rho_{g,k}(a) = r_d\\,\\Phi\\left(\\frac{-\\tau - m}{s}\\right)
-              + r_h\\,\\Phi\\left(\\frac{m - \\tau}{s}\\right)
-              + r_s\\left(1 - \\Phi\\left(\\frac{-\\tau - m}{s}\\right) - \\Phi\\left(\\frac{m - \\tau}{s}\\right)\\right)
-
-    (``r`` the expected referral value of a dissatisfied, satisfied and highly satisfied
-    period, C5; ``tau`` the tolerance, M3). The stage process does not depend on
-    satisfaction, so it is independent of these draws, and
-
-    .. math:: CLV(a) = CLV_{Markov}(0) + \\sum_g \\pi_g \\sum_k w_{g,k}\\,(\\rho_{g,k}(a_{k,g}) - a_{k,g})
-
-    with ``CLV_Markov(0)`` = :func:`sim.analytic.lifecycle_chain.lifecycle_markov_clv` without spend
-    and without word of mouth, segment shares ``pi_g``, and ``w_{g,k}`` the expected
-    discounted number of periods in stage ``k`` (the Pfeifer-Carraway value of the chain
-    with reward 1 in ``k``, :func:`sim.analytic.closed_forms.markov_clv`, timing "end", horizon
-    ``run.horizon``). Everything is exact; nothing is simulated.
-
-    Raises
-    ------
-    ValueError
-        If ``config`` is not a referral case (the message says what to change).
-    """
-    case = _referral_case(config)
-    spend = np.asarray(spend, dtype=float)
-    total = case.clv_zero
-    for k in range(len(STAGES)):
-        for g in range(len(SEGMENTS)):
-            total += float(case.term(spend[k, g], k, [g]))
-    return float(total)
-
-
-def referral_case_optimum(config: ExperimentConfig) -> pd.DataFrame:
-    """The exact CLV-maximising spend of a referral case (see :func:`referral_case_clv`).
-
-    The CLV is a sum of one term per stage (and segment), so each coordinate of the
-    ``[optimize]`` layout maximises its own term on ``[0, max_spend]``: with one spend per
-    stage, ``sum_g pi_g w_{g,k} (rho_{g,k}(a) - a)``; per segment, ``rho_{g,k}(a) - a``.
-    Each 1-D problem is smooth; it is bracketed on a grid of 20,001 spends and solved to
-    1e-10 money units by :func:`scipy.optimize.minimize_scalar` (bounded), so the result
-    is the exact optimum to that tolerance. Stages not searched keep ``optimize.start``.
-
-    Returns
-    -------
-    DataFrame
-        ``stage, segment, spend, curvature, clv``: ``curvature`` is the second derivative
-        of the CLV in that coordinate at the optimum (negative at an interior maximum);
-        ``clv`` the exact CLV at the optimum (same in every row).
-    """
-    from scipy.optimize import minimize_scalar
-
-    case = _referral_case(config)
-    layout = SpendLayout.from_config(config)
-    x = layout.initial()
-    curvature = np.zeros(len(x))
-    fine = np.linspace(0.0, layout.max_spend, 20_001)
-    for j, (stage, segment) in enumerate(layout.coordinates):
-        k = STAGES.index(stage)
-        segments = range(len(SEGMENTS)) if segment == "all" else [SEGMENTS.index(segment)]
-
-        def term(value, k=k, segments=segments):
-            return case.term(value, k, segments)
-
-        values = term(fine)
-        best = int(np.argmax(values))
-        low, high = fine[max(best - 1, 0)], fine[min(best + 1, len(fine) - 1)]
-        refined = minimize_scalar(lambda v: -float(term(v)), bounds=(low, high), method="bounded", options={"xatol": 1e-10})
-        x[j] = refined.x if -refined.fun >= values[best] else fine[best]
-        h = 1e-3
-        curvature[j] = float(term(x[j] + h) - 2 * term(x[j]) + term(max(x[j] - h, 0.0))) / h**2
-    frame = layout.frame(x)
-    frame["curvature"] = curvature
-    frame["clv"] = referral_case_clv(config, layout.table(x))
-    return frame
-
-
 # --------------------------------------------------------------------------- figure + CLI
-
-
-def optimize_figure(result: OptimizationResult):
-    """The page of ``sim optimize``: response curves, frontier, forest plot against the
-    reference, CLV decomposition. Returns the Figure."""
-    import matplotlib.pyplot as plt
-
-    from sim.plotting.projection import plot_clv_parts, plot_comparison_forest, plot_frontier, plot_response
-
-    figure, axes = plt.subplots(2, 2, figsize=(15, 10), layout="constrained")
-    plot_response(result.response, ax=axes[0, 0], delta=True)  # paired: the precision that locates the peak
-    plot_frontier(result.frontier, ax=axes[0, 1])
-    plot_comparison_forest(result.comparison, reference=result.reference, ax=axes[1, 0])
-    plot_clv_parts(result.evaluation, ax=axes[1, 1])
-    evaluation = result.settings["evaluation"]
-    figure.suptitle(f"{result.config.name}: optimised retention spend (re-evaluated on seed {evaluation['seed']}, "
-                    f"{evaluation['customers']:,} customers x {evaluation['replications']} replications)", fontsize=12)
-    return figure
-
-
-def _report(result: OptimizationResult) -> str:
-    lines = ["optimal spend per period (CRN search):"]
-    with pd.option_context("display.width", 160, "display.float_format", "{:,.3f}".format):
-        lines.append(result.optimum.to_string(index=False))
-        row = result.evaluation.set_index("policy").loc[OPTIMUM]
-        lines.append(f"\nCLV at the optimum: {row['clv_mean']:,.2f} (95 % CI {row['ci_low']:,.2f} .. {row['ci_high']:,.2f}) "
-                     f"on fresh seeds; in-sample {result.search.clv:,.2f}")
-        columns = ["policy", "reference", "delta_clv", "ci_low", "ci_high", "p_better", "delta_spend", "roi"]
-        lines.append(f"\npaired ΔCLV against {result.reference} (fresh seeds):")
-        lines.append(result.comparison[columns].to_string(index=False))
-    lines.append(f"\n{result.search.evaluations} evaluations in {result.search.kernel_calls} kernel calls, "
-                 f"{result.search.cycles} cycle(s)")
-    lines.append("\nthe optimum as a policy for an experiment config:\n" + optimum_policy_toml(result))
-    return "\n".join(lines)
 
 
 def optimum_policy_toml(result: OptimizationResult, name: str = OPTIMUM) -> str:
@@ -819,67 +613,6 @@ def optimum_policy_toml(result: OptimizationResult, name: str = OPTIMUM) -> str:
         spends = ", ".join(f"{stage} = {policy[segment][stage]:.4g}" for stage in STAGES)
         lines.append(f"{segment} = {{ {spends} }}")
     return "\n".join(lines)
-
-
-def _optimize_command(args) -> int:
-    import shlex
-    import sys
-
-    from sim.model.config import load_config
-    from sim.io.paths import default_result_dir
-    from sim.exceptions import ResultExistsError
-    from sim.io.results import prepare_result_dir
-
-    try:
-        config = load_config(args.config)
-        overrides = {}
-        run = {k: v for k, v in (("seed", args.seed), ("replications", args.replications), ("threads", args.threads))
-               if v is not None}
-        if run:
-            overrides["run"] = run
-        if args.customers is not None:
-            overrides["population"] = {"customers": args.customers}
-        optimize = {k: v for k, v in (("method", args.method), ("per_segment", True if args.per_segment else None))
-                    if v is not None}
-        if optimize:
-            overrides["optimize"] = optimize
-        if overrides:
-            config = config.with_overrides(**overrides)
-        _optimum_name(config)
-        problems = _command_problems(config)
-        if problems:
-            raise ConfigError(problems, str(args.config))
-    except ConfigError as error:
-        print(f"sim: {error}", file=sys.stderr)
-        return 2
-    try:  # the output-path rules of sim.io.paths, before any work
-        out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
-        prepare_result_dir(out, force=args.force)  # --force: the old result's files are removed
-    except ResultExistsError as error:
-        print(f"sim: {error}", file=sys.stderr)
-        return 2
-    layout = SpendLayout.from_config(config)
-    print(f"{config.name}: optimising {len(layout.coordinates)} spend(s) ({', '.join(layout.names())}) "
-          f"in [0, {layout.max_spend:g}] by {config.optimize.method} search")
-    started = time.perf_counter()
-    try:
-        result = optimize_spend(config, progress=True)
-    except ConfigError as error:  # checked above; memory can still shrink before a chunk starts
-        print(f"sim: {error}", file=sys.stderr)
-        return 2
-    result.timings["total_seconds"] = time.perf_counter() - started
-    figures = {}
-    if not args.no_figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        figures["optimize.png"] = optimize_figure(result)
-    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
-    result.save(out, command=command, force=True, figures=figures, extra_manifest={"engine": "core"})
-    print(_report(result))
-    print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
-          f"in {result.timings['total_seconds']:.1f} s")
-    return 0
 
 
 def _command_problems(config: ExperimentConfig, *, customers: int | None = None,
@@ -919,27 +652,3 @@ def _command_problems(config: ExperimentConfig, *, customers: int | None = None,
     return problems + size_problems
 
 
-def register(subparsers) -> None:
-    """Add ``sim optimize CONFIG`` to the ``sim`` command line (see :data:`sim.cli.main.COMMAND_MODULES`)."""
-    from pathlib import Path
-
-    from sim.cli.main import _non_negative_int, _positive_int
-
-    parser = subparsers.add_parser(
-        "optimize",
-        help="find the per-stage retention spend that maximises CLV (common random numbers, scipy.optimize)",
-        description="Search the per-stage (optionally per-segment) retention spend maximising mean CLV net of "
-                    "spend on a fixed-seed objective, then re-evaluate it with CIs on fresh seeds; writes the "
-                    "optimum, evaluation, comparison, frontier, response and trace tables and optimize.png.",
-    )
-    parser.add_argument("config", type=Path, help="experiment TOML with an [optimize] section (e.g. experiments/optimize.toml)")
-    parser.add_argument("--out", type=Path, default=None, help="result folder (default: results/<experiment name>)")
-    parser.add_argument("--seed", type=_non_negative_int, default=None, help="override run.seed (the objective's seed)")
-    parser.add_argument("--replications", type=_positive_int, default=None, help="override run.replications")
-    parser.add_argument("--customers", type=_positive_int, default=None, help="override population.customers")
-    parser.add_argument("--threads", type=_non_negative_int, default=None, help="numba threads (0 = all; never changes results)")
-    parser.add_argument("--method", choices=("coordinate", "powell"), default=None, help="override optimize.method")
-    parser.add_argument("--per-segment", action="store_true", help="one spend per stage and segment")
-    parser.add_argument("--force", action="store_true", help="overwrite a complete result folder")
-    parser.add_argument("--no-figure", action="store_true", help="skip the figure")
-    parser.set_defaults(handler=_optimize_command)

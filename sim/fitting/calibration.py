@@ -1,7 +1,7 @@
 r"""Calibration to observed retention: from survivor counts or a transaction log to a runnable config.
 
 An observed cohort's survival curve is fitted with the shifted-beta-geometric (sBG) model of
-Fader & Hardie (2007) (:func:`sim.analytic.closed_forms.sbg_fit`), and the fit is written into a complete
+Fader & Hardie (2007) (:func:`sim.analytic.sbg_fit`), and the fit is written into a complete
 experiment config — the base config with Beta-heterogeneous churn (M8 of :mod:`sim.model.equations`,
 ``population.churn_propensity``) set to the fitted ``(alpha, beta)`` and every stage exit
 switched off — so that ``sim.project(sim.load_config(FILE))`` reproduces the observed survival
@@ -54,8 +54,6 @@ import datetime as _dt
 import io
 import math
 import re
-import sys
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -64,10 +62,9 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from sim.analytic.closed_forms import SBGFit, sbg_fit, sbg_retention, sbg_survival
-from sim.model.config import ExperimentConfig, config_from_dict, load_config
-from sim.model.names import ENDED
-from sim.model.streams import COMPONENT_TRANSACTION_DAY
+from sim.analytic.sbg import SBGFit, sbg_fit, sbg_retention, sbg_survival
+from sim.model.config import ExperimentConfig, config_from_dict
+from sim.model.config import config_to_toml, write_config
 
 __all__ = [
     "MAX_BETA_PARAMETER",
@@ -84,19 +81,10 @@ __all__ = [
     "cohort_survival",
     "simulated_revenue_per_active_period",
     "calibrate_transactions",
-    "synthetic_transaction_log",
-    "transaction_log_csv",
-    "write_transaction_log",
-    "config_to_toml",
-    "write_config",
-    "plot_survival_fit",
-    "register",
 ]
 
 #: Largest ``alpha``/``beta`` a config accepts (``population.churn_propensity``).
 MAX_BETA_PARAMETER = 1e6
-#: Random-stream component for the day of a synthetic transaction within its period. The
-#: model uses components 0-3; this one is outside them, so dates never disturb the model.
 #: Columns a transaction log must have.
 LOG_COLUMNS = ("customer_id", "date", "amount")
 #: Customers simulated to measure the model's revenue per active customer-period.
@@ -163,14 +151,6 @@ MAX_LOG_PERIODS = 1200
 
 #: Largest survivor count accepted (counts are int64 and the fit's likelihood uses them as weights).
 MAX_COHORT = 10**12
-
-#: Calendar years a synthetic transaction log's dates may fall in (inside pandas' datetime
-#: range, 1677-2262, which :func:`read_transaction_log` parses with).
-SYNTHETIC_FIRST_YEAR, SYNTHETIC_LAST_YEAR = 1900, 2261
-
-#: Most customers x periods a synthetic transaction log may simulate (it is test data; one
-#: row per active customer-period, so up to this many rows).
-MAX_SYNTHETIC_CUSTOMER_PERIODS = 20_000_000
 
 
 def parse_survivors(text: str, name: str = "--survivors") -> np.ndarray:
@@ -280,7 +260,7 @@ def survival_fit_table(survivors: Sequence, alpha: float, beta: float) -> pd.Dat
 # --------------------------------------------------------------------------- the calibrated config
 
 
-def _name_from(path: str | Path | None, fallback: str) -> str:
+def name_from_path(path: str | Path | None, fallback: str) -> str:
     """A valid experiment name (``[A-Za-z0-9_-]``, at most 80 characters) from a file name."""
     stem = Path(path).stem if path is not None else fallback
     name = re.sub(r"[^A-Za-z0-9_\-]+", "_", stem).strip("_") or fallback
@@ -344,7 +324,7 @@ class SurvivalCalibration:
     Attributes
     ----------
     fit : SBGFit
-        The maximum-likelihood sBG fit (:func:`sim.analytic.closed_forms.sbg_fit`).
+        The maximum-likelihood sBG fit (:func:`sim.analytic.sbg_fit`).
     alpha, beta : float
         The churn propensity written into the config (the fit's, unless it had to be scaled
         down to :data:`MAX_BETA_PARAMETER` keeping the mean; see ``notes``).
@@ -385,7 +365,7 @@ class SurvivalCalibration:
         lines = [
             f"Calibrated experiment written by sim {sim_version()} (sim.fitting.calibration).",
             f"Source: {self.source}.",
-            "Fit: shifted-beta-geometric retention (Fader & Hardie 2007), maximum likelihood (sim.analytic.closed_forms.sbg_fit)",
+            "Fit: shifted-beta-geometric retention (Fader & Hardie 2007), maximum likelihood (sim.analytic.sbg_fit)",
             f"  on {fit.cohort_size} customers observed for {fit.n_periods} periods:",
             f"  alpha = {fit.alpha:.6g} (SE {self.alpha_se:.3g}), beta = {fit.beta:.6g} (SE {self.beta_se:.3g}), "
             f"log-likelihood = {fit.loglik:.6g}, {'converged' if fit.converged else 'NOT converged (boundary)'};",
@@ -611,7 +591,7 @@ class CohortSurvival:
     revenue_per_active_period_se: float
 
 
-def _check_period_months(period_months: Any, name: str = "period_months") -> int:
+def check_period_months(period_months: Any, name: str = "period_months") -> int:
     if isinstance(period_months, bool) or not isinstance(period_months, (int, np.integer, float)) or \
             not float(period_months).is_integer() or not 1 <= period_months <= 12:
         raise ValueError(f"{name} = {period_months!r}: must be a whole number of months from 1 to 12")
@@ -641,7 +621,7 @@ def cohort_survival(log: pd.DataFrame, period_months: int = 1) -> CohortSurvival
         If a column is missing, the log is empty, spans fewer than 2 periods, or has a
         negative or non-finite amount.
     """
-    months = _check_period_months(period_months)
+    months = check_period_months(period_months)
     if not isinstance(log, pd.DataFrame):
         raise ValueError(f"log must be a DataFrame with columns {', '.join(LOG_COLUMNS)}, got {type(log).__name__}")
     missing = [column for column in LOG_COLUMNS if column not in log.columns]
@@ -706,7 +686,7 @@ def cohort_survival(log: pd.DataFrame, period_months: int = 1) -> CohortSurvival
     )
 
 
-def _policy_index(config: ExperimentConfig, policy: str | None) -> int:
+def policy_index(config: ExperimentConfig, policy: str | None) -> int:
     if policy is None:
         return 0
     if policy not in config.policy_names:
@@ -731,7 +711,7 @@ def simulated_revenue_per_active_period(
     that quantity) to the mean number of active periods. These changes touch cash flows
     only, never the dynamics, so the stage path of every customer is the config's.
     """
-    index = _policy_index(config, policy)
+    index = policy_index(config, policy)
     economics: dict[str, Any] = {"cost_to_serve": 0.0, "annual_discount_rate": 0.0}
     if not margin:
         economics["margin"] = {"exploration": 1.0, "formation": 1.0, "stability": 1.0, "decline": 1.0}
@@ -783,7 +763,7 @@ def calibrate_transactions(
     """
     summary = cohort_survival(log, period_months)
     base = base if base is not None else config_from_dict({})
-    _policy_index(base, policy)
+    policy_index(base, policy)
     base = base.with_overrides(economics={"period_months": float(summary.period_months)})
     try:
         counts = check_survivors(summary.survivors, "survivors")
@@ -811,7 +791,7 @@ def calibrate_transactions(
         f"Wallet level: observed revenue per alive customer-period = {summary.revenue_per_active_period:.6g} "
         f"(SE {summary.revenue_per_active_period_se:.3g});",
         f"  the base model gives {simulated:.6g} per active customer-period (policy "
-        f"{base.policy_names[_policy_index(base, policy)]!r}, {pilot_customers} simulated customers, periods 0-{n - 1}),",
+        f"{base.policy_names[policy_index(base, policy)]!r}, {pilot_customers} simulated customers, periods 0-{n - 1}),",
         f"  so population.wallet_median = {base.population.wallet_median:.6g} x observed / simulated = {wallet_median:.6g}.",
         f"  Margin rates are the base config's: gross margin per active customer-period = {gross_margin:.6g}.",
     ]
@@ -834,412 +814,3 @@ def calibrate_transactions(
             "pilot_customers": pilot_customers,
         },
     )
-
-
-# --------------------------------------------------------------------------- synthetic logs
-
-
-def _add_months(month_index: np.ndarray) -> np.ndarray:
-    """First day of each month index (``year * 12 + month - 1``) as datetime64[D]."""
-    return (np.asarray(month_index, dtype=np.int64) - (1970 * 12)).astype("datetime64[M]").astype("datetime64[D]")
-
-
-def synthetic_transaction_log(
-    config: ExperimentConfig,
-    customers: int,
-    seed: int,
-    *,
-    policy: str | None = None,
-    start: str = "2024-01",
-    late_customers: int = 0,
-) -> pd.DataFrame:
-    """A transaction log generated by the toolkit's own jitted core.
-
-    Customers ``0 .. customers-1`` of replication 0 of ``config`` (with ``run.seed = seed``)
-    are simulated by :func:`sim.engines.core.simulate_chunk`, the kernel behind :func:`sim.project`,
-    under ``policy`` (default: the first), and their stage paths are kept. Every customer
-    active at the start of period ``t`` buys once in period ``t`` for her core purchases
-    ``W sow_t`` (C1/C2 of :mod:`sim.model.equations` before margin and cost to serve, computed by
-    :func:`sim.model.equations.period_cash_flows` at margin 1 and zero cost to serve), rounded to cents.
-    Period ``t`` is the ``period_months`` calendar months starting ``t * period_months``
-    months after ``start``; the day within the period is uniform, drawn from the customer's
-    random-stream component :data:`COMPONENT_TRANSACTION_DAY` (outside the model's).
-
-    ``late_customers`` further customers (indices ``customers ..``) are acquired one period
-    later (their period ``t`` is calendar period ``t + 1``, cut at the horizon): they are not
-    in the first cohort, so a calibration must leave them out.
-
-    Returns
-    -------
-    DataFrame
-        ``customer_id`` (``C000000`` ...), ``date`` (datetime64), ``amount``; sorted by date,
-        then customer. Same config, customers and seed: the same log.
-
-    Raises
-    ------
-    ValueError
-        For a bad count or seed, a ``period_months`` that is not a whole number of months,
-        an unknown policy, a bad ``start`` (``YYYY-MM``; every date must fall in the years
-        :data:`SYNTHETIC_FIRST_YEAR` .. :data:`SYNTHETIC_LAST_YEAR`), or more than
-        :data:`MAX_SYNTHETIC_CUSTOMER_PERIODS` customers x periods.
-    """
-    from sim.model.streams import stream_uniforms
-    from sim.tables.partials import BLOCK
-    from sim.engines.core import customer_attributes, simulate_chunk
-    from sim.model.arrays import ROW_SOW, S_COST_FLOOR, S_INDIFFERENCE_HIGH, S_SOW_GROWTH, S_TENURE_SCALE, model_arrays
-    from sim.model.equations import period_cash_flows
-    from sim.model.policies import policy_tables
-
-    for label, value, minimum in (("customers", customers, 1), ("late_customers", late_customers, 0), ("seed", seed, 0)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-            raise ValueError(f"{label} = {value!r}: must be a whole number >= {minimum}")
-    months = _check_period_months(config.economics.period_months, "economics.period_months")
-    match = re.fullmatch(r"(\d{4})-(\d{2})", str(start))
-    if not match or not 1 <= int(match.group(2)) <= 12:
-        raise ValueError(f"start = {start!r}: must be a calendar month YYYY-MM")
-    start_month = int(match.group(1)) * 12 + int(match.group(2)) - 1
-    horizon = config.run.horizon
-    end_month = start_month + (horizon + 1) * months  # past the last period of a late customer
-    if not SYNTHETIC_FIRST_YEAR * 12 <= start_month or end_month > SYNTHETIC_LAST_YEAR * 12 + 12:
-        raise ValueError(
-            f"start = {start!r}: the log's {horizon} periods of {months} month(s) would end at "
-            f"{end_month // 12:04d}-{end_month % 12 + 1:02d}; its dates must lie in the years "
-            f"{SYNTHETIC_FIRST_YEAR}-{SYNTHETIC_LAST_YEAR} (inside pandas' datetime range): another start, "
-            "or a shorter run.horizon")
-    customer_periods = (int(customers) + int(late_customers)) * horizon
-    if customer_periods > MAX_SYNTHETIC_CUSTOMER_PERIODS:
-        raise ValueError(
-            f"customers + late_customers = {int(customers) + int(late_customers):,} x run.horizon = {horizon} = "
-            f"{customer_periods:,} customer-periods: a synthetic log holds at most "
-            f"{MAX_SYNTHETIC_CUSTOMER_PERIODS:,} (one row each at most); fewer customers or a shorter horizon")
-    index = _policy_index(config, policy)
-    config = config.with_overrides(run={"seed": int(seed), "replications": 1})
-    arrays = model_arrays(config)
-    tables = policy_tables(config)
-    total = int(customers) + int(late_customers)
-    scalars = arrays.scalars
-    rows_customer, rows_period, rows_amount = [], [], []
-    chunk = 16 * BLOCK
-    for first in range(0, total, chunk):
-        size = min(chunk, total - first)
-        partials = simulate_chunk(arrays, tables, int(seed), 0, first, size, horizon, trace_customers=size)
-        trace = partials.stage_trace[index, :, :horizon].astype(np.int64)  # stage at the start of each period
-        wallets = np.array([
-            customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)[1]
-            for local in range(size)
-        ])
-        local, t = np.nonzero(trace != ENDED)
-        stage = trace[local, t]
-        # (C1/C2) at margin 1 and zero cost to serve: the core purchases W sow_t
-        revenue, *_ = period_cash_flows.py_func(
-            wallets[local], t.astype(float), arrays.stage[ROW_SOW, stage], 1.0, 0.0, 0.0, 0.0, 0.0,
-            scalars[S_INDIFFERENCE_HIGH], scalars[S_SOW_GROWTH], scalars[S_TENURE_SCALE],
-            0.0, 0.0, scalars[S_COST_FLOOR],
-        )
-        customer = first + local
-        calendar = t + (customer >= customers)
-        keep = calendar < horizon
-        rows_customer.append(customer[keep])
-        rows_period.append(calendar[keep])
-        rows_amount.append(np.round(np.asarray(revenue, dtype=float)[keep], 2))
-    customer = np.concatenate(rows_customer)
-    period = np.concatenate(rows_period)
-    amount = np.concatenate(rows_amount)
-    days = stream_uniforms(int(seed), 0, np.arange(total), COMPONENT_TRANSACTION_DAY, horizon + 1)
-    period_start = _add_months(start_month + period * months)
-    period_end = _add_months(start_month + (period + 1) * months)
-    length = (period_end - period_start).astype(np.int64)
-    offset = np.floor(days[customer, period] * length).astype(np.int64)
-    date = period_start + offset.astype("timedelta64[D]")
-    width = max(6, len(str(total - 1)))
-    order = np.lexsort((customer, date))
-    return pd.DataFrame(
-        {
-            "customer_id": np.array([f"C{c:0{width}d}" for c in customer[order]], dtype=object),
-            "date": pd.to_datetime(date[order]),
-            "amount": amount[order],
-        }
-    ).reset_index(drop=True)
-
-
-def transaction_log_csv(log: pd.DataFrame) -> str:
-    """A transaction log as CSV text: header ``customer_id,date,amount``, ISO dates, amounts
-    with 2 decimals, ``\\n`` line ends (deterministic, for committed test data)."""
-    dates = pd.to_datetime(log["date"]).dt.strftime("%Y-%m-%d").to_numpy()
-    lines = ["customer_id,date,amount"]
-    lines += [f"{c},{d},{a:.2f}" for c, d, a in zip(log["customer_id"].astype(str), dates, log["amount"].to_numpy(float))]
-    return "\n".join(lines) + "\n"
-
-
-def write_transaction_log(log: pd.DataFrame, path: str | Path, *, force: bool = False) -> Path:
-    """Write :func:`transaction_log_csv` atomically; an existing file is kept unless ``force``."""
-    from sim.io.results import atomic_write_text
-
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; choose another --out or pass --force to overwrite it")
-    return atomic_write_text(path, transaction_log_csv(log))
-
-
-# --------------------------------------------------------------------------- TOML
-
-
-_BARE_KEY = re.compile(r"^[A-Za-z0-9_\-]+$")
-
-
-def _toml_key(key: str) -> str:
-    return key if _BARE_KEY.match(key) else _toml_string(key)
-
-
-def _toml_string(text: str) -> str:
-    escapes = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
-    out = []
-    for char in text:
-        if char in escapes:
-            out.append(escapes[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7F:
-            out.append(f"\\u{ord(char):04X}")
-        else:
-            out.append(char)
-    return '"' + "".join(out) + '"'
-
-
-def _toml_value(value: Any, path: str) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise ValueError(f"{path} = {value!r}: cannot write a non-finite number")
-        return repr(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, dict):
-        items = [f"{_toml_key(k)} = {_toml_value(v, f'{path}.{k}')}" for k, v in value.items() if v is not None]
-        return "{ " + ", ".join(items) + " }" if items else "{}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v, f"{path}[{i}]") for i, v in enumerate(value)) + "]"
-    raise ValueError(f"{path} = {value!r}: cannot write a {type(value).__name__} to TOML")
-
-
-def config_to_toml(config: ExperimentConfig, header: Sequence[str] = ()) -> str:
-    """The resolved config as TOML text, every parameter written out (deterministic).
-
-    Top-level keys first, then one ``[section]`` per config section (nested values as inline
-    tables), the policies as ``[[policies]]``; unset optional values (``None``) are left out.
-    ``header`` lines become ``#`` comments at the top.
-    """
-    data = config.to_toml_dict()
-    lines = [f"# {line}".rstrip() for line in header]
-    if lines:
-        lines.append("")
-    tables = []
-    for key, value in data.items():
-        if isinstance(value, dict):
-            tables.append((key, value))
-        elif isinstance(value, (list, tuple)) and value and all(isinstance(v, dict) for v in value):
-            tables.append((key, list(value)))
-        elif value is not None:
-            lines.append(f"{_toml_key(key)} = {_toml_value(value, key)}")
-    for key, value in tables:
-        entries = value if isinstance(value, list) else [value]
-        for entry in entries:
-            lines.append("")
-            lines.append(f"[[{_toml_key(key)}]]" if isinstance(value, list) else f"[{_toml_key(key)}]")
-            for inner, inner_value in entry.items():
-                if inner_value is not None:
-                    lines.append(f"{_toml_key(inner)} = {_toml_value(inner_value, f'{key}.{inner}')}")
-    return "\n".join(lines) + "\n"
-
-
-def write_config(config: ExperimentConfig, path: str | Path, *, header: Sequence[str] = (), force: bool = False) -> Path:
-    """Write ``config`` as TOML to ``path``, after checking that the text loads back as the
-    very same config (:func:`sim.config_from_dict` of the parsed text equals ``config``).
-
-    The write is atomic (:func:`sim.io.results.atomic_write_text`). An existing file is kept
-    unless ``force``.
-
-    Raises
-    ------
-    FileExistsError
-        If ``path`` exists and ``force`` is false.
-    RuntimeError
-        If the text does not load back as ``config`` (a bug in the writer).
-    """
-    from sim.io.results import atomic_write_text
-
-    path = Path(path)
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; choose another --out or pass --force to overwrite it")
-    if path.exists() and path.is_dir():
-        raise FileExistsError(f"{path} is a directory")
-    text = config_to_toml(config, header)
-    reloaded = config_from_dict(tomllib.loads(text), source=str(path))
-    if reloaded != config:
-        raise RuntimeError(f"the TOML written for {path} does not load back as the same config (a bug in sim.fitting.calibration)")
-    return atomic_write_text(path, text)
-
-
-# --------------------------------------------------------------------------- plot
-
-
-def plot_survival_fit(table: pd.DataFrame, ax=None):
-    """Observed survival (points) and the fitted sBG curve (line) against the period.
-
-    Parameters
-    ----------
-    table
-        :func:`survival_fit_table` output (``SurvivalCalibration.table``).
-    ax
-        Axes to draw on (default: a new figure).
-
-    Returns
-    -------
-    matplotlib.axes.Axes
-    """
-    if ax is None:
-        import matplotlib.pyplot as plt
-
-        _, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(table["period"], table["fitted_survival"], "-", label="fitted sBG S(t)")
-    ax.plot(table["period"], table["observed_survival"], "o", label="observed")
-    ax.set_xlabel("period t")
-    ax.set_ylabel("share of cohort active at the start of period t")
-    ax.set_ylim(0, 1.02)
-    ax.legend()
-    return ax
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _print_fit(calibration: SurvivalCalibration, stream=None) -> None:
-    stream = stream or sys.stdout
-    fit = calibration.fit
-    print(f"sBG fit (Fader & Hardie 2007, maximum likelihood) to a cohort of {fit.cohort_size:,} customers, "
-          f"{fit.n_periods} periods:", file=stream)
-    print(f"  alpha = {fit.alpha:.6g} (SE {calibration.alpha_se:.3g})   beta = {fit.beta:.6g} (SE {calibration.beta_se:.3g})"
-          f"   log-likelihood = {fit.loglik:.6g}   {'converged' if fit.converged else 'NOT converged (boundary)'}",
-          file=stream)
-    print(f"  mean churn propensity alpha/(alpha+beta) = {calibration.alpha / (calibration.alpha + calibration.beta):.4g}"
-          " per period", file=stream)
-    for note in calibration.notes:
-        print(f"  {note.strip()}", file=stream)
-    table = calibration.table.copy()
-    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.max_rows", 400):
-        print(table.to_string(index=False, float_format=lambda x: f"{x:.4f}"), file=stream)
-
-
-def _load_base(path) -> ExperimentConfig:
-    return load_config(path) if path is not None else config_from_dict({})
-
-
-def _refuse_existing(path: Path, force: bool) -> None:
-    """--out must name a file: not a folder (whatever --force says); an existing file only
-    with --force."""
-    if path.is_dir():
-        raise FileExistsError(f"--out {path} is a folder; --out names the file to write (e.g. {path / 'calibrated.toml'})")
-    if path.exists() and not force:
-        raise FileExistsError(f"{path} exists; choose another --out or pass --force to overwrite it")
-
-
-def _survival_command(args) -> int:
-    from sim.cli.main import EXIT_BAD_INPUT
-
-    try:
-        survivors = parse_survivors(args.survivors)
-        base = _load_base(args.base)
-        _refuse_existing(args.out, args.force)
-        calibration = calibrate_survival(survivors, base, name=args.name or _name_from(args.out, "calibrated"))
-        _print_fit(calibration)
-        calibration.write(args.out, force=args.force)
-    except (ValueError, FileExistsError) as error:  # ConfigError is a ValueError
-        print(f"sim calibrate survival: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"\nwrote {args.out} (base: {args.base or 'the baseline defaults'}); run it with: sim run {args.out}")
-    return 0
-
-
-def _transactions_command(args) -> int:
-    from sim.cli.main import EXIT_BAD_INPUT
-
-    try:
-        months = _check_period_months(args.period_months, "--period-months")
-        base = _load_base(args.base)
-        _refuse_existing(args.out, args.force)
-        log = read_transaction_log(args.log)
-        calibration = calibrate_transactions(
-            log, months, base, policy=args.policy, name=args.name or _name_from(args.out, "calibrated"),
-            source=f"transaction log {args.log}",
-        )
-        cohort = calibration.details["cohort"]
-        print(f"{args.log}: {cohort.transactions:,} transactions, {cohort.log_customers:,} customers; cohort of "
-              f"{cohort.first_month}: {cohort.cohort_customers:,} customers over {cohort.n_periods} periods of "
-              f"{cohort.period_months} month(s)")
-        _print_fit(calibration)
-        calibration.write(args.out, force=args.force)
-    except (ValueError, FileExistsError) as error:
-        print(f"sim calibrate transactions: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"\nwrote {args.out} (base: {args.base or 'the baseline defaults'}); run it with: sim run {args.out}")
-    return 0
-
-
-def _synthetic_command(args) -> int:
-    from sim.cli.main import EXIT_BAD_INPUT
-
-    try:
-        config = load_config(args.config)
-        _refuse_existing(args.out, args.force)
-        log = synthetic_transaction_log(config, args.customers, args.seed, policy=args.policy,
-                                        start=args.start, late_customers=args.late_customers)
-        write_transaction_log(log, args.out, force=args.force)
-    except (ValueError, FileExistsError) as error:
-        print(f"sim calibrate synthetic-log: {error}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    print(f"wrote {args.out}: {len(log):,} transactions of {args.customers + args.late_customers:,} customers")
-    return 0
-
-
-def register(subparsers) -> None:
-    """Add ``sim calibrate {survival, transactions, synthetic-log}`` to the ``sim`` parser."""
-    from sim.cli.main import _non_negative_int, _positive_int
-
-    parser = subparsers.add_parser(
-        "calibrate", help="fit retention to observed data and write a runnable experiment config",
-        description="Fit the shifted-beta-geometric retention curve to observed survival and write the base "
-                    "config with the calibrated Beta-heterogeneous churn.",
-    )
-    commands = parser.add_subparsers(dest="calibrate_command", required=True, metavar="SOURCE")
-
-    def common(sub):
-        sub.add_argument("--base", type=Path, default=None, help="experiment TOML to calibrate (default: baseline defaults)")
-        sub.add_argument("--out", type=Path, required=True, help="calibrated experiment TOML to write")
-        sub.add_argument("--name", default=None, help="experiment name (default: from the --out file name)")
-        sub.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-
-    survival = commands.add_parser(
-        "survival", help="from survivor counts N0,N1,... (N0 = cohort size, Nt = active at the start of period t)")
-    survival.add_argument("--survivors", required=True, metavar="N0,N1,...",
-                          help="comma-separated counts: cohort size, then customers still active after each period")
-    common(survival)
-    survival.set_defaults(handler=_survival_command)
-
-    transactions = commands.add_parser("transactions", help="from a transaction log CSV (customer_id, date, amount)")
-    transactions.add_argument("log", type=Path, help="CSV with a header naming customer_id, date (YYYY-MM-DD), amount")
-    transactions.add_argument("--period-months", type=int, default=1, help="calendar months per period (1-12; default 1)")
-    transactions.add_argument("--policy", default=None, help="the base policy in force when the log was recorded (default: the first)")
-    common(transactions)
-    transactions.set_defaults(handler=_transactions_command)
-
-    synthetic = commands.add_parser("synthetic-log", help="simulate a transaction log with the toolkit (test data)")
-    synthetic.add_argument("config", type=Path, help="experiment TOML to simulate")
-    synthetic.add_argument("--customers", type=_positive_int, required=True, help="customers acquired in the first period")
-    synthetic.add_argument("--late-customers", type=_non_negative_int, default=0, help="customers acquired one period later")
-    synthetic.add_argument("--seed", type=_non_negative_int, required=True, help="random seed")
-    synthetic.add_argument("--policy", default=None, help="policy to simulate (default: the first)")
-    synthetic.add_argument("--start", default="2024-01", help="calendar month of period 0 (YYYY-MM)")
-    synthetic.add_argument("--out", type=Path, required=True, help="CSV file to write")
-    synthetic.add_argument("--force", action="store_true", help="overwrite an existing --out file")
-    synthetic.set_defaults(handler=_synthetic_command)

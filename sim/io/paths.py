@@ -38,7 +38,6 @@ __all__ = [
     "RESULTS_ROOT",
     "RUN_SUFFIXES",
     "RUN_MARKER",
-    "UnsafeOutputError",
     "check_output_dir",
     "default_result_dir",
     "is_protected_dir",

@@ -23,7 +23,6 @@ from typing import Any
 
 __all__ = [
     "MANIFEST",
-    "ResultExistsError",
     "atomic_write_bytes",
     "atomic_write_text",
     "package_versions",

@@ -18,9 +18,11 @@ from sim.exceptions import ConfigError
 import difflib
 import math
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import tomli_w
 from pydantic import (
     BaseModel,
     Field,
@@ -28,40 +30,19 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sim.model.sections import ChurnPropensity, ComparisonConfig, DynamicsConfig, EconomicsConfig, LoyaltyConfig, MAX_MAGNITUDE, MAX_SWEEP_POINTS, MIN_CARE_SCALE, MaxSatisfactionPolicy, NonePolicy, OptimizeConfig, PolicyConfig, PopulationConfig, PrecisionConfig, ReactivePolicy, RunConfig, SegmentValues, StagePolicy, StageValues, TablePolicy, TransitionConfig, UniformPolicy, ValuePolicy, WordOfMouthConfig, _Frozen, _default_policies, _flatten_sweep
+from sim.model.sections import ComparisonConfig, DynamicsConfig, EconomicsConfig, LoyaltyConfig, MAX_MAGNITUDE, MAX_SWEEP_POINTS, MaxSatisfactionPolicy, NonePolicy, OptimizeConfig, PolicyConfig, PopulationConfig, PrecisionConfig, ReactivePolicy, RunConfig, StagePolicy, TablePolicy, TransitionConfig, UniformPolicy, ValuePolicy, WordOfMouthConfig, _Frozen, _default_policies, _flatten_sweep
 from sim.model.market_config import MarketConfig
-from sim.model.names import PATTERNS, SATISFACTION_TYPES, SEGMENTS, STAGES, TIERS
+from sim.model.names import SATISFACTION_TYPES
 from sim.model.market_config import AGENT_BYTES_PER_CUSTOMER, MAX_MARKET_CUSTOMERS
 
 __all__ = [
-    "ConfigError",
-    "STAGES",
-    "SEGMENTS",
-    "TIERS",
-    "SATISFACTION_TYPES",
-    "PATTERNS",
-    "StageValues",
-    "SegmentValues",
-    "ChurnPropensity",
-    "PopulationConfig",
-    "DynamicsConfig",
-    "LoyaltyConfig",
-    "TransitionConfig",
-    "WordOfMouthConfig",
-    "EconomicsConfig",
-    "RunConfig",
-    "MarketConfig",
-    "ComparisonConfig",
-    "PrecisionConfig",
-    "OptimizeConfig",
-    "PolicyConfig",
     "ExperimentConfig",
     "load_config",
+    "config_to_toml",
+    "write_config",
     "config_from_dict",
     "apply_overrides",
     "sweep_grid",
-    "MAX_MAGNITUDE",
-    "MIN_CARE_SCALE",
 ]
 
 
@@ -674,3 +655,49 @@ def market_problems(config: ExperimentConfig, *, agent_engine: bool | None = Non
                              f"{capacity.spend_per_customer:g}, server_cost = {capacity.server_cost:g}, "
                              f"population.customers = {customers}"))
     return problems
+
+
+def _without_none(value):
+    """``value`` with every ``None`` left out of its tables (TOML has no null)."""
+    if isinstance(value, dict):
+        return {key: _without_none(item) for key, item in value.items() if item is not None}
+    if isinstance(value, (list, tuple)):
+        return [_without_none(item) for item in value]
+    return value
+
+
+def config_to_toml(config: ExperimentConfig, header: Sequence[str] = ()) -> str:
+    """The resolved config as TOML text, every parameter written out (deterministic: the
+    fields in schema order), unset optional values (``None``) left out; ``header`` lines
+    become ``#`` comments at the top. Written by ``tomli-w``; :func:`write_config` checks
+    that the text loads back as the same config."""
+    comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
+    return comments + ("\n" if comments else "") + tomli_w.dumps(_without_none(config.to_toml_dict()))
+
+
+def write_config(config: ExperimentConfig, path: str | Path, *, header: Sequence[str] = (), force: bool = False) -> Path:
+    """Write ``config`` as TOML to ``path``, after checking that the text loads back as the
+    very same config (:func:`sim.config_from_dict` of the parsed text equals ``config``).
+
+    The write is atomic (:func:`sim.io.results.atomic_write_text`). An existing file is kept
+    unless ``force``.
+
+    Raises
+    ------
+    FileExistsError
+        If ``path`` exists and ``force`` is false.
+    RuntimeError
+        If the text does not load back as ``config`` (a bug in the writer).
+    """
+    from sim.io.results import atomic_write_text
+
+    path = Path(path)
+    if path.exists() and not force:
+        raise FileExistsError(f"{path} exists; choose another --out or pass --force to overwrite it")
+    if path.exists() and path.is_dir():
+        raise FileExistsError(f"{path} is a directory")
+    text = config_to_toml(config, header)
+    reloaded = config_from_dict(tomllib.loads(text), source=str(path))
+    if reloaded != config:
+        raise RuntimeError(f"the TOML written for {path} does not load back as the same config (a bug in sim.model.config)")
+    return atomic_write_text(path, text)

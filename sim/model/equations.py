@@ -73,16 +73,9 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from sim.model.names import N_STAGES
 from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
 
 __all__ = [
-    "EXPLORATION",
-    "FORMATION",
-    "STABILITY",
-    "DECLINE",
-    "ENDED",
-    "N_STAGES",
     "customer_segment",
     "customer_wallet",
     "value_tier",

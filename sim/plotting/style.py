@@ -26,10 +26,8 @@ from typing import Iterator, Sequence
 
 import matplotlib
 
-from sim.plotting.projection import STAGE_COLORS
 
 __all__ = [
-    "STAGE_COLORS",
     "POLICY_PALETTE",
     "RC_PARAMS",
     "SAVE_METADATA",
