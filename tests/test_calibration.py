@@ -133,12 +133,12 @@ def test_fisher_information_equals_minus_hessian_of_expected_loglik(alpha, beta,
                 return _expected_loglik(x[0], x[1], probabilities, n_periods)
 
             hessian[i, j] = (f(h, h) - f(h, -h) - f(-h, h) + f(-h, -h)) / (4 * h * h)
-    np.testing.assert_allclose(cal.sbg_fisher_information(alpha, beta, n_periods), -hessian, rtol=1e-5)
+    np.testing.assert_allclose(sim.analytic.sbg_fisher_information(alpha, beta, n_periods), -hessian, rtol=1e-5)
 
 
 def test_standard_errors_scale_with_one_over_root_n():
-    se_small = cal.sbg_standard_errors(0.7, 2.0, 1000, 8)
-    se_large = cal.sbg_standard_errors(0.7, 2.0, 4000, 8)
+    se_small = sim.analytic.sbg_standard_errors(0.7, 2.0, 1000, 8)
+    se_large = sim.analytic.sbg_standard_errors(0.7, 2.0, 4000, 8)
     np.testing.assert_allclose(np.array(se_small) / np.array(se_large), 2.0, rtol=1e-12)
 
 
@@ -162,7 +162,7 @@ def test_calibration_round_trip_through_the_toolkit(tmp_path):
     assert survivors[0] == n_obs and survivors.size == periods + 1
     base = sim.config_from_dict({})
     calibration = cal.calibrate_survival(survivors, base, name="round_trip")
-    alpha_se, beta_se = cal.sbg_standard_errors(alpha, beta, n_obs, periods)
+    alpha_se, beta_se = sim.analytic.sbg_standard_errors(alpha, beta, n_obs, periods)
     assert 0.01 < alpha_se < 0.1 and 0.05 < beta_se < 0.3  # the tolerance is informative
     assert abs(calibration.fit.alpha - alpha) < 4 * alpha_se
     assert abs(calibration.fit.beta - beta) < 4 * beta_se
@@ -359,7 +359,7 @@ def test_transactions_round_trip_under_full_dynamics():
     base = truth.with_overrides(population={"wallet_median": 100.0, "churn_propensity": None})
     calibration = cal.calibrate_transactions(log, 1, base)
     cohort = calibration.details["cohort"]
-    alpha_se, beta_se = cal.sbg_standard_errors(0.8, 2.2, 4000, cohort.n_periods - 1)
+    alpha_se, beta_se = sim.analytic.sbg_standard_errors(0.8, 2.2, 4000, cohort.n_periods - 1)
     assert abs(calibration.alpha - 0.8) < 4 * alpha_se
     assert abs(calibration.beta - 2.2) < 4 * beta_se
     relative_se = cohort.revenue_per_active_period_se / cohort.revenue_per_active_period
@@ -385,7 +385,7 @@ def test_committed_synthetic_log_calibrates_to_its_source():
         population={"churn_propensity": None}))
     cohort = calibration.details["cohort"]
     assert cohort.cohort_customers == LOG_CUSTOMERS and cohort.log_customers == LOG_CUSTOMERS + LOG_LATE
-    alpha_se, beta_se = cal.sbg_standard_errors(LOG_ALPHA, LOG_BETA, LOG_CUSTOMERS, cohort.n_periods - 1)
+    alpha_se, beta_se = sim.analytic.sbg_standard_errors(LOG_ALPHA, LOG_BETA, LOG_CUSTOMERS, cohort.n_periods - 1)
     assert abs(calibration.alpha - LOG_ALPHA) < 4 * alpha_se
     assert abs(calibration.beta - LOG_BETA) < 4 * beta_se
     relative_se = cohort.revenue_per_active_period_se / cohort.revenue_per_active_period

@@ -281,7 +281,7 @@ def test_a_config_with_the_most_policies_is_refused_before_work(tmp_path, capsys
     assert "at most 63 may be given" in error and "Traceback" not in error
     assert not out.exists()
     # one fewer passes the checks
-    assert sim.experiments.optimize._optimum_name(config.with_overrides(policies=policies[1:], comparison={"reference": "p1"})) == "optimized"
+    assert sim.experiments.optimize.optimum_name(config.with_overrides(policies=policies[1:], comparison={"reference": "p1"})) == "optimized"
 
 
 def test_shipped_optimize_config_is_valid():

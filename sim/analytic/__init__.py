@@ -44,8 +44,10 @@ from sim.analytic.sbg import (
     sbg_churn_probability,
     sbg_del,
     sbg_derl,
+    sbg_fisher_information,
     sbg_fit,
     sbg_retention,
+    sbg_standard_errors,
     sbg_survival,
 )
 
@@ -61,6 +63,8 @@ __all__ = [
     "sbg_fit",
     "sbg_del",
     "sbg_derl",
+    "sbg_fisher_information",
+    "sbg_standard_errors",
     "BDOptimum",
     "bd_response_rate",
     "bd_calibrate",

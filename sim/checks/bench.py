@@ -395,7 +395,7 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _write(report: dict, extra: Path | None) -> list[Path]:
+def write_report(report: dict, extra: Path | None) -> list[Path]:
     from sim.io.results import atomic_write_text
 
     text = json.dumps(report, indent=2, default=str) + "\n"

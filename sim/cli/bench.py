@@ -8,7 +8,7 @@ from sim.cli._common import EXIT_BAD_INPUT
 import argparse
 import sys
 from pathlib import Path
-from sim.checks.bench import _write, format_table, run_benchmarks
+from sim.checks.bench import write_report, format_table, run_benchmarks
 
 
 def _handle(args) -> int:
@@ -20,7 +20,7 @@ def _handle(args) -> int:
         return EXIT_BAD_INPUT
     report = run_benchmarks(args.quick, include_compile=not args.no_compile, include_memory=not args.no_memory,
                             include_abm=not args.no_abm, repeats=args.repeats)
-    written = _write(report, args.json)
+    written = write_report(report, args.json)
     print(format_table(report))
     print("\nwrote " + ", ".join(str(path) for path in written))
     return 0

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from sim.cli._common import non_negative_int, positive_int
 
+import sys
 import time
 
 import pandas as pd
 from sim.exceptions import ConfigError
-from sim.experiments.optimize import OPTIMUM, OptimizationResult, SpendLayout, _command_problems, _optimum_name, optimize_spend, optimum_policy_toml
+from sim.experiments.optimize import OPTIMUM, OptimizationResult, SpendLayout, optimize_problems, optimum_name, optimize_spend, optimum_policy_toml
 from sim.plotting.experiments import optimize_figure
+from sim.cli._common import command_line, use_file_backend
 
 
 def _report(result: OptimizationResult) -> str:
@@ -30,8 +32,6 @@ def _report(result: OptimizationResult) -> str:
 
 
 def _optimize_command(args) -> int:
-    import shlex
-    import sys
 
     from sim.model.config import load_config
     from sim.io.paths import default_result_dir
@@ -53,8 +53,8 @@ def _optimize_command(args) -> int:
             overrides["optimize"] = optimize
         if overrides:
             config = config.with_overrides(**overrides)
-        _optimum_name(config)
-        problems = _command_problems(config)
+        optimum_name(config)
+        problems = optimize_problems(config)
         if problems:
             raise ConfigError(problems, str(args.config))
     except ConfigError as error:
@@ -71,18 +71,16 @@ def _optimize_command(args) -> int:
           f"in [0, {layout.max_spend:g}] by {config.optimize.method} search")
     started = time.perf_counter()
     try:
-        result = optimize_spend(config, progress=True)
+        result = optimize_spend(config, progress=print)
     except ConfigError as error:  # checked above; memory can still shrink before a chunk starts
         print(f"sim: {error}", file=sys.stderr)
         return 2
     result.timings["total_seconds"] = time.perf_counter() - started
     figures = {}
     if not args.no_figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        use_file_backend()
         figures["optimize.png"] = optimize_figure(result)
-    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
+    command = command_line()
     result.save(out, command=command, force=True, figures=figures, extra_manifest={"engine": "core"})
     print(_report(result))
     print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "

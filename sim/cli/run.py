@@ -3,7 +3,6 @@ on the agent engine, written to a result folder with its figures and manifest.""
 
 from __future__ import annotations
 
-import shlex
 
 import sys
 import time
@@ -11,10 +10,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from sim.model.config import ExperimentConfig
+from sim.engines.market.engine import MarketResult, simulate_market
+from sim.plotting.market import market_figure
 from sim.cli._common import EXIT_BAD_INPUT, non_negative_int, positive_int
-from sim.model.config import ExperimentConfig, sweep_grid
+from sim.model.config import sweep_grid
 from sim.experiments.sweep import run_sweep
 from sim.plotting.experiments import sweep_figure
+from sim.cli._common import command_line, use_file_backend
 
 
 def register(subparsers) -> None:
@@ -96,19 +99,14 @@ def _run(args) -> int:
         print(f"sim: cannot create the result folder {error.filename or out}: {error.strerror or error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     if (args.engine or config.engine) == "abm":  # the SimPy agent-based market (sim/abm.py)
-        from sim.cli.run_market import run_market_command
-
         return run_market_command(config, out, args)
     if config.sweep:  # a grid of experiments (sim/experiments.py)
-        from sim.cli.run import run_sweep_command
-
         return run_sweep_command(config, out, args)
     print(f"{config.name}: {config.population.customers:,} customers x {config.run.replications} replications x "
           f"{config.run.horizon} periods, {len(config.policies)} policies, seed {config.run.seed}")
     started = time.perf_counter()
     from sim.experiments.comparison import ExperimentResult, run_experiment
     from sim.plotting.experiments import comparison_figure
-    from sim.cli.run import experiment_report
 
     try:
         if config.precision.target_ci_halfwidth is not None:
@@ -131,15 +129,13 @@ def _run(args) -> int:
     result.timings["total_seconds"] = time.perf_counter() - started
     figures = {}
     if not args.no_figure:
-        import matplotlib
-
-        matplotlib.use("Agg")
+        use_file_backend()
         from sim.plotting.projection import result_figure
 
         figures["overview.png"] = result_figure(result)
         if len(config.policies) > 1:
             figures["comparison.png"] = comparison_figure(result)
-    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
+    command = command_line()
     result.save(out, command=command, force=True, figures=figures,
                 extra_manifest={"engine": "core", **result.manifest_extra()})
     from sim.runs.checkpoint import ChunkStore
@@ -256,8 +252,6 @@ def experiment_report(result) -> str:
 def run_sweep_command(config: ExperimentConfig, out, args) -> int:
     """``sim run`` for a config with a ``[sweep]``: run the grid, write the tables, the
     figure and the manifest into ``out`` (already prepared), print a compact table."""
-    import shlex
-    import sys
 
     points = sweep_grid(config)
     print(f"{config.name}: sweep over {', '.join(config.sweep)} — {len(points)} points x {len(config.policies)} policies, "
@@ -268,11 +262,9 @@ def run_sweep_command(config: ExperimentConfig, out, args) -> int:
     result.timings["total_seconds"] = time.perf_counter() - started
     figures = {}
     if not getattr(args, "no_figure", False):
-        import matplotlib
-
-        matplotlib.use("Agg")
+        use_file_backend()
         figures["sweep.png"] = sweep_figure(result)
-    command = "sim " + " ".join(shlex.quote(part) for part in sys.argv[1:])
+    command = command_line()
     result.save(out, command=command, force=True, figures=figures, extra_manifest={"engine": "core"})
     columns = ["point", *result.parameters, "policy", "clv_mean", "clv_se", "retention_spend", "satisfaction_mean"]
     with pd.option_context("display.width", 200, "display.max_columns", 30, "display.float_format", "{:,.3f}".format):
@@ -280,3 +272,55 @@ def run_sweep_command(config: ExperimentConfig, out, args) -> int:
     print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
           f"in {result.timings['total_seconds']:.1f} s")
     return 0
+
+
+def run_market_command(config: ExperimentConfig, out, args) -> int:
+    """``sim run CONFIG --engine abm`` (or ``engine = "abm"`` in the config): simulate the
+    market and write the result folder in the core's layout — one CSV per table (the
+    core's tables plus ``market``, ``customers`` and ``events``), ``overview.png``,
+    ``market.png`` and ``manifest.json`` (written last). Returns the exit status."""
+
+
+    interactions = ", ".join(config.market.interactions) or "none"
+    print(f"{config.name} (agent engine, interactions: {interactions}, timing: {config.market.timing}): "
+          f"{config.population.customers:,} customers x {config.run.replications} replications x "
+          f"{config.run.horizon} periods, {len(config.policies)} policies, seed {config.run.seed}")
+    started = time.perf_counter()
+    result = simulate_market(config, progress=not args.no_progress)
+    result.timings["total_seconds"] = time.perf_counter() - started
+    figures = {}
+    if not args.no_figure:
+        use_file_backend()
+        from sim.plotting.projection import result_figure
+
+        figures["overview.png"] = result_figure(result)
+        figures["market.png"] = market_figure(result)
+    command = command_line()
+    result.save(out, command=command, force=True, figures=figures,
+                extra_manifest={"engine": "abm", "interactions": list(config.market.interactions)})
+    _print_summary(result)
+    print()
+    print(_market_report(result))
+    print(f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
+          f"in {result.timings['total_seconds']:.1f} s")
+    return 0
+
+
+def _market_report(result: MarketResult) -> str:
+    """Per policy, totals over the horizon (means over replications) of the market table."""
+    market = result.market
+    totals = market.groupby(["policy", "replication"], sort=False).agg(
+        customer_periods=("live", "sum"),
+        joined=("joined_acquisition", "sum"),
+        joined_wom=("joined_word_of_mouth", "sum"),
+        deterred=("deterred", "sum"),
+        complaints=("complaints", "sum"),
+        retention_spend=("retention_spend", "sum"),
+        firm_value=("cash_value", "sum"),
+    )
+    waits = market.groupby(["policy", "replication"], sort=False)[["wait_mean"]].mean()
+    table = totals.join(waits).groupby("policy", sort=False).mean()
+    table = table.rename(columns={"joined": "joined_acquisition", "joined_wom": "joined_word_of_mouth"})
+    with pd.option_context("display.width", 160, "display.max_columns", 20, "display.float_format", "{:,.2f}".format):
+        heading = "market totals per replication (firm_value: net cash discounted to period 0)\n"
+        return heading + table.reset_index().to_string(index=False)

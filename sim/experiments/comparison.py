@@ -39,7 +39,8 @@ import pandas as pd
 
 from sim.model.config import ExperimentConfig
 from sim.tables.result import ProjectionResult, Z95
-from sim.runs.projection import _resolve, _set_threads, project
+from sim.model.config import with_run_overrides
+from sim.runs.projection import project, set_threads
 
 __all__ = [
     "ExperimentResult",
@@ -214,7 +215,7 @@ def project_to_precision(config: ExperimentConfig, *, progress: bool = False) ->
         raise ValueError("precision.target_ci_halfwidth is not set: nothing to control")
     cap = config.precision.max_replications
     replications = config.run.replications
-    threads = _set_threads(config.run.threads)
+    threads = set_threads(config.run.threads)
     started = time.perf_counter()
     # per-customer CLVs are kept exactly when sim.project keeps them for the current R
     # (memory at most CLV_KEEP_LIMIT CLVs per policy); past the limit the sketch takes over
@@ -273,7 +274,7 @@ def run_experiment(
     """
     if config.sweep:
         raise ValueError("the config has a [sweep]: run it with sim.experiments.comparison.run_sweep (or sim run)")
-    config = _resolve(config, customers, replications, horizon, seed, threads)
+    config = with_run_overrides(config, customers, replications, horizon, seed, threads)
     if config.precision.target_ci_halfwidth is not None:
         result, record = project_to_precision(config, progress=progress)
         return ExperimentResult.from_projection(result, record)

@@ -49,6 +49,8 @@ known exactly (:func:`referral_case_optimum`) and checks that the optimiser find
 
 from __future__ import annotations
 
+from sim.io.progress import Progress, report_status
+
 import time
 from dataclasses import dataclass, field
 
@@ -467,7 +469,7 @@ def _max_policies() -> int:
     return next(item.max_length for item in metadata if getattr(item, "max_length", None) is not None)
 
 
-def _optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
+def optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
     """The name of the optimised policy, once every check :func:`optimize_spend` can make
     before any work has passed: the name is free, the config leaves room for one more
     policy, and the evaluation seed differs from the objective's (``seed``, default
@@ -500,7 +502,7 @@ def optimize_spend(
     customers: int | None = None,
     replications: int | None = None,
     seed: int | None = None,
-    progress: bool = False,
+    progress: Progress = False,
 ) -> OptimizationResult:
     """Find the CLV-maximising per-stage spend and report it with fresh-seed CIs.
 
@@ -519,7 +521,8 @@ def optimize_spend(
     customers, replications, seed
         Override the objective's size and seed (see :func:`search_spend`).
     progress
-        Print a line per step.
+        Report each step: ``True`` for status lines on standard error, or a callable that
+        receives each line (:mod:`sim.io.progress`).
 
     Returns
     -------
@@ -535,10 +538,10 @@ def optimize_spend(
     """
     from sim.experiments.comparison import ExperimentResult
 
-    problems = _command_problems(config, customers=customers, replications=replications)
+    problems = optimize_problems(config, customers=customers, replications=replications)
     if problems:
         raise ConfigError(problems)
-    name = _optimum_name(config, seed)
+    name = optimum_name(config, seed)
     settings = config.optimize
     reference = settings.reference or config.comparison.reference or config.policy_names[0]
     objective_customers = customers or settings.customers or config.population.customers
@@ -550,16 +553,14 @@ def optimize_spend(
     timings = {}
 
     started = time.perf_counter()
-    if progress:
-        print(f"  searching ({settings.method}) on {objective_customers:,} customers x {objective_replications} "
-              f"replications, seed {objective_seed} ...", flush=True)
+    report_status(f"  searching ({settings.method}) on {objective_customers:,} customers x {objective_replications} "
+                  f"replications, seed {objective_seed} ...", progress)
     search = search_spend(config, customers=objective_customers, replications=objective_replications, seed=objective_seed)
     timings["search_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    if progress:
-        print(f"  evaluating on fresh seed {evaluation_seed} ({evaluation_customers:,} customers x "
-              f"{evaluation_replications} replications) ...", flush=True)
+    report_status(f"  evaluating on fresh seed {evaluation_seed} ({evaluation_customers:,} customers x "
+                  f"{evaluation_replications} replications) ...", progress)
     policies = [policy.model_dump(mode="python") for policy in config.policies] + [search.layout.policy(name, search.x)]
     evaluation_config = _objective_config(config).with_overrides(policies=policies, comparison={"reference": reference})
     evaluated = ExperimentResult.from_projection(project(evaluation_config, customers=evaluation_customers,
@@ -571,9 +572,8 @@ def optimize_spend(
     timings["evaluation_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    if progress:
-        print(f"  response curves ({settings.response_points} spends x {len(search.layout.coordinates)} coordinates) ...",
-              flush=True)
+    report_status(f"  response curves ({settings.response_points} spends x {len(search.layout.coordinates)} "
+                  "coordinates) ...", progress)
     response = response_curves(config, search.layout, search.x, points=settings.response_points,
                                customers=objective_customers, replications=objective_replications, seed=evaluation_seed)
     timings["response_seconds"] = time.perf_counter() - started
@@ -615,7 +615,7 @@ def optimum_policy_toml(result: OptimizationResult, name: str = OPTIMUM) -> str:
     return "\n".join(lines)
 
 
-def _command_problems(config: ExperimentConfig, *, customers: int | None = None,
+def optimize_problems(config: ExperimentConfig, *, customers: int | None = None,
                       replications: int | None = None) -> list[tuple[str, str]]:
     """Sections of ``config`` that ``sim optimize`` would ignore (it searches one experiment on
     the core engine, with the replications of ``[optimize]``), and sizes of the objective or

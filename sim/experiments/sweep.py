@@ -3,6 +3,8 @@ keyed by the point (:func:`run_sweep`), every point size-checked before the firs
 
 from __future__ import annotations
 
+from sim.io.progress import Progress, report_status
+
 import time
 from dataclasses import dataclass, field
 
@@ -105,7 +107,7 @@ def sweep_size_problems(config: ExperimentConfig, points: list[dict] | None = No
 MAX_REPORTED_POINTS = 10
 
 
-def run_sweep(config: ExperimentConfig, *, progress: bool = False) -> SweepResult:
+def run_sweep(config: ExperimentConfig, *, progress: Progress = False) -> SweepResult:
     """Run every point of the config's ``[sweep]`` grid with :func:`run_experiment`.
 
     Each point is the config with the swept paths set (``sim.model.config.apply_overrides``);
@@ -130,8 +132,7 @@ def run_sweep(config: ExperimentConfig, *, progress: bool = False) -> SweepResul
     started = time.perf_counter()
     summaries, comparisons, frontiers, precision = [], [], [], []
     for number, (point, point_config) in enumerate(zip(points, configs), start=1):
-        if progress:
-            print(f"  point {number}/{len(points)}: " + ", ".join(f"{k} = {v}" for k, v in point.items()), flush=True)
+        report_status(f"  point {number}/{len(points)}: " + ", ".join(f"{k} = {v}" for k, v in point.items()), progress)
         result = run_experiment(point_config)
         summaries.append(_with_point(result.summary, number, point))
         comparisons.append(_with_point(result.comparison, number, point))

@@ -60,11 +60,11 @@ from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import special
 
 from sim.analytic.sbg import SBGFit, sbg_fit, sbg_retention, sbg_survival
 from sim.model.config import ExperimentConfig, config_from_dict
 from sim.model.config import config_to_toml, write_config
+from sim.analytic.sbg import sbg_fisher_information, sbg_standard_errors
 
 __all__ = [
     "MAX_BETA_PARAMETER",
@@ -175,58 +175,6 @@ def parse_survivors(text: str, name: str = "--survivors") -> np.ndarray:
             )
         values.append(int(entry))
     return check_survivors(values, name)
-
-
-def _outcome_probabilities_and_scores(alpha: float, beta: float, n_periods: int):
-    """Probabilities of the n + 1 outcomes {T = 1, ..., T = n, T > n} of one customer observed
-    for n periods, and the score (gradient of the log-probability in (alpha, beta)) of each."""
-    t = np.arange(1, n_periods + 1, dtype=float)
-    log_b = special.betaln(alpha, beta)
-    log_p = np.append(special.betaln(alpha + 1.0, beta + t - 1.0) - log_b, special.betaln(alpha, beta + n_periods) - log_b)
-    psi = special.digamma
-    psi_ab = psi(alpha + beta)
-    score_alpha = np.append(psi(alpha + 1.0) - psi(alpha + beta + t) - psi(alpha) + psi_ab,
-                            psi_ab - psi(alpha + beta + n_periods))
-    score_beta = np.append(psi(beta + t - 1.0) - psi(alpha + beta + t) - psi(beta) + psi_ab,
-                           psi(beta + n_periods) - psi(alpha + beta + n_periods) - psi(beta) + psi_ab)
-    return np.exp(log_p), np.stack([score_alpha, score_beta], axis=1)
-
-
-def sbg_fisher_information(alpha: float, beta: float, n_periods: int) -> np.ndarray:
-    """Expected Fisher information about ``(alpha, beta)`` in ONE customer's sBG data.
-
-    A customer observed for ``n`` periods yields one of ``n + 1`` outcomes: churn in period
-    ``t = 1 .. n`` (``P(T = t) = B(alpha + 1, beta + t - 1) / B(alpha, beta)``) or still
-    active after ``n`` periods (``S(n) = B(alpha, beta + n) / B(alpha, beta)``), Fader &
-    Hardie (2007). The information is ``sum_k p_k s_k s_k^T`` over the outcomes, with the
-    scores ``s_k = grad log p_k`` written with digamma functions; a cohort of ``N``
-    independent customers carries ``N`` times this.
-
-    Returns
-    -------
-    ndarray, shape (2, 2)
-        Rows and columns in the order (alpha, beta).
-    """
-    if not (alpha > 0 and beta > 0):
-        raise ValueError(f"alpha = {alpha!r}, beta = {beta!r}: both must be > 0")
-    if int(n_periods) != n_periods or n_periods < 1:
-        raise ValueError(f"n_periods = {n_periods!r}: must be a whole number >= 1")
-    probabilities, scores = _outcome_probabilities_and_scores(float(alpha), float(beta), int(n_periods))
-    return (scores * probabilities[:, None]).T @ scores
-
-
-def sbg_standard_errors(alpha: float, beta: float, cohort_size: int, n_periods: int) -> tuple[float, float]:
-    """Asymptotic standard errors of the sBG maximum-likelihood estimates of ``alpha`` and
-    ``beta`` for a cohort of ``cohort_size`` customers observed for ``n_periods`` periods:
-    the square roots of the diagonal of the inverse of ``cohort_size *``
-    :func:`sbg_fisher_information`. NaN where the information matrix is singular."""
-    information = cohort_size * sbg_fisher_information(alpha, beta, n_periods)
-    try:
-        covariance = np.linalg.inv(information)
-    except np.linalg.LinAlgError:
-        return float("nan"), float("nan")
-    diagonal = np.diag(covariance)
-    return tuple(float(math.sqrt(v)) if v > 0 else float("nan") for v in diagonal)  # type: ignore[return-value]
 
 
 def survival_fit_table(survivors: Sequence, alpha: float, beta: float) -> pd.DataFrame:

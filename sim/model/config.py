@@ -40,6 +40,7 @@ __all__ = [
     "load_config",
     "config_to_toml",
     "write_config",
+    "with_run_overrides",
     "config_from_dict",
     "apply_overrides",
     "sweep_grid",
@@ -701,3 +702,33 @@ def write_config(config: ExperimentConfig, path: str | Path, *, header: Sequence
     if reloaded != config:
         raise RuntimeError(f"the TOML written for {path} does not load back as the same config (a bug in sim.model.config)")
     return atomic_write_text(path, text)
+
+
+def with_run_overrides(config: ExperimentConfig, customers: int | None = None, replications: int | None = None,
+                       horizon: int | None = None, seed: int | None = None, threads: int | None = None) -> ExperimentConfig:
+    """``config`` with the sizes of a run replaced where given (``population.customers``,
+    ``run.replications``, ``run.horizon``, ``run.seed``, ``run.threads``), validated like the
+    config; ``config`` itself when nothing is given. The keyword overrides of
+    :func:`sim.project`, :func:`sim.project_from` and :func:`sim.simulate_market`.
+
+    Raises
+    ------
+    TypeError
+        If ``config`` is not an :class:`ExperimentConfig` (for a mapping, use
+        :func:`config_from_dict`).
+    ConfigError
+        If an override is out of range.
+    """
+    if not isinstance(config, ExperimentConfig):
+        hint = " (for a dict use sim.config_from_dict(data))" if isinstance(config, dict) else ""
+        raise TypeError(f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
+                        f"got {type(config).__name__}{hint}")
+    overrides_run = {key: value for key, value in
+                     (("replications", replications), ("horizon", horizon), ("seed", seed), ("threads", threads))
+                     if value is not None}
+    overrides = {}
+    if overrides_run:
+        overrides["run"] = overrides_run
+    if customers is not None:
+        overrides["population"] = {"customers": customers}
+    return config.with_overrides(**overrides) if overrides else config

@@ -12,27 +12,16 @@ from sim.engines.core import simulate_chunk
 from sim.tables.chunks import ChunkReducer, exact_clv_tables
 from sim.runs.executors import check_run_size, make_executor, plan_work, run_ordered, simulate_work_item
 from sim.tables.result import ProjectionResult
+from sim.model.config import with_run_overrides
 
 __all__ = ["project",]
-
-
-def _resolve(config: ExperimentConfig, customers, replications, horizon, seed, threads) -> ExperimentConfig:
-    overrides_run = {key: value for key, value in
-                     (("replications", replications), ("horizon", horizon), ("seed", seed), ("threads", threads))
-                     if value is not None}
-    overrides = {}
-    if overrides_run:
-        overrides["run"] = overrides_run
-    if customers is not None:
-        overrides["population"] = {"customers": customers}
-    return config.with_overrides(**overrides) if overrides else config
 
 
 def _chunks(n_customers: int, chunk_customers: int) -> list[tuple[int, int]]:
     return [(start, min(chunk_customers, n_customers - start)) for start in range(0, n_customers, chunk_customers)]
 
 
-def _set_threads(threads: int) -> int:
+def set_threads(threads: int) -> int:
     available = numba.config.NUMBA_NUM_THREADS
     wanted = available if threads == 0 else min(threads, available)
     numba.set_num_threads(wanted)
@@ -111,7 +100,7 @@ def project(
     aggregates plus the chunks in flight and the sketch, plus 8 bytes per customer,
     replication and policy only below that size or when ``keep_clv``.
     """
-    config = _resolve(config, customers, replications, horizon, seed, threads)
+    config = with_run_overrides(config, customers, replications, horizon, seed, threads)
     if not isinstance(resume, bool):
         raise ValueError(f"resume = {resume!r}: must be True or False")
     if resume and checkpoint is None:
@@ -122,7 +111,7 @@ def project(
     expose = exact if keep_clv is None else bool(keep_clv)
     keep = exact or expose  # collect the per-customer CLVs (for exact tables or for the caller)
     runner = make_executor(executor, scheduler, n_items=len(items))  # checks the arguments first
-    used_threads = _set_threads(config.run.threads)
+    used_threads = set_threads(config.run.threads)
     store = None
     trusted = []  # indices whose chunk file is trusted; each is read again only when the reducer needs it
     resumed = [0]

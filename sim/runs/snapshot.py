@@ -152,7 +152,7 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
     and cash is discounted from the snapshot on (end-of-period convention).
     """
     from sim.tables.result import ProjectionResult
-    from sim.runs.projection import _set_threads
+    from sim.runs.projection import set_threads
 
     snapshot = _checked_snapshot(snapshot, beta_churn=config.population.churn_propensity is not None)
     snapshot = snapshot.reset_index(drop=True)
@@ -161,7 +161,7 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
     config = config.with_overrides(population={"customers": len(snapshot)}, **({"run": run} if run else {}))
     arrays = model_arrays(config)
     tables = policy_tables(config)
-    used = _set_threads(config.run.threads)
+    used = set_threads(config.run.threads)
     stage = snapshot["stage"].to_numpy(np.int64)
     highest = (snapshot["highest_stage"].to_numpy(np.int64) if "highest_stage" in snapshot
                else np.minimum(np.where(stage == 3, 1, stage), 2))

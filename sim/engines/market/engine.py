@@ -101,6 +101,7 @@ from sim.tables.result import ProjectionResult
 from sim.engines.market.state import SNAPSHOT_COLUMNS, C_ACQUISITION_COST, C_BUDGET, C_COMPETITOR, C_COMPLAINTS, C_DETERRED, C_DISSATISFIED, C_ENDED_RELATIONSHIP, C_ENDED_TRANSACTIONAL, C_EXITS_RELATIONSHIP, C_EXITS_TRANSACTIONAL, C_JOINED_ACQUISITION, C_JOINED_WORD_OF_MOUTH, C_LIVE_RELATIONSHIP, C_LIVE_TRANSACTIONAL, C_MARKET_SPEND, C_PROFIT, C_PROSPECTS_WON, C_PURCHASES, C_SATISFACTION, C_SERVED, C_SERVERS, C_SPEND, C_TURNED_AWAY, C_WAIT, C_WISHED, F_ACQUISITION, F_CLV1, F_CLV2, F_CLV3, F_CLV4, F_CLV5, F_CLV6, F_SPEND_VALUE, I_END, I_HIGHEST, I_JOINED, I_ORIGIN, I_REFERRER, I_SEGMENT, I_STAGE, I_TIER, MARKET_COLUMNS, ORIGINS, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, _STATE_NAMES
 from sim.engines.market.budget import CustomerState
 from sim.engines.market.market import _Market, _Setup
+from sim.model.config import with_run_overrides
 
 __all__ = [
     "simulate_market",
@@ -335,21 +336,6 @@ _EVENT_COLUMNS = ("policy", "replication", "time", "customer", "event", "stage",
 _POLICY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
 
-def _resolve(config, customers, replications, horizon, seed) -> ExperimentConfig:
-    if not isinstance(config, ExperimentConfig):
-        hint = " (for a dict use sim.config_from_dict(data))" if isinstance(config, Mapping) else ""
-        raise TypeError(f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
-                        f"got {type(config).__name__}{hint}")
-    run = {key: value for key, value in (("replications", replications), ("horizon", horizon), ("seed", seed))
-           if value is not None}
-    overrides = {}
-    if run:
-        overrides["run"] = run
-    if customers is not None:
-        overrides["population"] = {"customers": customers}
-    return config.with_overrides(**overrides) if overrides else config
-
-
 def _check_word_of_mouth(config: ExperimentConfig) -> None:
     """With word of mouth on, ``people_told * |influence|`` of every satisfaction type at
     most :data:`sim.model.config.MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields (the
@@ -507,7 +493,7 @@ def simulate_market(
     customer-period (one SimPy event and one jit-compiled step), see
     ``benchmarks/abm_scale.py``. Deterministic given the seed.
     """
-    config = _resolve(config, customers, replications, horizon, seed)
+    config = with_run_overrides(config, customers, replications, horizon, seed)
     functions = _checked_functions(policy_functions, config)
     problems = agent_engine_problems(config, len(config.policies) + len(functions))
     if problems:
