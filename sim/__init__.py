@@ -17,8 +17,8 @@ The model's equations are documented in :mod:`sim.model.equations`; its paramete
 :mod:`sim.model.config`.
 """
 
-import importlib
-import warnings
+import importlib as _importlib
+import warnings as _warnings
 
 from sim import analytic, experiments, fitting
 from sim.engines.market.engine import MarketResult, simulate_market
@@ -26,7 +26,7 @@ from sim.exceptions import ConfigError
 from sim.experiments.comparison import ExperimentResult, project_to_precision, run_experiment
 from sim.experiments.sweep import SweepResult, run_sweep
 from sim.experiments.optimize import OptimizationResult, optimize_spend
-from sim.io.results import sim_version
+from sim.io.results import sim_version as _sim_version
 from sim.model.names import PATTERNS, SEGMENTS, STAGES
 from sim.model.config import ExperimentConfig, config_from_dict, load_config
 from sim.plotting.projection import (
@@ -44,7 +44,7 @@ from sim.runs.projection import project
 from sim.runs.snapshot import project_from
 from sim.tables.result import ProjectionResult
 
-__version__ = sim_version()
+__version__ = _sim_version()
 
 __all__ = [
     "__version__",
@@ -89,6 +89,6 @@ _MOVED = {"calibration": "sim.fitting.calibration", "validate": "sim.checks.vali
 
 def __getattr__(name: str):
     if name in _MOVED:
-        warnings.warn(f"sim.{name} moved to {_MOVED[name]}", DeprecationWarning, stacklevel=2)
-        return importlib.import_module(_MOVED[name])
+        _warnings.warn(f"sim.{name} moved to {_MOVED[name]}", DeprecationWarning, stacklevel=2)
+        return _importlib.import_module(_MOVED[name])
     raise AttributeError(f"module 'sim' has no attribute {name!r}")

@@ -530,27 +530,33 @@ def _one_market(config, customers):
     return market
 
 
-def test_the_satisfaction_bin_is_always_a_valid_index():
-    from sim.engines.market.state import _satisfaction_bin
+def test_the_satisfaction_bin_is_one_rule_on_scalars_and_arrays():
+    """Every engine bins satisfaction with sim.tables.partials.satisfaction_bin: a valid index for
+    any number (clamped into [0, 1]), -1 (no bin) for NaN; compiled on scalars (the core, the
+    agent engine) and on arrays through .py_func (the reference) with the same answers."""
+    from sim.tables.partials import satisfaction_bin
 
     cases = {0.0: 0, 0.05: 0, 0.5: 5, 0.95: 9, 0.999: 9, 1.0: 9, -0.5: 0, 1.5: 9, -np.inf: 0, np.inf: 9, np.nan: -1}
     for satisfaction, expected in cases.items():
-        assert _satisfaction_bin(satisfaction) == expected, satisfaction
-    grid = np.linspace(0.0, 1.0, 1001)  # the core's rule on [0, 1]
-    assert [_satisfaction_bin(value) for value in grid] == [min(int(value * 10), 9) for value in grid]
+        assert satisfaction_bin(satisfaction) == expected, satisfaction
+    values = np.array(list(cases))
+    np.testing.assert_array_equal(satisfaction_bin.py_func(values), list(cases.values()))
+    grid = np.linspace(0.0, 1.0, 1001)  # the rule on [0, 1]: equal-width bins, 1.0 in the last
+    assert [satisfaction_bin(value) for value in grid] == [min(int(value * 10), 9) for value in grid]
+    np.testing.assert_array_equal(satisfaction_bin.py_func(grid), [min(int(value * 10), 9) for value in grid])
 
 
 def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
     """The step kernel's satisfaction bin: a NaN satisfaction (int(NaN) is undefined, the write
     unchecked) books nothing; a finite one books exactly one bin, as in the core."""
-    from sim.engines.market.state import F_EXPECTATION, F_SATISFACTION, _close_period
+    from sim.engines.market.state import _close_period
 
     config = baseline_config.with_overrides(run={"horizon": 4})
     market = _one_market(config, 2)
-    market.fstate[1, F_EXPECTATION] = np.nan  # -> NaN disconfirmation -> NaN satisfaction (M4)
+    market.agents["expectation"][1] = np.nan  # -> NaN disconfirmation -> NaN satisfaction (M4)
     bins = market.partials.satisfaction_bins
     _close_period(1, 0, *market.kernel_arguments)
-    assert math.isnan(market.fstate[1, F_SATISFACTION])
+    assert math.isnan(market.agents["satisfaction"][1])
     assert bins.sum() == 0
     _close_period(0, 0, *market.kernel_arguments)
     assert bins[..., 0].sum() == 1
@@ -560,15 +566,14 @@ def test_a_nan_satisfaction_is_a_named_error(baseline_config, monkeypatch):
     """A NaN reaching a customer's satisfaction stops the run with NonFiniteResultError naming
     the customer, period, policy and replication (here injected through customer 3's expectation)."""
     from sim.engines.market import market as abm
-    from sim.engines.market.state import F_EXPECTATION
     from sim.exceptions import NonFiniteResultError
 
     real = abm._init_agent
 
-    def poisoned(agent, seed, replication, origin, referrer, period, fstate, *rest):
-        real(agent, seed, replication, origin, referrer, period, fstate, *rest)
+    def poisoned(agent, seed, replication, origin, referrer, period, agents, *rest):
+        real(agent, seed, replication, origin, referrer, period, agents, *rest)
         if agent == 3:
-            fstate[agent, F_EXPECTATION] = np.nan
+            agents["expectation"][agent] = np.nan
 
     monkeypatch.setattr(abm, "_init_agent", poisoned)
     first = baseline_config.policy_names[0]

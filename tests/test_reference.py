@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from sim.engines import core
+from sim.tables import partials as partials_layout
 from sim.model.config import config_from_dict
 from sim.model.arrays import S_DISCOUNT_FACTOR, model_arrays
 from sim.model.policies import policy_tables
@@ -83,10 +84,10 @@ def test_clv_parts_match_core(both):
     money = partials.money.sum(axis=0)
     for column, name in enumerate(PART_NAMES):  # M_CLV1 .. M_ACQUISITION
         np.testing.assert_allclose(reference[name].sum(axis=1), money[:, column], rtol=RTOL, atol=ATOL, err_msg=name)
-    np.testing.assert_allclose(reference["clv"].sum(axis=1), money[:, core.M_CLV], rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose((reference["clv"] ** 2).sum(axis=1), money[:, core.M_CLV_SQUARED], rtol=RTOL)
+    np.testing.assert_allclose(reference["clv"].sum(axis=1), money[:, partials_layout.M_CLV], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose((reference["clv"] ** 2).sum(axis=1), money[:, partials_layout.M_CLV_SQUARED], rtol=RTOL)
     # The reference's CLV total is the core's parts combined: clv1 + ... + clv6 - spend - acquisition.
-    core_parts = money[:, core.M_CLV1:core.M_CLV1 + 6].sum(axis=1) - money[:, core.M_SPEND] - money[:, core.M_ACQUISITION]
+    core_parts = money[:, partials_layout.M_CLV1:partials_layout.M_CLV1 + 6].sum(axis=1) - money[:, partials_layout.M_SPEND] - money[:, partials_layout.M_ACQUISITION]
     np.testing.assert_allclose(reference["clv"].sum(axis=1), core_parts, rtol=RTOL, atol=ATOL)
 
 

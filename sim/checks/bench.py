@@ -57,13 +57,12 @@ SIZES = {
 
 
 def _baseline_config():
-    import sim
-    from sim.model.config import config_from_dict
+    from sim.model.config import config_from_dict, load_config
 
     root = Path(__file__).resolve().parents[2]
     path = root / "experiments" / "baseline.toml"
     if path.is_file():  # recorded relative to the repository, so the JSON does not name this machine's folders
-        return sim.load_config(path), path.relative_to(root).as_posix()
+        return load_config(path), path.relative_to(root).as_posix()
     return config_from_dict({"name": "baseline"}), "built-in defaults (the baseline's values)"
 
 

@@ -28,37 +28,37 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from sim.model.streams import next_beta, next_normal, next_uniform, seed_stream
+from sim.model.streams import next_normal, next_uniform, seed_stream
 from sim.model.names import N_STAGES
-from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_CHURN_BETA, S_COST_FLOOR, S_COST_TO_SERVE, S_CROSS_SELL_MARGIN, S_DEFECTION_THRESHOLD, S_DISCOUNT_FACTOR, S_FIT_SD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_RELATIONSHIP_SHARE, S_SAT_SCALE, S_SAT_TOLERANCE, S_SOW_GROWTH, S_TENURE_SCALE, S_TIER_A_WALLET, S_TIER_B_WALLET, S_WALLET_MEDIAN, S_WALLET_SIGMA
-from sim.model.equations import care_response, customer_clv, customer_segment, customer_wallet, lifecycle_pattern, loyalty_from_satisfaction, next_stage, perceived_performance, period_profit, propensity_ends_relationship, ramped_cash_flows, satisfaction_type, tenure_ramp, transition_probabilities, update_expectation, update_satisfaction, value_tier
-from sim.tables.partials import BLOCK, ChunkPartials, K_LOYALTY, K_PROFIT, K_SATISFACTION, K_SPEND, M_ACQUISITION, M_CLV, M_CLV1, M_CLV2, M_CLV3, M_CLV4, M_CLV5, M_CLV6, M_CLV_SQUARED, M_SPEND, SATISFACTION_BINS
+from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_DEFECTION_THRESHOLD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_SAT_SCALE, S_SAT_TOLERANCE, S_TENURE_SCALE
+from sim.model.equations import care_response, customer_clv, lifecycle_pattern, loyalty_from_satisfaction, next_stage, perceived_performance, propensity_ends_relationship, satisfaction_type, tenure_ramp, transition_probabilities, update_expectation, update_satisfaction
+from sim.tables.partials import BLOCK, ChunkPartials
 from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY
-from sim.model.streams import COMPONENT_ATTRIBUTES, COMPONENT_CHURN, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS
+from sim.model.streams import COMPONENT_CHURN, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS
+from sim.model.step import account_period, cash_parameters, customer_attributes, opening_accounts
+from sim.tables.partials import add_customer, add_period, add_satisfaction
 
 __all__ = [
+    "ATTRIBUTE_COLUMNS",
+    "START_COLUMNS",
+    "DRAW_BATCH",
+    "MAX_RAMP_TABLE",
+    "stay_bounds",
+    "run_customers",
+    "simulate_chunk",
 ]
 
 
 
-@njit(cache=True)
-def customer_attributes(seed, replication, customer, scalars):
-    """Segment (0 relationship, 1 transactional), wallet, fit, ABC tier and churn propensity
-    of one customer, (A1)-(A3) and (M8) of :mod:`sim.model.equations`, from the attribute stream:
-    a uniform, two normals, then (only when Beta churn is on) the Beta draw."""
-    s0, s1 = seed_stream(seed, replication, customer, COMPONENT_ATTRIBUTES)
-    u, s0, s1 = next_uniform(s0, s1)
-    segment = customer_segment(u, scalars[S_RELATIONSHIP_SHARE])
-    z, s0, s1 = next_normal(s0, s1)
-    wallet = customer_wallet(z, scalars[S_WALLET_MEDIAN], scalars[S_WALLET_SIGMA])
-    z, s0, s1 = next_normal(s0, s1)
-    fit = scalars[S_FIT_SD] * z
-    tier = value_tier(wallet, scalars[S_TIER_A_WALLET], scalars[S_TIER_B_WALLET])
-    propensity = 0.0
-    if scalars[S_CHURN_ALPHA] > 0.0:
-        propensity, s0, s1 = next_beta(scalars[S_CHURN_ALPHA], scalars[S_CHURN_BETA], s0, s1)
-    return segment, wallet, fit, tier, propensity
-
+#: Columns of the customer-attribute array ``attributes[customer, A_*]``.
+ATTRIBUTE_COLUMNS = ("segment", "wallet", "fit", "tier", "propensity")
+A_SEGMENT, A_WALLET, A_FIT, A_TIER, A_PROPENSITY = range(5)
+#: Columns of the start-state array ``start[customer, START_*]``: stage, satisfaction,
+#: previous satisfaction, expectation, tenure, highest stage reached, acquisition cost paid
+#: at the start.
+START_COLUMNS = ("stage", "satisfaction", "previous_satisfaction", "expectation", "tenure", "highest_stage", "acquisition")
+(START_STAGE, START_SATISFACTION, START_PREVIOUS_SATISFACTION, START_EXPECTATION, START_TENURE, START_HIGHEST_STAGE,
+ START_ACQUISITION) = range(7)
 
 #: Periods of random draws generated at a time per customer (shared by all policies).
 DRAW_BATCH = 16
@@ -168,27 +168,23 @@ def _simulate_block(
     adaptation = scalars[S_ADAPTATION]
     anchor = scalars[S_ANCHOR]
     noise_sd = scalars[S_NOISE]
-    sow_growth = scalars[S_SOW_GROWTH]
     tenure_scale = scalars[S_TENURE_SCALE]
-    cross_sell_margin = scalars[S_CROSS_SELL_MARGIN]
-    cost_to_serve = scalars[S_COST_TO_SERVE]
-    cost_floor = scalars[S_COST_FLOOR]
     neutral_loyalty = scalars[S_NEUTRAL_LOYALTY]
     beta_advance = scalars[S_BETA_ADVANCE]
     beta_exit = scalars[S_BETA_EXIT]
-    delta = scalars[S_DISCOUNT_FACTOR]
     long_term = scalars[S_LONG_TERM]
+    cash = cash_parameters(scalars)
     beta_churn = scalars[S_CHURN_ALPHA] > 0.0
     n_traced = stage_trace.shape[1]
     for local in range(first_local, stop_local):
         customer = customer_ids[local]
-        segment = np.int64(attributes[local, 0])
-        wallet = attributes[local, 1]
-        fit = attributes[local, 2]
-        tier = np.int64(attributes[local, 3])
-        propensity = attributes[local, 4]
-        start_tenure = np.int64(start[local, 4])
-        acquisition = start[local, 6]
+        segment = np.int64(attributes[local, A_SEGMENT])
+        wallet = attributes[local, A_WALLET]
+        fit = attributes[local, A_FIT]
+        tier = np.int64(attributes[local, A_TIER])
+        propensity = attributes[local, A_PROPENSITY]
+        start_tenure = np.int64(start[local, START_TENURE])
+        acquisition = start[local, START_ACQUISITION]
         base_performance = segment_table[ROW_BASE_PERFORMANCE, segment]
         exit_odds = segment_table[ROW_EXIT_ODDS, segment]
         premium_rate = segment_table[ROW_PRICE_PREMIUM, segment]
@@ -198,19 +194,12 @@ def _simulate_block(
         drawn = 0
         traced = local < n_traced
         for policy in range(n_policies):
-            expectation = start[local, 3]
-            satisfaction = start[local, 1]
-            previous_satisfaction = start[local, 2]
-            stage = np.int64(start[local, 0])
-            highest_stage = np.int64(start[local, 5])
-            discount = 1.0
-            clv1 = 0.0
-            clv2 = 0.0
-            clv3 = 0.0
-            clv4 = 0.0
-            clv5 = 0.0
-            clv6 = 0.0
-            spend_value = 0.0
+            expectation = start[local, START_EXPECTATION]
+            satisfaction = start[local, START_SATISFACTION]
+            previous_satisfaction = start[local, START_PREVIOUS_SATISFACTION]
+            stage = np.int64(start[local, START_STAGE])
+            highest_stage = np.int64(start[local, START_HIGHEST_STAGE])
+            accounts = opening_accounts(0.0)
             end_period = -1
             drop_trigger = reactive_drop[policy]
             for t in range(horizon):
@@ -236,10 +225,13 @@ def _simulate_block(
                 loyalty = loyalty_from_satisfaction(satisfaction, defection, affection, indifference_low,
                                                     indifference_high)
                 expectation = update_expectation(expectation, performance, initial_expectation, adaptation, anchor)
-                # (C1)-(C6): this period's cash, received at the end of the period
+                # (C1)-(C6): this period's cash, received at the end of the period (sim.model.step)
                 tenure = start_tenure + t
                 ramp = ramps[tenure] if tenure < n_ramps else tenure_ramp(float(tenure), tenure_scale)
-                purchases, cross_sell, cost_saving, referral_value, premium = ramped_cash_flows(
+                accounts, profit = account_period(
+                    accounts,
+                    cash,
+                    tenure == 0,
                     wallet,
                     ramp,
                     stage_table[ROW_SOW, stage],
@@ -248,32 +240,11 @@ def _simulate_block(
                     referral[kind],
                     premium_rate,
                     loyalty,
-                    indifference_high,
-                    sow_growth,
-                    cross_sell_margin,
-                    cost_to_serve,
-                    cost_floor,
+                    spend,
+                    1.0,
                 )
-                discount *= delta
-                if tenure == 0:
-                    clv1 += discount * purchases
-                else:
-                    clv2 += discount * purchases
-                clv3 += discount * cross_sell
-                clv4 += discount * cost_saving
-                clv5 += discount * referral_value
-                clv6 += discount * premium
-                spend_value += discount * spend
-                profit = period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend)
-                stage_periods[block, policy, stage] += 1
-                stage_sums[block, policy, stage, K_PROFIT] += profit
-                stage_sums[block, policy, stage, K_SATISFACTION] += satisfaction
-                stage_sums[block, policy, stage, K_LOYALTY] += loyalty
-                stage_sums[block, policy, stage, K_SPEND] += spend
-                period_sums[block, policy, t, K_PROFIT] += profit
-                period_sums[block, policy, t, K_SATISFACTION] += satisfaction
-                period_sums[block, policy, t, K_LOYALTY] += loyalty
-                period_sums[block, policy, t, K_SPEND] += spend
+                add_period(stage_periods, stage_sums, period_sums, block, policy, stage, t, profit, satisfaction,
+                           loyalty, spend)
                 # (M7): the stage transition, from one uniform draw
                 uniform = draws[1, t]
                 if uniform >= stay_bounds[stage, segment]:
@@ -293,11 +264,8 @@ def _simulate_block(
                 # (M8): one churn draw per period while the option is on
                 if beta_churn and propensity > 0.0 and propensity_ends_relationship(propensity, draws[2, t]):
                     new_stage = ENDED
-                # clamped on both sides: a NaN (reported afterwards as NonFiniteResultError) can never write out of range
-                satisfaction_bin = max(0, min(int(satisfaction * SATISFACTION_BINS), SATISFACTION_BINS - 1))
-                satisfaction_bins[block, policy, stage, satisfaction_bin, 0] += 1
-                if new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE):
-                    satisfaction_bins[block, policy, stage, satisfaction_bin, 1] += 1
+                add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction,
+                                 new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE))
                 stage = new_stage
                 if stage <= STABILITY and stage > highest_stage:
                     highest_stage = stage
@@ -311,18 +279,9 @@ def _simulate_block(
             if traced:
                 for t in range(end_period if end_period >= 0 else horizon, horizon + 1):
                     stage_trace[policy, local, t] = stage
-            value = customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend_value, acquisition)
-            row = money[block, policy]
-            row[M_CLV1] += clv1
-            row[M_CLV2] += clv2
-            row[M_CLV3] += clv3
-            row[M_CLV4] += clv4
-            row[M_CLV5] += clv5
-            row[M_CLV6] += clv6
-            row[M_SPEND] += spend_value
-            row[M_ACQUISITION] += acquisition
-            row[M_CLV] += value
-            row[M_CLV_SQUARED] += value * value
+            value = customer_clv(accounts.clv1, accounts.clv2, accounts.clv3, accounts.clv4, accounts.clv5,
+                                 accounts.clv6, accounts.spend, acquisition)
+            add_customer(money, block, policy, accounts, acquisition, value)
             pattern = lifecycle_pattern(highest_stage, end_period, start_tenure, long_term)
             pattern_count[block, policy, pattern] += 1
             pattern_clv[block, policy, pattern] += value
@@ -349,23 +308,20 @@ def _new_customers(seed, replication, first_customer, scalars, segment_table, at
         segment, wallet, fit, tier, propensity = customer_attributes(
             seed, replication, first_customer + local, scalars
         )
-        attributes[local, 0] = segment
-        attributes[local, 1] = wallet
-        attributes[local, 2] = fit
-        attributes[local, 3] = tier
-        attributes[local, 4] = propensity
-        start[local, 0] = EXPLORATION
-        start[local, 1] = 0.5
-        start[local, 2] = 0.5
-        start[local, 3] = scalars[S_INITIAL_EXPECTATION]
-        start[local, 4] = 0
-        start[local, 5] = EXPLORATION
-        start[local, 6] = segment_table[ROW_ACQUISITION, segment]
+        attributes[local, A_SEGMENT] = segment
+        attributes[local, A_WALLET] = wallet
+        attributes[local, A_FIT] = fit
+        attributes[local, A_TIER] = tier
+        attributes[local, A_PROPENSITY] = propensity
+        start[local, START_STAGE] = EXPLORATION
+        start[local, START_SATISFACTION] = 0.5
+        start[local, START_PREVIOUS_SATISFACTION] = 0.5
+        start[local, START_EXPECTATION] = scalars[S_INITIAL_EXPECTATION]
+        start[local, START_TENURE] = 0
+        start[local, START_HIGHEST_STAGE] = EXPLORATION
+        start[local, START_ACQUISITION] = segment_table[ROW_ACQUISITION, segment]
 
 
-#: Columns of the start-state array: stage, satisfaction, previous satisfaction,
-#: expectation, tenure, highest stage reached, acquisition cost paid at the start.
-START_COLUMNS = ("stage", "satisfaction", "previous_satisfaction", "expectation", "tenure", "highest_stage", "acquisition")
 
 
 @njit(cache=True, parallel=True)
@@ -510,13 +466,14 @@ def run_customers(arrays, tables, seed: int, replication: int, customer_ids: np.
     """Simulate the given customers from their start states (checked wrapper of
     :func:`_simulate_customers`) and return their :class:`ChunkPartials`."""
     n_customers = len(customer_ids)
-    if attributes.shape != (n_customers, 5) or start.shape != (n_customers, len(START_COLUMNS)):
-        raise ValueError(f"attributes must be ({n_customers}, 5) and start ({n_customers}, {len(START_COLUMNS)})")
+    if attributes.shape != (n_customers, len(ATTRIBUTE_COLUMNS)) or start.shape != (n_customers, len(START_COLUMNS)):
+        raise ValueError(f"attributes must be ({n_customers}, {len(ATTRIBUTE_COLUMNS)}) and start "
+                         f"({n_customers}, {len(START_COLUMNS)})")
     partials = ChunkPartials((n_customers + BLOCK - 1) // BLOCK, len(tables.names), horizon, n_customers)
     partials.stage_trace = np.zeros((len(tables.names), min(trace_customers, n_customers), horizon + 1), dtype=np.int8)
     scalars = arrays.scalars
     gain, scale, annoyance = scalars[S_CARE_GAIN], scalars[S_CARE_SCALE], scalars[S_ANNOYANCE]
-    oldest = int(start[:, 4].max()) if n_customers else 0
+    oldest = int(start[:, START_TENURE].max()) if n_customers else 0
     ramps = _ramp_table(min(oldest + horizon, MAX_RAMP_TABLE), scalars[S_TENURE_SCALE])
     _simulate_customers(
         arrays.stage,
@@ -554,7 +511,7 @@ def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: 
     """
     if first_customer % BLOCK:
         raise ValueError(f"first_customer = {first_customer} must be a multiple of BLOCK = {BLOCK}")
-    attributes = np.empty((n_customers, 5))
+    attributes = np.empty((n_customers, len(ATTRIBUTE_COLUMNS)))
     start = np.empty((n_customers, len(START_COLUMNS)))
     _new_customers(np.uint64(seed), np.uint64(replication), np.int64(first_customer), arrays.scalars,
                    arrays.segment, attributes, start)

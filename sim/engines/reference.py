@@ -84,11 +84,13 @@ from numba import njit
 
 from sim.model.streams import MAX_CUSTOMER, MAX_REPLICATION, checked_int, next_beta, next_normal, next_uniform, seed_stream, stream_normals, stream_uniforms
 from sim.model import equations as _model
+from sim.model import step as _step
+from sim.tables import partials as _partials
 from sim.model.config import ExperimentConfig
 from sim.model.streams import COMPONENT_ATTRIBUTES, COMPONENT_CHURN, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS
 from sim.tables.partials import K_LOYALTY, K_PROFIT, K_SATISFACTION, K_SPEND, N_PERIOD_SUMS, SATISFACTION_BINS
 from sim.model.names import N_STAGES
-from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_CHURN_BETA, S_COST_FLOOR, S_COST_TO_SERVE, S_CROSS_SELL_MARGIN, S_DEFECTION_THRESHOLD, S_DISCOUNT_FACTOR, S_FIT_SD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_RELATIONSHIP_SHARE, S_SAT_SCALE, S_SAT_TOLERANCE, S_SOW_GROWTH, S_TENURE_SCALE, S_TIER_A_WALLET, S_TIER_B_WALLET, S_WALLET_MEDIAN, S_WALLET_SIGMA, model_arrays
+from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_CHURN_BETA, S_DEFECTION_THRESHOLD, S_FIT_SD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_RELATIONSHIP_SHARE, S_SAT_SCALE, S_SAT_TOLERANCE, S_TENURE_SCALE, S_TIER_A_WALLET, S_TIER_B_WALLET, S_WALLET_MEDIAN, S_WALLET_SIGMA, model_arrays
 from sim.model.policies import policy_tables
 from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY
 
@@ -113,14 +115,19 @@ _update_expectation = _model.update_expectation.py_func
 _loyalty_from_satisfaction = _model.loyalty_from_satisfaction.py_func
 _transition_probabilities = _model.transition_probabilities.py_func
 _next_stage = _model.next_stage.py_func
-_period_cash_flows = _model.period_cash_flows.py_func
-_period_profit = _model.period_profit.py_func
+_tenure_ramp = _model.tenure_ramp  # jit-compiled, on one tenure: the ramp of the core's table
+# The period's accounting and the satisfaction-bin rule of every engine, on arrays.
+_opening_accounts = _step.opening_accounts.py_func
+_cash_parameters = _step.cash_parameters.py_func
+_account_period = _step.account_period.py_func
+_satisfaction_bin = _partials.satisfaction_bin.py_func
 _customer_clv = _model.customer_clv.py_func
 _lifecycle_pattern = _model.lifecycle_pattern.py_func
 
-# Rows of the working accumulator ``parts[row, active customer]`` (discounted sums).
-_P_CLV1, _P_CLV2, _P_CLV3, _P_CLV4, _P_CLV5, _P_CLV6, _P_SPEND = range(7)
-_N_ACCUMULATED = 7
+#: The accounts (:class:`sim.model.step.Accounts`) that are written out per customer, in the
+#: order of :data:`PART_NAMES` (the discount factor is not).
+_ACCOUNT_PARTS = ("clv1", "clv2", "clv3", "clv4", "clv5", "clv6", "spend")
+_N_ACCUMULATED = len(_ACCOUNT_PARTS)
 
 
 @njit(cache=True)
@@ -199,7 +206,8 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     low, high = scalars[S_INDIFFERENCE_LOW], scalars[S_INDIFFERENCE_HIGH]
     initial_expectation, adaptation, anchor = scalars[S_INITIAL_EXPECTATION], scalars[S_ADAPTATION], scalars[S_ANCHOR]
     neutral, beta_forward, beta_exit = scalars[S_NEUTRAL_LOYALTY], scalars[S_BETA_ADVANCE], scalars[S_BETA_EXIT]
-    delta = scalars[S_DISCOUNT_FACTOR]
+    tenure_scale = scalars[S_TENURE_SCALE]
+    cash = _cash_parameters(scalars)
     effectiveness = stage_table[ROW_EFFECTIVENESS]
     sow, margin, cross_sell = stage_table[ROW_SOW], stage_table[ROW_MARGIN], stage_table[ROW_CROSS_SELL]
     advance, leave_base = stage_table[ROW_ADVANCE], stage_table[ROW_EXIT]
@@ -212,7 +220,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     satisfaction = np.full(n, 0.5)
     previous_satisfaction = np.full(n, 0.5)
     expectation = np.full(n, initial_expectation)
-    parts = np.zeros((_N_ACCUMULATED, n))
+    accounts = _opening_accounts(np.zeros(n))
     # Compact per-customer constants.
     cell = block.segment * 3 + block.tier
     wallet = block.wallet
@@ -233,7 +241,6 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     stage_sums = out["stage_sums"][policy]
     satisfaction_bins = out["satisfaction_bins"][policy].reshape(N_STAGES * SATISFACTION_BINS, 2)
 
-    discount = 1.0
     for t in range(horizon):
         occupancy[t, :N_STAGES] += np.bincount(stage, minlength=N_STAGES)
         # retention spend, decided on what the firm observed up to last period
@@ -250,31 +257,10 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         kind = _satisfaction_type(disconfirmation, tolerance)
         loyalty = _loyalty_from_satisfaction(satisfaction, defection, affection, low, high)
         expectation = _update_expectation(expectation, performance, initial_expectation, adaptation, anchor)
-        # (C1)-(C6): this period's cash, received at the end of the period
-        purchases, cross_sell_value, cost_saving, referral_value, premium = _period_cash_flows(
-            wallet,
-            float(t),
-            sow[stage],
-            margin[stage],
-            cross_sell[stage],
-            referral[kind],
-            premium_rate,
-            loyalty,
-            high,
-            scalars[S_SOW_GROWTH],
-            scalars[S_TENURE_SCALE],
-            scalars[S_CROSS_SELL_MARGIN],
-            scalars[S_COST_TO_SERVE],
-            scalars[S_COST_FLOOR],
-        )
-        discount *= delta
-        parts[_P_CLV1 if t == 0 else _P_CLV2] += discount * purchases
-        parts[_P_CLV3] += discount * cross_sell_value
-        parts[_P_CLV4] += discount * cost_saving
-        parts[_P_CLV5] += discount * referral_value
-        parts[_P_CLV6] += discount * premium
-        parts[_P_SPEND] += discount * spend
-        profit = _period_profit(purchases, cross_sell_value, cost_saving, referral_value, premium, spend)
+        # (C1)-(C6): this period's cash, received at the end of the period (sim.model.step)
+        accounts, profit = _account_period(accounts, cash, t == 0, wallet, _tenure_ramp(float(t), tenure_scale),
+                                           sow[stage], margin[stage], cross_sell[stage], referral[kind], premium_rate,
+                                           loyalty, spend, 1.0)
         for column, values in ((K_PROFIT, profit), (K_SATISFACTION, satisfaction), (K_LOYALTY, loyalty), (K_SPEND, spend)):
             values = np.broadcast_to(values, stage.shape)
             stage_sums[:, column] += np.bincount(stage, weights=values, minlength=N_STAGES)
@@ -287,11 +273,11 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         if block.churn_uniforms is not None:  # (M8) Beta-heterogeneous churn
             churned = _model.propensity_ends_relationship.py_func(propensity, block.churn_uniforms[t][active])
             new_stage = np.where(churned, ENDED, new_stage)
-        satisfaction_bin = stage * SATISFACTION_BINS + np.minimum(
-            (satisfaction * SATISFACTION_BINS).astype(np.int64), SATISFACTION_BINS - 1
-        )
-        satisfaction_bins[:, 0] += np.bincount(satisfaction_bin, minlength=N_STAGES * SATISFACTION_BINS)
-        exits = (new_stage == ENDED) | ((new_stage == DECLINE) & (stage != DECLINE))
+        in_bin = _satisfaction_bin(satisfaction)  # -1 for NaN: counted in no bin, as in the core
+        counted = in_bin >= 0
+        satisfaction_bin = stage * SATISFACTION_BINS + in_bin
+        satisfaction_bins[:, 0] += np.bincount(satisfaction_bin[counted], minlength=N_STAGES * SATISFACTION_BINS)
+        exits = counted & ((new_stage == ENDED) | ((new_stage == DECLINE) & (stage != DECLINE)))
         satisfaction_bins[:, 1] += np.bincount(satisfaction_bin[exits], minlength=N_STAGES * SATISFACTION_BINS)
         stage = new_stage
         np.copyto(highest, stage, where=(stage <= STABILITY) & (stage > highest))
@@ -302,11 +288,12 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
             end_period[positions] = t + 1
             final_stage[positions] = ENDED
             final_highest[positions] = highest[ended]
-            final_parts[:, positions] = parts[:, ended]
+            for row, part in enumerate(_ACCOUNT_PARTS):
+                final_parts[row, positions] = getattr(accounts, part)[ended]
             keep = ~ended
             active, stage, highest = active[keep], stage[keep], highest[keep]
             satisfaction, previous_satisfaction, expectation = satisfaction[keep], previous_satisfaction[keep], expectation[keep]
-            parts = parts[:, keep]
+            accounts = type(accounts)(*(field[keep] for field in accounts))
             cell, wallet, fit, propensity = cell[keep], wallet[keep], fit[keep], propensity[keep]
             base_performance, exit_odds, premium_rate = base_performance[keep], exit_odds[keep], premium_rate[keep]
             if active.size == 0:
@@ -315,7 +302,8 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     occupancy[horizon, :N_STAGES] += np.bincount(stage, minlength=N_STAGES)
     final_stage[active] = stage
     final_highest[active] = highest
-    final_parts[:, active] = parts
+    for row, part in enumerate(_ACCOUNT_PARTS):
+        final_parts[row, active] = getattr(accounts, part)
     out["ended_at"][policy] += np.bincount(end_period[end_period >= 0], minlength=horizon + 1)
 
     # CLV, summed in the kernel's order, and the lifecycle pattern
@@ -325,8 +313,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         out[name][policy, columns] = final_parts[row]
     out["acquisition_cost"][policy, columns] = acquisition
     out["clv"][policy, columns] = _customer_clv(
-        final_parts[_P_CLV1], final_parts[_P_CLV2], final_parts[_P_CLV3], final_parts[_P_CLV4],
-        final_parts[_P_CLV5], final_parts[_P_CLV6], final_parts[_P_SPEND], acquisition,
+        *final_parts, acquisition,
     )
     out["pattern"][policy, columns] = _lifecycle_pattern(final_highest, end_period, 0, scalars[S_LONG_TERM])
     out["end_period"][policy, columns] = end_period

@@ -9,8 +9,22 @@ depend on thread count or chunking.
 from __future__ import annotations
 
 import numpy as np
+from numba import njit
 
+from sim.model.equations import select
 from sim.model.names import N_STAGES
+
+__all__ = [
+    "BLOCK",
+    "SATISFACTION_BINS",
+    "N_MONEY",
+    "N_PERIOD_SUMS",
+    "ChunkPartials",
+    "satisfaction_bin",
+    "add_period",
+    "add_satisfaction",
+    "add_customer",
+]
 
 
 #: Customers per reduction block (partial sums are kept per block and reduced in order).
@@ -83,3 +97,64 @@ class ChunkPartials:
         self.pair_wins = np.zeros((n_blocks, p, p), dtype=np.int64)
         self.satisfaction_bins = np.zeros((n_blocks, p, N_STAGES, SATISFACTION_BINS, 2), dtype=np.int64)
         self.clv = np.zeros((p, n_customers))
+
+
+# --------------------------------------------------------------------------- writing partials (every engine)
+
+
+@njit(cache=True)
+def satisfaction_bin(satisfaction):
+    """The bin ``0 .. SATISFACTION_BINS - 1`` of a satisfaction (equal-width bins of [0, 1];
+    values outside [0, 1] go to the end bins), or -1 for NaN, which is counted in no bin
+    (the run then stops with :class:`sim.exceptions.NonFiniteResultError`). The one rule
+    of every engine. Jit-compiled; works on arrays through ``.py_func``."""
+    finite = satisfaction == satisfaction
+    clamped = np.minimum(np.maximum(select(finite, satisfaction, 0.0), 0.0), 1.0)
+    index = np.minimum(np.int64(clamped * SATISFACTION_BINS), SATISFACTION_BINS - 1)
+    return select(finite, index, -1)
+
+
+@njit(cache=True)
+def add_period(stage_periods, stage_sums, period_sums, block, policy, stage, period, profit, satisfaction, loyalty,
+               spend):
+    """Add one customer-period to the per-stage and per-period sums of ``[block, policy]``
+    (columns ``K_PROFIT``, ``K_SATISFACTION``, ``K_LOYALTY``, ``K_SPEND``). Jit-compiled."""
+    stage_periods[block, policy, stage] += 1
+    stage_sums[block, policy, stage, K_PROFIT] += profit
+    stage_sums[block, policy, stage, K_SATISFACTION] += satisfaction
+    stage_sums[block, policy, stage, K_LOYALTY] += loyalty
+    stage_sums[block, policy, stage, K_SPEND] += spend
+    period_sums[block, policy, period, K_PROFIT] += profit
+    period_sums[block, policy, period, K_SATISFACTION] += satisfaction
+    period_sums[block, policy, period, K_LOYALTY] += loyalty
+    period_sums[block, policy, period, K_SPEND] += spend
+
+
+@njit(cache=True)
+def add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction, exit_move):
+    """Count one customer-period in its satisfaction bin of ``stage`` (column 0) and, if the
+    customer left the stage by an exit move (to decline or ended), in column 1: the
+    simulated satisfaction→retention relation. Jit-compiled."""
+    index = satisfaction_bin(satisfaction)
+    if index >= 0:
+        satisfaction_bins[block, policy, stage, index, 0] += 1
+        if exit_move:
+            satisfaction_bins[block, policy, stage, index, 1] += 1
+
+
+@njit(cache=True)
+def add_customer(money, block, policy, accounts, acquisition, value):
+    """Add one customer's discounted accounts (:class:`sim.model.step.Accounts`), acquisition
+    cost and CLV ``value`` to the money partials of ``[block, policy]``. Jit-compiled."""
+    row = money[block, policy]
+    row[M_CLV1] += accounts.clv1
+    row[M_CLV2] += accounts.clv2
+    row[M_CLV3] += accounts.clv3
+    row[M_CLV4] += accounts.clv4
+    row[M_CLV5] += accounts.clv5
+    row[M_CLV6] += accounts.clv6
+    row[M_SPEND] += accounts.spend
+    row[M_ACQUISITION] += acquisition
+    row[M_CLV] += value
+    row[M_CLV_SQUARED] += value * value
+

@@ -98,10 +98,11 @@ from sim.tables.partials import ChunkPartials, M_ACQUISITION, M_CLV, M_CLV1, M_C
 from sim.model.arrays import S_DISCOUNT_FACTOR, S_LONG_TERM
 from sim.model.equations import customer_clv, lifecycle_pattern
 from sim.tables.result import ProjectionResult
-from sim.engines.market.state import SNAPSHOT_COLUMNS, C_ACQUISITION_COST, C_BUDGET, C_COMPETITOR, C_COMPLAINTS, C_DETERRED, C_DISSATISFIED, C_ENDED_RELATIONSHIP, C_ENDED_TRANSACTIONAL, C_EXITS_RELATIONSHIP, C_EXITS_TRANSACTIONAL, C_JOINED_ACQUISITION, C_JOINED_WORD_OF_MOUTH, C_LIVE_RELATIONSHIP, C_LIVE_TRANSACTIONAL, C_MARKET_SPEND, C_PROFIT, C_PROSPECTS_WON, C_PURCHASES, C_SATISFACTION, C_SERVED, C_SERVERS, C_SPEND, C_TURNED_AWAY, C_WAIT, C_WISHED, F_ACQUISITION, F_CLV1, F_CLV2, F_CLV3, F_CLV4, F_CLV5, F_CLV6, F_SPEND_VALUE, I_END, I_HIGHEST, I_JOINED, I_ORIGIN, I_REFERRER, I_SEGMENT, I_STAGE, I_TIER, MARKET_COLUMNS, ORIGINS, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, _STATE_NAMES
+
 from sim.engines.market.budget import CustomerState
 from sim.engines.market.market import _Market, _Setup
 from sim.model.config import with_run_overrides
+from sim.engines.market.state import SNAPSHOT_COLUMNS, MARKET_COLUMNS, ORIGINS, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, _STATE_NAMES
 
 __all__ = [
     "simulate_market",
@@ -111,8 +112,8 @@ __all__ = [
 def _sum_clv(f: np.ndarray, clv5: np.ndarray) -> np.ndarray:
     """CLV = CLV1 + ... + CLV6 - spend - acquisition, summed in the core's order (so equal to
     the core's per-customer value bit for bit), with the given CLV5 column."""
-    return customer_clv.py_func(f[:, F_CLV1], f[:, F_CLV2], f[:, F_CLV3], f[:, F_CLV4], clv5, f[:, F_CLV6],
-                                f[:, F_SPEND_VALUE], f[:, F_ACQUISITION])
+    return customer_clv.py_func(f["clv1"], f["clv2"], f["clv3"], f["clv4"], clv5, f["clv6"],
+                                f["spend_value"], f["acquisition"])
 
 
 def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: np.ndarray, occupancy: np.ndarray,
@@ -121,20 +122,19 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
     cohort's money/pattern partials, and the ``customers`` and ``market`` frames."""
     setup = market.setup
     n = market.n
-    f = market.fstate[:n]
-    state = market.istate[:n]
+    f = state = market.agents[:n]
     scalars = setup.arrays.scalars
     delta = scalars[S_DISCOUNT_FACTOR]
-    clv5 = f[:, F_CLV5].copy()
+    clv5 = f["clv5"].copy()
     own = _sum_clv(f, clv5)
-    joined = state[:, I_JOINED]
-    origin = state[:, I_ORIGIN]
+    joined = state["joined"]
+    origin = state["origin"]
     if market.wom_on:
         # CLV5 observed: the value of the customers won directly (their own CLV, discounted
         # from their acquisition to the referrer's), minus that of the prospects deterred,
         # each valued at the mean own CLV of the customers who arrived in this market.
         referred = np.flatnonzero(origin == ORIGIN_WORD_OF_MOUTH)
-        referrer = state[referred, I_REFERRER]
+        referrer = state["referrer"][referred]
         np.add.at(clv5, referrer, delta ** (joined[referred] - joined[referrer]) * own[referred])
         if market.cancelled:
             arrivals = own[origin != ORIGIN_COHORT]
@@ -142,15 +142,15 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
             deterrer, would_join = np.asarray(market.cancelled, dtype=np.int64).T
             np.subtract.at(clv5, deterrer, delta ** (would_join - joined[deterrer]) * value)
     clv = _sum_clv(f, clv5)
-    end = state[:, I_END]
-    highest = state[:, I_HIGHEST]
+    end = state["ended"]
+    highest = state["highest_stage"]
     pattern = lifecycle_pattern.py_func(highest, end, 0, scalars[S_LONG_TERM])
     # cohort partials (the cohort is agents 0 .. customers-1)
     p = market.policy
     cohort = slice(0, setup.customers)
     clv_out[p] = clv[cohort]
-    parts = np.column_stack([f[cohort, F_CLV1], f[cohort, F_CLV2], f[cohort, F_CLV3], f[cohort, F_CLV4], clv5[cohort],
-                             f[cohort, F_CLV6], f[cohort, F_SPEND_VALUE], f[cohort, F_ACQUISITION]])
+    parts = np.column_stack([f["clv1"][cohort], f["clv2"][cohort], f["clv3"][cohort], f["clv4"][cohort], clv5[cohort],
+                             f["clv6"][cohort], f["spend_value"][cohort], f["acquisition"][cohort]])
     money[p, M_CLV1:M_CLV1 + 6] = parts[:, :6].sum(axis=0)
     money[p, M_SPEND] = parts[:, 6].sum()
     money[p, M_ACQUISITION] = parts[:, 7].sum()
@@ -158,7 +158,7 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
     money[p, M_CLV_SQUARED] = (clv[cohort] ** 2).sum()
     cohort_end = end[cohort]
     ended_at[p] = np.bincount(cohort_end[cohort_end >= 0], minlength=setup.horizon + 1)
-    live_stage = state[cohort, I_STAGE][cohort_end < 0]
+    live_stage = state["stage"][cohort][cohort_end < 0]
     occupancy[p, setup.horizon] = np.bincount(live_stage, minlength=len(STAGES))
     pattern_count[p] = np.bincount(pattern[cohort], minlength=4)
     pattern_clv[p] = np.bincount(pattern[cohort], weights=clv[cohort], minlength=4)
@@ -169,56 +169,56 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
         "replication": market.replication,
         "customer": np.arange(n),
         "origin": np.asarray(ORIGINS, dtype=object)[origin],
-        "referred_by": state[:, I_REFERRER],
+        "referred_by": state["referrer"],
         "joined": joined,
         "ended": np.where(end >= 0, joined + end, -1),
-        "segment": np.asarray(SEGMENTS, dtype=object)[state[:, I_SEGMENT]],
-        "tier": np.asarray(("A", "B", "C"), dtype=object)[state[:, I_TIER]],
+        "segment": np.asarray(SEGMENTS, dtype=object)[state["segment"]],
+        "tier": np.asarray(("A", "B", "C"), dtype=object)[state["tier"]],
         "highest_stage": np.asarray(STAGES, dtype=object)[highest],
-        "final_stage": np.asarray(_STATE_NAMES, dtype=object)[state[:, I_STAGE]],
+        "final_stage": np.asarray(_STATE_NAMES, dtype=object)[state["stage"]],
         "pattern": np.asarray(("I", "II", "III", "IV"), dtype=object)[pattern],
         "clv_own": own,
         "clv5_observed": clv5 if market.wom_on else np.zeros(n),
         "clv": clv,
     })
     counts = market.counts
-    live = counts[:, C_LIVE_RELATIONSHIP] + counts[:, C_LIVE_TRANSACTIONAL]
+    live = counts["live_relationship"] + counts["live_transactional"]
     periods = np.arange(setup.horizon)
     with np.errstate(invalid="ignore", divide="ignore"):
-        satisfaction_mean = counts[:, C_SATISFACTION] / live
-        wait_mean = counts[:, C_WAIT] / counts[:, C_SERVED]
-    market_spend = counts[:, C_MARKET_SPEND]
+        satisfaction_mean = counts["satisfaction"] / live
+        wait_mean = counts["wait"] / counts["served"]
+    market_spend = counts["market_spend"]
     # the firm's net cash of each period, discounted to time 0: customers' cash and the
     # market-level spend at the end of the period, acquisition costs when customers join
-    cash_value = (delta ** (periods + 1) * (counts[:, C_PROFIT] - market_spend)
-                  - delta ** periods * counts[:, C_ACQUISITION_COST])
+    cash_value = (delta ** (periods + 1) * (counts["profit"] - market_spend)
+                  - delta ** periods * counts["acquisition_cost"])
     columns = {
         "live": live,
-        "live_relationship": counts[:, C_LIVE_RELATIONSHIP],
-        "live_transactional": counts[:, C_LIVE_TRANSACTIONAL],
-        "ended_relationship": counts[:, C_ENDED_RELATIONSHIP],
-        "ended_transactional": counts[:, C_ENDED_TRANSACTIONAL],
-        "exits_relationship": counts[:, C_EXITS_RELATIONSHIP],
-        "exits_transactional": counts[:, C_EXITS_TRANSACTIONAL],
-        "dissatisfied": counts[:, C_DISSATISFIED],
+        "live_relationship": counts["live_relationship"],
+        "live_transactional": counts["live_transactional"],
+        "ended_relationship": counts["ended_relationship"],
+        "ended_transactional": counts["ended_transactional"],
+        "exits_relationship": counts["exits_relationship"],
+        "exits_transactional": counts["exits_transactional"],
+        "dissatisfied": counts["dissatisfied"],
         "satisfaction_mean": satisfaction_mean,
-        "joined_acquisition": counts[:, C_JOINED_ACQUISITION],
-        "joined_word_of_mouth": counts[:, C_JOINED_WORD_OF_MOUTH],
-        "prospects_won": counts[:, C_PROSPECTS_WON],
-        "deterred": counts[:, C_DETERRED],
-        "turned_away": counts[:, C_TURNED_AWAY],
-        "complaints": counts[:, C_COMPLAINTS],
-        "complaints_served": counts[:, C_SERVED],
+        "joined_acquisition": counts["joined_acquisition"],
+        "joined_word_of_mouth": counts["joined_word_of_mouth"],
+        "prospects_won": counts["prospects_won"],
+        "deterred": counts["deterred"],
+        "turned_away": counts["turned_away"],
+        "complaints": counts["complaints"],
+        "complaints_served": counts["served"],
         "wait_mean": wait_mean,
-        "servers": counts[:, C_SERVERS],
-        "wished_spend": counts[:, C_WISHED],
-        "retention_spend": counts[:, C_SPEND],
-        "budget": np.where(np.isinf(counts[:, C_BUDGET]), np.nan, counts[:, C_BUDGET]),
+        "servers": counts["servers"],
+        "wished_spend": counts["wished"],
+        "retention_spend": counts["spend"],
+        "budget": np.where(np.isinf(counts["budget"]), np.nan, counts["budget"]),
         "market_spend": market_spend,
-        "acquisition_cost": counts[:, C_ACQUISITION_COST],
-        "competitor": counts[:, C_COMPETITOR].astype(bool),
-        "purchases": counts[:, C_PURCHASES],
-        "profit": counts[:, C_PROFIT],
+        "acquisition_cost": counts["acquisition_cost"],
+        "competitor": counts["competitor"].astype(bool),
+        "purchases": counts["purchases"],
+        "profit": counts["profit"],
         "cash_value": cash_value,
     }
     frame = pd.DataFrame({"policy": name, "replication": market.replication, "period": periods, **columns})

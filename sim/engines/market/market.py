@@ -21,8 +21,9 @@ from sim.tables.result import NONFINITE_HINT
 from sim.exceptions import NonFiniteResultError
 from sim.model.names import DECLINE, ENDED
 from sim.model.streams import COMPONENT_ACQUISITION
-from sim.engines.market.state import C_ACQUISITION_COST, C_BUDGET, C_COMPETITOR, C_COMPLAINTS, C_DETERRED, C_JOINED_ACQUISITION, C_JOINED_WORD_OF_MOUTH, C_MARKET_SPEND, C_PROSPECTS_WON, C_PURCHASES, C_SERVED, C_SERVERS, C_TURNED_AWAY, C_WAIT, C_WISHED, F_ACQUISITION, F_EXPECTATION, F_FIT, F_PREVIOUS, F_PROPENSITY, F_PURCHASE_FACTOR, F_SATISFACTION, F_SHIFT, F_SPEND, F_WALLET, I_HIGHEST, I_JOINED, I_SEGMENT, I_STAGE, I_TIER, MARKET_STREAM_CUSTOMER, N_COUNTS, N_F, N_I, N_R, ORIGIN_ACQUISITION, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, R_COMPLAINTS, R_PURCHASES, R_WORD_OF_MOUTH, _STATE_NAMES, _arrival_times, _close_period, _init_agent, _stream_exponential, _stream_uniform
+
 from sim.engines.market.budget import CustomerState, _poisson, allocate_budget
+from sim.engines.market.state import AGENT_DTYPE, COUNTS_DTYPE, MARKET_STREAM_CUSTOMER, N_R, ORIGIN_ACQUISITION, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, R_COMPLAINTS, R_PURCHASES, R_WORD_OF_MOUTH, _STATE_NAMES, _arrival_times, _close_period, _init_agent, _stream_exponential, _stream_uniform
 
 class _Setup:
     """Everything shared by the markets of one call: config, model arrays, spend tables,
@@ -91,15 +92,14 @@ class _Market:
         self.market_spend = ((setup.capacity_spend if self.capacity_on else 0.0)
                              + (setup.acquisition_spend if self.acquisition_on else 0.0))
         capacity = max(setup.customers + 64, 256)
-        self.fstate = np.zeros((capacity, N_F))
-        self.istate = np.zeros((capacity, N_I), dtype=np.int64)
+        self.agents = np.zeros(capacity, dtype=AGENT_DTYPE)
         self.streams = np.zeros((capacity, N_R), dtype=np.uint64)
         self.alive = np.zeros(capacity, dtype=bool)
         self.n = 0
         self.period = 0
         self.exit_factor = np.ones(2)
         self.competitor_present = False
-        self.counts = np.zeros((self.horizon, N_COUNTS))
+        self.counts = np.zeros(self.horizon, dtype=COUNTS_DTYPE)
         self.pending: list[tuple[int, int]] = []
         self.deterrers: deque = deque()
         self.cancelled: list[tuple[int, int]] = []  # (deterrer, period the prospect would have joined)
@@ -116,10 +116,10 @@ class _Market:
     # ----------------------------------------------------------------- agents
 
     def _grow(self) -> None:
-        size = 2 * self.fstate.shape[0]
-        for name in ("fstate", "istate", "streams"):
+        size = 2 * self.agents.shape[0]
+        for name in ("agents", "streams"):
             old = getattr(self, name)
-            new = np.zeros((size, old.shape[1]), dtype=old.dtype)
+            new = np.zeros((size,) + old.shape[1:], dtype=old.dtype)
             new[: self.n] = old[: self.n]
             setattr(self, name, new)
         alive = np.zeros(size, dtype=bool)
@@ -134,18 +134,18 @@ class _Market:
         arrays = self.setup.arrays
         talk_probability = self.setup.talk_probability if self.wom_on else 0.0
         self.kernel_arguments = (
-            self.policy, self.fstate, self.istate, self.streams, self.exit_factor, self.book_referral, talk_probability,
+            self.policy, self.agents, self.streams, self.exit_factor, self.book_referral, talk_probability,
             arrays.stage, arrays.segment, arrays.referral, arrays.scalars, partials.stage_sums, partials.stage_periods,
             partials.period_sums, partials.occupancy, partials.satisfaction_bins, self.counts,
         )
 
     def _add_agent(self, origin: int, referrer: int, period: int) -> int:
-        if self.n == self.fstate.shape[0]:
+        if self.n == self.agents.shape[0]:
             self._grow()
         agent = self.n
         arrays = self.setup.arrays
         _init_agent(agent, self.seed64, self.replication64, origin, referrer, period,
-                    self.fstate, self.istate, self.streams, arrays.segment, arrays.scalars)
+                    self.agents, self.streams, arrays.segment, arrays.scalars)
         self.alive[agent] = True
         self.n += 1
         self.wait_accrued.append(0.0)
@@ -175,9 +175,9 @@ class _Market:
             self._wait_penalty(agent)
         log = self.log
         if log is not None:
-            old_stage = int(self.istate[agent, I_STAGE])
+            old_stage = int(self.agents["stage"][agent])
         new_stage, kind, talked = _close_period(agent, period, *self.kernel_arguments)
-        satisfaction = self.fstate[agent, F_SATISFACTION]
+        satisfaction = self.agents["satisfaction"][agent]
         if not math.isfinite(satisfaction):
             raise NonFiniteResultError(
                 f"satisfaction of customer {agent} is {satisfaction} after period {period} (policy "
@@ -190,7 +190,7 @@ class _Market:
             event = {(0, 1): "advanced", (1, 2): "advanced", (3, 1): "won_back"}.get((old_stage, new_stage))
             if event is None:
                 event = "ended" if new_stage == ENDED else "declined"
-            log.append((self.env.now, agent, event, _STATE_NAMES[new_stage], float(self.fstate[agent, F_SATISFACTION])))
+            log.append((self.env.now, agent, event, _STATE_NAMES[new_stage], float(self.agents["satisfaction"][agent])))
         if talked:
             self._talk(agent, kind)
         if self.capacity_on and kind == 0 and new_stage != ENDED:
@@ -213,25 +213,25 @@ class _Market:
         row = self.counts[period]
         for origin, referrer in self.pending:
             agent = self._add_agent(origin, referrer, period)
-            row[C_JOINED_ACQUISITION if origin == ORIGIN_ACQUISITION else C_JOINED_WORD_OF_MOUTH] += 1
-            row[C_ACQUISITION_COST] += self.fstate[agent, F_ACQUISITION]
+            row["joined_acquisition" if origin == ORIGIN_ACQUISITION else "joined_word_of_mouth"] += 1
+            row["acquisition_cost"] += self.agents["acquisition"][agent]
         self.pending = []
         self.exit_factor[:] = setup.competitor_factor if self.competitor_present else 1.0
-        row[C_COMPETITOR] = float(self.competitor_present)
-        row[C_SERVERS] = self.servers
-        row[C_BUDGET] = self.budget
-        row[C_MARKET_SPEND] = self.market_spend
+        row["competitor"] = float(self.competitor_present)
+        row["servers"] = self.servers
+        row["budget"] = self.budget
+        row["market_spend"] = self.market_spend
         if period in setup.snapshot_periods:
             self._snapshot(period)
         live = np.flatnonzero(self.alive[: self.n])
         if live.size == 0:
             return
-        istate, fstate = self.istate, self.fstate
-        stage = istate[live, I_STAGE]
-        segment = istate[live, I_SEGMENT]
-        tier = istate[live, I_TIER]
-        satisfaction = fstate[live, F_SATISFACTION]
-        previous = fstate[live, F_PREVIOUS]
+        agents = self.agents
+        stage = agents["stage"][live]
+        segment = agents["segment"][live]
+        tier = agents["tier"][live]
+        satisfaction = agents["satisfaction"][live]
+        previous = agents["previous_satisfaction"][live]
         tables = setup.tables
         if self.policy < len(tables.names):
             # the spend table of sim.model.policies, and the reactive rule, as in the core
@@ -242,8 +242,8 @@ class _Market:
         else:
             name = setup.names[self.policy]
             function = setup.functions[name]
-            joined = istate[live, I_JOINED]
-            wallet = fstate[live, F_WALLET]
+            joined = agents["joined"][live]
+            wallet = agents["wallet"][live]
             wishes = np.empty(live.size)
             for index, agent in enumerate(live.tolist()):
                 state = CustomerState(agent, int(segment[index]), int(tier[index]), float(wallet[index]),
@@ -256,28 +256,28 @@ class _Market:
                         f"policy function {name!r} raised {type(error).__name__}: {error} for customer {agent} "
                         f"in period {period} (replication {self.replication})") from error
                 wishes[index] = _checked_spend(value, name, agent, period)
-        row[C_WISHED] = wishes.sum()
+        row["wished"] = wishes.sum()
         granted = wishes
         if self.budget < math.inf:
             granted = allocate_budget(wishes, tier, stage, satisfaction, self.budget, setup.market.budget.stage_priority)
-        fstate[live, F_SPEND] = granted
+        agents["spend"][live] = granted
 
     def _snapshot(self, period: int) -> None:
         live = np.flatnonzero(self.alive[: self.n])
-        istate, fstate = self.istate, self.fstate
+        agents = self.agents
         self.snapshots[period] = {
             "customer": live.astype(np.int64),
-            "segment": istate[live, I_SEGMENT].copy(),
-            "wallet": fstate[live, F_WALLET].copy(),
-            "fit": fstate[live, F_FIT].copy(),
-            "tier": istate[live, I_TIER].copy(),
-            "stage": istate[live, I_STAGE].copy(),
-            "satisfaction": fstate[live, F_SATISFACTION].copy(),
-            "previous_satisfaction": fstate[live, F_PREVIOUS].copy(),
-            "expectation": fstate[live, F_EXPECTATION].copy(),
-            "tenure": period - istate[live, I_JOINED],
-            "highest_stage": istate[live, I_HIGHEST].copy(),
-            "propensity": fstate[live, F_PROPENSITY].copy(),
+            "segment": agents["segment"][live].copy(),
+            "wallet": agents["wallet"][live].copy(),
+            "fit": agents["fit"][live].copy(),
+            "tier": agents["tier"][live].copy(),
+            "stage": agents["stage"][live].copy(),
+            "satisfaction": agents["satisfaction"][live].copy(),
+            "previous_satisfaction": agents["previous_satisfaction"][live].copy(),
+            "expectation": agents["expectation"][live].copy(),
+            "tenure": period - agents["joined"][live],
+            "highest_stage": agents["highest_stage"][live].copy(),
+            "propensity": agents["propensity"][live].copy(),
         }
 
     # ----------------------------------------------------------------- event timing: purchases
@@ -285,18 +285,18 @@ class _Market:
     def _schedule_purchases(self, agent: int) -> None:
         """Poisson purchases within the coming period (rate by stage); each books an equal
         share of the period's expected purchase cash flow, so the step scales it by N / rate."""
-        rate = self.setup.purchase_rate[self.istate[agent, I_STAGE]]
+        rate = self.setup.purchase_rate[self.agents["stage"][agent]]
         times = _arrival_times(self.streams, agent, R_PURCHASES, rate)
         timeout = self.env.timeout
         for elapsed in times.tolist():
             timeout(elapsed).callbacks.append(lambda event, agent=agent: self._purchase(agent))
-        self.fstate[agent, F_PURCHASE_FACTOR] = len(times) / rate
+        self.agents["purchase_factor"][agent] = len(times) / rate
 
     def _purchase(self, agent: int) -> None:
-        self.counts[self.period, C_PURCHASES] += 1
+        self.counts["purchases"][self.period] += 1
         if self.log is not None:
-            self.log.append((self.env.now, agent, "purchase", _STATE_NAMES[self.istate[agent, I_STAGE]],
-                             float(self.fstate[agent, F_SATISFACTION])))
+            self.log.append((self.env.now, agent, "purchase", _STATE_NAMES[self.agents["stage"][agent]],
+                             float(self.agents["satisfaction"][agent])))
 
     # ----------------------------------------------------------------- capacity: complaints
 
@@ -309,7 +309,7 @@ class _Market:
             wait += now - since
             self.waiting_since[agent] = now
         self.wait_accrued[agent] = 0.0
-        self.fstate[agent, F_SHIFT] = self.setup.market.capacity.wait_penalty * wait
+        self.agents["performance_shift"][agent] = self.setup.market.capacity.wait_penalty * wait
 
     def _maybe_complain(self, agent: int) -> None:
         if self.complaint_open[agent]:
@@ -330,7 +330,7 @@ class _Market:
             self.complaint_open[agent] = False
             return
         raised = env.now
-        self.counts[self.period, C_COMPLAINTS] += 1
+        self.counts["complaints"][self.period] += 1
         self._log_agent(agent, "complaint")
         self.waiting_since[agent] = raised
         request = self.resource.request()
@@ -341,8 +341,8 @@ class _Market:
             self.wait_accrued[agent] += env.now - self.waiting_since[agent]
             self.waiting_since[agent] = -1.0
         row = self.counts[self.period]
-        row[C_SERVED] += 1
-        row[C_WAIT] += env.now - raised
+        row["served"] += 1
+        row["wait"] += env.now - raised
         self._log_agent(agent, "complaint_served")
         yield env.timeout(service)
         self.resource.release(request)
@@ -350,8 +350,8 @@ class _Market:
 
     def _log_agent(self, agent: int, event: str) -> None:
         if self.log is not None:
-            self.log.append((self.env.now, agent, event, _STATE_NAMES[self.istate[agent, I_STAGE]],
-                             float(self.fstate[agent, F_SATISFACTION])))
+            self.log.append((self.env.now, agent, event, _STATE_NAMES[self.agents["stage"][agent]],
+                             float(self.agents["satisfaction"][agent])))
 
     # ----------------------------------------------------------------- word of mouth and arrivals
 
@@ -367,7 +367,7 @@ class _Market:
             return
         sign = setup.wom_sign[kind]
         if sign > 0:
-            self.counts[self.period, C_PROSPECTS_WON] += count
+            self.counts["prospects_won"][self.period] += count
             for _ in range(count):
                 delay = _stream_uniform(streams, agent, R_WORD_OF_MOUTH)
                 self.env.timeout(delay).callbacks.append(
@@ -383,13 +383,13 @@ class _Market:
         if self.deterrers:
             deterrer = self.deterrers.popleft()
             self.cancelled.append((deterrer, self.period + 1))
-            self.counts[self.period, C_DETERRED] += 1
+            self.counts["deterred"][self.period] += 1
             if self.log is not None:
-                self.log.append((self.env.now, deterrer, "deterred", _STATE_NAMES[self.istate[deterrer, I_STAGE]],
-                                 float(self.fstate[deterrer, F_SATISFACTION])))
+                self.log.append((self.env.now, deterrer, "deterred", _STATE_NAMES[self.agents["stage"][deterrer]],
+                                 float(self.agents["satisfaction"][deterrer])))
             return
         if self.n + len(self.pending) >= self.setup.market.max_customers:
-            self.counts[self.period, C_TURNED_AWAY] += 1
+            self.counts["turned_away"][self.period] += 1
             return
         self.pending.append((origin, referrer))
 
@@ -433,7 +433,7 @@ class _Market:
         self.env.process(self._firm())
         for _ in range(setup.customers):
             self._add_agent(ORIGIN_COHORT, -1, 0)
-        self.counts[0, C_ACQUISITION_COST] += self.fstate[: self.n, F_ACQUISITION].sum()
+        self.counts["acquisition_cost"][0] += self.agents["acquisition"][: self.n].sum()
         if self.acquisition_on:
             self.env.process(self._acquisition())
         self.env.run(until=self.horizon + 0.5)
