@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.engines.core import customer_attributes
+from sim.model.step import customer_attributes
 from sim.model.arrays import model_arrays
 
 

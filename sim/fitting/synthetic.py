@@ -74,7 +74,8 @@ def synthetic_transaction_log(
     """
     from sim.model.streams import stream_uniforms
     from sim.tables.partials import BLOCK
-    from sim.engines.core import customer_attributes, simulate_chunk
+    from sim.model.step import customer_attributes
+    from sim.engines.core import simulate_chunk
     from sim.model.arrays import ROW_SOW, S_COST_FLOOR, S_INDIFFERENCE_HIGH, S_SOW_GROWTH, S_TENURE_SCALE, model_arrays
     from sim.model.equations import period_cash_flows
     from sim.model.policies import policy_tables
