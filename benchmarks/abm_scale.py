@@ -41,15 +41,26 @@ def main() -> None:
     one_policy = config.with_overrides(policies=[{"name": "uniform", "kind": "uniform", "spend": 2.0}])
     sim.simulate_market(one_policy, customers=200, horizon=12)  # warm-up: compile / load the jitted step
     sim.project(config, customers=4096, horizon=12)
-    print(f"SimPy agent engine, {args.customers:,} customers x {args.horizon} periods, no interactions "
-          f"(median of {args.repeats}):")
-    for label, cfg in (("1 policy (uniform)", one_policy), (f"{len(config.policies)} policies (baseline)", config)):
+    print(
+        f"SimPy agent engine, {args.customers:,} customers x {args.horizon} periods, no interactions "
+        f"(median of {args.repeats}):"
+    )
+    for label, cfg in (
+        ("1 policy (uniform)", one_policy),
+        (f"{len(config.policies)} policies (baseline)", config),
+    ):
         seconds, result = _median_seconds(
-            lambda cfg=cfg: sim.simulate_market(cfg, customers=args.customers, horizon=args.horizon), args.repeats)
+            lambda cfg=cfg: sim.simulate_market(cfg, customers=args.customers, horizon=args.horizon),
+            args.repeats,
+        )
         periods = result.timings["customer_periods"]
-        print(f"  {label:<24} {seconds:7.2f} s   {periods:>10,} customer-periods   "
-              f"{seconds / periods * 1e6:5.2f} us per customer-period")
-    seconds, _ = _median_seconds(lambda: sim.project(config, customers=args.customers, horizon=args.horizon), args.repeats)
+        print(
+            f"  {label:<24} {seconds:7.2f} s   {periods:>10,} customer-periods   "
+            f"{seconds / periods * 1e6:5.2f} us per customer-period"
+        )
+    seconds, _ = _median_seconds(
+        lambda: sim.project(config, customers=args.customers, horizon=args.horizon), args.repeats
+    )
     print(f"numba core, same {len(config.policies)} policies: {seconds:7.3f} s")
 
 

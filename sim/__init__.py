@@ -24,11 +24,11 @@ from sim import analytic, experiments, fitting
 from sim.engines.market.engine import MarketResult, simulate_market
 from sim.exceptions import ConfigError
 from sim.experiments.comparison import ExperimentResult, project_to_precision, run_experiment
-from sim.experiments.sweep import SweepResult, run_sweep
 from sim.experiments.optimize import OptimizationResult, optimize_spend
+from sim.experiments.sweep import SweepResult, run_sweep
 from sim.io.results import sim_version as _sim_version
-from sim.model.names import PATTERNS, SEGMENTS, STAGES
 from sim.model.config import ExperimentConfig, config_from_dict, load_config
+from sim.model.names import PATTERNS, SEGMENTS, STAGES
 from sim.plotting.projection import (
     plot_clv_by_policy,
     plot_clv_parts,

@@ -31,20 +31,24 @@ class ConfigError(ValueError):
         where = f" in {source}" if source else ""
         count = len(self.problems)
         head = f"{count} problem{'s' if count != 1 else ''} in the configuration{where}:"
-        lines = [head] + [f"  {path}: {message}" if path else f"  {message}" for path, message in self.problems]
+        lines = [head] + [
+            f"  {path}: {message}" if path else f"  {message}" for path, message in self.problems
+        ]
         super().__init__("\n".join(lines))
 
 
 class DataError(ValueError):
     """A data file or table that cannot be used (a transaction log, survivor counts, a
-    snapshot): the message names the file, column, row or value and what is allowed."""
+    snapshot): the message names the file, column, row or value and what is allowed.
+    """
 
 
 class NonFiniteResultError(FloatingPointError):
     """A result would hold NaN or infinity where the model guarantees a finite number.
 
     A numerical failure is an error naming its origin — the policy and customer, or the
-    table, column and row — never a silent NaN in a saved table."""
+    table, column and row — never a silent NaN in a saved table.
+    """
 
 
 class ResultExistsError(FileExistsError):
@@ -53,9 +57,11 @@ class ResultExistsError(FileExistsError):
 
 class UnsafeOutputError(ResultExistsError):
     """An output folder that the output rules refuse (root, home, someone else's folder,
-    or a default path that leads outside ``results/``)."""
+    or a default path that leads outside ``results/``).
+    """
 
 
 class ExecutorError(RuntimeError):
     """An executor could not be started or lost its work (e.g. no Dask installed, the
-    scheduler unreachable, a task failed on every retry)."""
+    scheduler unreachable, a task failed on every retry).
+    """

@@ -17,10 +17,18 @@ import os  # noqa: E402
 
 from hypothesis import HealthCheck, settings  # noqa: E402
 
-settings.register_profile("ci", max_examples=300, deadline=None, derandomize=True, database=None,
-                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile("long", max_examples=5000, deadline=None, print_blob=True,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "ci",
+    max_examples=300,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "long", max_examples=5000, deadline=None, print_blob=True, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # -----------------------------------------------------------------------------------------
 
@@ -41,8 +49,12 @@ def markov_reducible(**overrides):
     """The baseline with satisfaction feedback and tenure/loyalty cash effects switched off."""
     data = {
         "transitions": {"loyalty_effect_advance": 0.0, "loyalty_effect_exit": 0.0},
-        "economics": {"share_of_wallet_growth": 0.0, "cross_sell_share": {}, "cost_to_serve_floor": 1.0,
-                      "price_premium": {}},
+        "economics": {
+            "share_of_wallet_growth": 0.0,
+            "cross_sell_share": {},
+            "cost_to_serve_floor": 1.0,
+            "price_premium": {},
+        },
         "word_of_mouth": {"talk_probability": 0.0},
     }
     for section, values in overrides.items():

@@ -14,10 +14,24 @@ import numpy as np
 import pytest
 from scipy import optimize, special
 
-from sim.analytic.customer_equity import BDOptimum, bd_calibrate, bd_customer_equity, bd_optimal_spend, bd_response_rate
-from sim.analytic.sbg import SBGFit, sbg_churn_probability, sbg_del, sbg_derl, sbg_fit, sbg_retention, sbg_survival
+from sim.analytic.customer_equity import (
+    BDOptimum,
+    bd_calibrate,
+    bd_customer_equity,
+    bd_optimal_spend,
+    bd_response_rate,
+)
 from sim.analytic.margin import margin_multiple
 from sim.analytic.markov import markov_clv, prune_negative_states, recency_chain
+from sim.analytic.sbg import (
+    SBGFit,
+    sbg_churn_probability,
+    sbg_del,
+    sbg_derl,
+    sbg_fit,
+    sbg_retention,
+    sbg_survival,
+)
 
 TIMINGS = ("end", "start")
 
@@ -111,11 +125,15 @@ def test_alive_dead_chain_reproduces_margin_multiple(retention, discount, horizo
     margin = 7.0
     # "start": margin paid at the start of each period the customer is alive.
     start = markov_clv(P, [margin, 0.0], discount, horizon=horizon, timing="start")[0]
-    assert start == pytest.approx(margin * margin_multiple(retention, discount, horizon, timing="start"), rel=1e-12)
+    assert start == pytest.approx(
+        margin * margin_multiple(retention, discount, horizon, timing="start"), rel=1e-12
+    )
     # Gupta-Lehmann "end": the margin of a period is paid at its end, only by customers
     # retained through it, so the expected reward booked for the period is r * m.
     end = markov_clv(P, [retention * margin, 0.0], discount, horizon=horizon, timing="end")[0]
-    assert end == pytest.approx(margin * margin_multiple(retention, discount, horizon, timing="end"), rel=1e-12, abs=1e-14)
+    assert end == pytest.approx(
+        margin * margin_multiple(retention, discount, horizon, timing="end"), rel=1e-12, abs=1e-14
+    )
 
 
 @pytest.mark.parametrize("timing", TIMINGS)
@@ -196,7 +214,10 @@ def test_markov_bad_inputs_raise_value_error_naming_the_argument(kwargs, argumen
 
 
 def test_markov_accepts_numpy_integer_horizon():
-    assert np.allclose(markov_clv(GOOD_P, [1.0, 0.0], 0.1, horizon=np.int64(3)), markov_clv(GOOD_P, [1.0, 0.0], 0.1, horizon=3))
+    assert np.allclose(
+        markov_clv(GOOD_P, [1.0, 0.0], 0.1, horizon=np.int64(3)),
+        markov_clv(GOOD_P, [1.0, 0.0], 0.1, horizon=3),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -287,7 +308,9 @@ def test_prune_catalog_example(timing, horizon):
     assert np.all(V >= all_spend - 1e-12)
     assert np.any(V > all_spend + 1e-9)
     # The returned V is the value of the returned policy.
-    np.testing.assert_allclose(V, policy_value(marketed, *chains, discount, horizon, timing), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        V, policy_value(marketed, *chains, discount, horizon, timing), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_prune_catalog_example_is_best_stationary_policy():
@@ -295,7 +318,10 @@ def test_prune_catalog_example_is_best_stationary_policy():
     chains = catalog_example()
     V, _ = prune_negative_states(*chains, 0.2)
     best = np.max(
-        [policy_value(np.array(bits), *chains, 0.2, None, "end") for bits in itertools.product([False, True], repeat=6)],
+        [
+            policy_value(np.array(bits), *chains, 0.2, None, "end")
+            for bits in itertools.product([False, True], repeat=6)
+        ],
         axis=0,
     )
     np.testing.assert_allclose(V, best, rtol=1e-12)
@@ -334,7 +360,9 @@ def test_prune_random_instances_terminate_and_never_lower_values(horizon, timing
         V, marketed = prune_negative_states(*chains, 0.15, horizon=horizon, timing=timing)
         assert np.all(V >= all_spend - 1e-10)
         assert np.all(all_spend[~marketed] < 0)
-        np.testing.assert_allclose(V, policy_value(marketed, *chains, 0.15, horizon, timing), rtol=1e-10, atol=1e-10)
+        np.testing.assert_allclose(
+            V, policy_value(marketed, *chains, 0.15, horizon, timing), rtol=1e-10, atol=1e-10
+        )
         # Fixed point: re-running the rule from the final policy drops no marketed state
         # (already-dropped states have identical rows either way).
         V_again, marketed_again = prune_negative_states(
@@ -365,7 +393,9 @@ def test_prune_bad_inputs():
 # ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("retention, discount", [(0.8, 0.1), (0.95, 0.01), (0.5, 0.0), (1.0, 0.12), (0.0, 0.1)])
+@pytest.mark.parametrize(
+    "retention, discount", [(0.8, 0.1), (0.95, 0.01), (0.5, 0.0), (1.0, 0.12), (0.0, 0.1)]
+)
 def test_margin_multiple_matches_explicit_sums(retention, discount):
     t = np.arange(0, 20_000)
     q_t = (retention / (1 + discount)) ** t  # r^t / (1+d)^t
@@ -471,7 +501,9 @@ def test_sbg_survival_retention_and_churn_are_consistent():
     survival = sbg_survival(alpha, beta, np.arange(0, 40))
     assert survival[0] == 1.0
     np.testing.assert_allclose(survival[1:], np.cumprod(sbg_retention(alpha, beta, t)), rtol=1e-12)
-    np.testing.assert_allclose(sbg_churn_probability(alpha, beta, t), survival[:-1] - survival[1:], rtol=1e-10)
+    np.testing.assert_allclose(
+        sbg_churn_probability(alpha, beta, t), survival[:-1] - survival[1:], rtol=1e-10
+    )
     assert math.fsum(sbg_churn_probability(alpha, beta, t)) + survival[-1] == pytest.approx(1.0, abs=1e-13)
     # Mixture definition: S(t) = E[(1 - theta)^t], theta ~ Beta(alpha, beta) = B(alpha, beta+t)/B(alpha, beta)
     # and r_1 = E[1 - theta] = beta / (alpha + beta).
@@ -494,12 +526,16 @@ def test_sbg_functions_broadcast():
 )
 def test_sbg_del_and_derl_equal_brute_force_survival_series(alpha, beta, discount):
     n_terms = terms_for(discount)
-    assert sbg_del(alpha, beta, discount) == pytest.approx(sbg_series(alpha, beta, discount, 0, n_terms), rel=1e-10)
+    assert sbg_del(alpha, beta, discount) == pytest.approx(
+        sbg_series(alpha, beta, discount, 0, n_terms), rel=1e-10
+    )
     for n in (0, 1, 5, 20):
         expected = sbg_series(alpha, beta, discount, first=n + 1, n_terms=n_terms, conditioning=n)
         assert sbg_derl(alpha, beta, discount, n) == pytest.approx(expected, rel=1e-10)
     # Valuing at acquisition: the first unit now, the rest one period later.
-    assert sbg_del(alpha, beta, discount) == pytest.approx(1 + sbg_derl(alpha, beta, discount, 0) / (1 + discount), rel=1e-12)
+    assert sbg_del(alpha, beta, discount) == pytest.approx(
+        1 + sbg_derl(alpha, beta, discount, 0) / (1 + discount), rel=1e-12
+    )
 
 
 def test_sbg_del_falls_back_where_scipy_hyp2f1_fails():
@@ -558,7 +594,9 @@ def test_sbg_fit_recovers_simulated_parameters(alpha, beta):
     lifetime = rng.geometric(theta)
     survivors = [(lifetime > t).sum() for t in range(n_periods + 1)]
     fit = sbg_fit(survivors)
-    standard_error = np.sqrt(np.diag(np.linalg.inv(expected_information(alpha, beta, n_periods, cohort_size))))
+    standard_error = np.sqrt(
+        np.diag(np.linalg.inv(expected_information(alpha, beta, n_periods, cohort_size)))
+    )
     assert fit.converged
     assert abs(fit.alpha - alpha) < 5 * standard_error[0]
     assert abs(fit.beta - beta) < 5 * standard_error[1]
@@ -612,7 +650,9 @@ def test_bd_calibration_round_trip():
     spend = np.array([5.0, 3.0, 0.7])
     rate = bd_response_rate(ceiling, k, spend)
     np.testing.assert_allclose(bd_calibrate(ceiling, spend, rate), k, rtol=1e-12)
-    np.testing.assert_allclose(bd_response_rate(ceiling, bd_calibrate(ceiling, spend, rate), spend), rate, rtol=1e-14)
+    np.testing.assert_allclose(
+        bd_response_rate(ceiling, bd_calibrate(ceiling, spend, rate), spend), rate, rtol=1e-14
+    )
     # Worked by hand: half the ceiling reached at spend 10 => k = ln 2 / 10.
     assert bd_calibrate(0.5, 10.0, 0.25) == pytest.approx(math.log(2) / 10, rel=1e-15)
 
@@ -664,15 +704,21 @@ def test_bd_optimal_spend_agrees_with_grid_search():
     assert optimum.equity == pytest.approx(
         bd_customer_equity(optimum.acquisition_spend, optimum.retention_spend, **BD), rel=1e-14
     )
-    assert optimum.acquisition_rate == pytest.approx(bd_response_rate(BD["ceiling_a"], BD["k_a"], optimum.acquisition_spend))
-    assert optimum.retention_rate == pytest.approx(bd_response_rate(BD["ceiling_r"], BD["k_r"], optimum.retention_spend))
+    assert optimum.acquisition_rate == pytest.approx(
+        bd_response_rate(BD["ceiling_a"], BD["k_a"], optimum.acquisition_spend)
+    )
+    assert optimum.retention_rate == pytest.approx(
+        bd_response_rate(BD["ceiling_r"], BD["k_r"], optimum.retention_spend)
+    )
 
 
 def test_bd_retention_optimum_does_not_depend_on_acquisition_spend():
     optimum = bd_optimal_spend(**BD)
     for acq_spend in (1.0, 10.0, 80.0):
         best = optimize.minimize_scalar(
-            lambda R: -bd_customer_equity(acq_spend, R, **BD), bounds=(0.0, 300.0), method="bounded",
+            lambda R: -bd_customer_equity(acq_spend, R, **BD),
+            bounds=(0.0, 300.0),
+            method="bounded",
             options={"xatol": 1e-9},
         )
         assert best.x == pytest.approx(optimum.retention_spend, rel=1e-6)

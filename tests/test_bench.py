@@ -24,7 +24,8 @@ def bench_config():
 
 def test_the_engines_are_timed_on_identical_customer_steps(bench_config):
     """Core (1 and 2 threads), NumPy reference and agent engine count the same active
-    customer-periods x policies for the same customers: same model, same random streams."""
+    customer-periods x policies for the same customers: same model, same random streams.
+    """
     _, core_1, _ = bench._time_core(bench_config, 300, 1)
     _, core_2, _ = bench._time_core(bench_config, 300, 2)
     _, numpy_steps = bench._time_numpy(bench_config, 300)
@@ -36,8 +37,14 @@ def test_the_engines_are_timed_on_identical_customer_steps(bench_config):
 
 
 def test_report_ratios_are_pairwise_medians_of_the_same_run(monkeypatch):
-    sizes = {"core_customers": 4096, "numpy_customers": 256, "abm_customers": 20, "repeats": 3,
-             "memory_customers": (4096, 8192), "memory_replications": (1, 2)}
+    sizes = {
+        "core_customers": 4096,
+        "numpy_customers": 256,
+        "abm_customers": 20,
+        "repeats": 3,
+        "memory_customers": (4096, 8192),
+        "memory_replications": (1, 2),
+    }
     monkeypatch.setitem(bench.SIZES, "quick", sizes)
     report = bench.run_benchmarks(True, include_compile=False, include_memory=False)
     for key in ("core_steps_per_s", "core_1thread_steps_per_s", "numpy_steps_per_s", "abm_steps_per_s"):

@@ -18,13 +18,14 @@ import pytest
 from scipy import special
 
 import sim
-from sim.fitting import calibration as cal
-from sim.fitting import synthetic
-from sim.model import config as config_module
 from sim.analytic.sbg import sbg_survival
-from sim.cli.main import main
 from sim.checks.validate import markov_reducible_config
 from sim.cli._common import EXIT_BAD_INPUT
+from sim.cli.main import main
+from sim.fitting import calibration as cal
+from sim.fitting import cohort as log_calibration
+from sim.fitting import synthetic
+from sim.model import config as config_module
 
 DATA = Path(__file__).resolve().parent / "data"
 LOG = DATA / "synthetic_log.csv"
@@ -38,8 +39,12 @@ EXITS_OFF = {"exit": {"exploration": 0.0, "formation": 0.0, "stability": 0.0}, "
 
 def sbg_config(alpha, beta, horizon, **sections):
     """The baseline lifecycle model with Beta churn as the only way a relationship ends."""
-    data = {"population": {"churn_propensity": {"alpha": alpha, "beta": beta}}, "transitions": dict(EXITS_OFF),
-            "run": {"horizon": horizon, "replications": 1}, "policies": [{"name": "none", "kind": "none"}]}
+    data = {
+        "population": {"churn_propensity": {"alpha": alpha, "beta": beta}},
+        "transitions": dict(EXITS_OFF),
+        "run": {"horizon": horizon, "replications": 1},
+        "policies": [{"name": "none", "kind": "none"}],
+    }
     for section, values in sections.items():
         data[section] = {**data.get(section, {}), **values} if isinstance(values, dict) else values
     return sim.config_from_dict(data)
@@ -49,7 +54,9 @@ def simulated_survivors(config, customers, seed):
     """Customers active at the start of periods 0..H in a toolkit run (first policy)."""
     result = sim.project(config, customers=customers, seed=seed, replications=1)
     stages = result.stages
-    ended = stages[(stages["policy"] == config.policy_names[0]) & (stages["stage"] == "ended")].sort_values("period")
+    ended = stages[(stages["policy"] == config.policy_names[0]) & (stages["stage"] == "ended")].sort_values(
+        "period"
+    )
     return np.rint(customers * (1.0 - ended["share"].to_numpy())).astype(np.int64)
 
 
@@ -116,16 +123,20 @@ def test_fisher_information_equals_minus_hessian_of_expected_loglik(alpha, beta,
     """For multinomial data the expected information is minus the Hessian of the
     log-likelihood evaluated at the expected counts (the second-derivative terms of the
     probabilities sum to zero). Numerical Hessian by central differences, step 1e-4:
-    truncation error ~1e-8 relative, so compare at rtol 1e-5."""
+    truncation error ~1e-8 relative, so compare at rtol 1e-5.
+    """
     t = np.arange(1, n_periods + 1)
-    probabilities = np.append(np.exp(special.betaln(alpha + 1, beta + t - 1) - special.betaln(alpha, beta)),
-                              sbg_survival(alpha, beta, n_periods))
+    probabilities = np.append(
+        np.exp(special.betaln(alpha + 1, beta + t - 1) - special.betaln(alpha, beta)),
+        sbg_survival(alpha, beta, n_periods),
+    )
     assert probabilities.sum() == pytest.approx(1.0, abs=1e-12)
     h = 1e-4
     point = np.array([alpha, beta])
     hessian = np.empty((2, 2))
     for i in range(2):
         for j in range(2):
+
             def f(di, dj):
                 x = point.copy()
                 x[i] += di
@@ -133,7 +144,9 @@ def test_fisher_information_equals_minus_hessian_of_expected_loglik(alpha, beta,
                 return _expected_loglik(x[0], x[1], probabilities, n_periods)
 
             hessian[i, j] = (f(h, h) - f(h, -h) - f(-h, h) + f(-h, -h)) / (4 * h * h)
-    np.testing.assert_allclose(sim.analytic.sbg_fisher_information(alpha, beta, n_periods), -hessian, rtol=1e-5)
+    np.testing.assert_allclose(
+        sim.analytic.sbg_fisher_information(alpha, beta, n_periods), -hessian, rtol=1e-5
+    )
 
 
 def test_standard_errors_scale_with_one_over_root_n():
@@ -175,7 +188,11 @@ def test_calibration_round_trip_through_the_toolkit(tmp_path):
     assert config.population.churn_propensity.beta == calibration.fit.beta
     assert config.transitions.exit.as_tuple() == (0.0, 0.0, 0.0, 0.0) and config.transitions.churn == 0.0
     # everything else is the base config's
-    assert config.dynamics == base.dynamics and config.economics == base.economics and config.policies == base.policies
+    assert (
+        config.dynamics == base.dynamics
+        and config.economics == base.economics
+        and config.policies == base.policies
+    )
     assert config.run.horizon == base.run.horizon
 
     n_sim = 20_000
@@ -191,7 +208,8 @@ def test_calibration_round_trip_through_the_toolkit(tmp_path):
 
 def test_fit_table_and_known_published_cohort():
     """Fader & Hardie's (2007) 'regular' customers, 7 years: their published MLE is
-    alpha = 0.704, beta = 1.182. The table's columns follow their definitions exactly."""
+    alpha = 0.704, beta = 1.182. The table's columns follow their definitions exactly.
+    """
     survivors = [1000, 631, 468, 382, 326, 289, 262, 241]
     calibration = cal.calibrate_survival(survivors)
     assert calibration.fit.alpha == pytest.approx(0.704, abs=0.001)
@@ -199,10 +217,16 @@ def test_fit_table_and_known_published_cohort():
     table = calibration.table
     assert list(table["period"]) == list(range(8))
     np.testing.assert_allclose(table["observed_survival"], np.array(survivors) / 1000)
-    np.testing.assert_allclose(table["fitted_survival"], sbg_survival(calibration.alpha, calibration.beta, np.arange(8)))
-    np.testing.assert_allclose(table["observed_retention"].iloc[1:], np.array(survivors[1:]) / np.array(survivors[:-1]))
+    np.testing.assert_allclose(
+        table["fitted_survival"], sbg_survival(calibration.alpha, calibration.beta, np.arange(8))
+    )
+    np.testing.assert_allclose(
+        table["observed_retention"].iloc[1:], np.array(survivors[1:]) / np.array(survivors[:-1])
+    )
     fitted_survival = table["fitted_survival"].to_numpy()
-    np.testing.assert_allclose(table["fitted_retention"].iloc[1:], fitted_survival[1:] / fitted_survival[:-1], rtol=1e-12)
+    np.testing.assert_allclose(
+        table["fitted_retention"].iloc[1:], fitted_survival[1:] / fitted_survival[:-1], rtol=1e-12
+    )
     np.testing.assert_allclose(table["expected_survivors"], 1000 * fitted_survival)
 
 
@@ -210,10 +234,14 @@ def test_homogeneous_cohort_is_written_at_the_bound_keeping_the_mean():
     """Exactly geometric survival (constant retention 0.8) has its likelihood supremum at
     alpha, beta -> infinity: the optimiser stops far out on the flat ridge (not converged);
     the config gets parameters within the allowed range with the same mean churn propensity
-    0.2, and the header says so."""
+    0.2, and the header says so.
+    """
     survivors = [100_000, 80_000, 64_000, 51_200, 40_960]
     calibration = cal.calibrate_survival(survivors)
-    alpha, beta = calibration.config.population.churn_propensity.alpha, calibration.config.population.churn_propensity.beta
+    alpha, beta = (
+        calibration.config.population.churn_propensity.alpha,
+        calibration.config.population.churn_propensity.beta,
+    )
     assert max(alpha, beta) <= cal.MAX_BETA_PARAMETER
     assert not calibration.fit.converged and min(calibration.fit.alpha, calibration.fit.beta) > 1000
     assert alpha / (alpha + beta) == pytest.approx(0.2, abs=1e-4)
@@ -235,21 +263,34 @@ def test_calibrating_another_base_keeps_it_and_raises_a_short_horizon():
 
 
 def test_every_policy_kind_and_odd_text_survive_the_toml_round_trip(tmp_path):
-    config = sim.config_from_dict({
-        "name": "odd-text_1",
-        "description": 'quotes " and \\ backslash,\ttab, new\nline, unicode 满意度 ✓, del \x7f, bell \x07',
-        "population": {"churn_propensity": {"alpha": 1e-7, "beta": 123456.789}, "wallet_median": 1e-300},
-        "policies": [
-            {"name": "none", "kind": "none", "description": "nothing"},
-            {"name": "uniform", "kind": "uniform", "spend": 0.1 + 0.2},
-            {"name": "stage", "kind": "stage", "spend": {"formation": 4.0}, "segment_multiplier": {"relationship": 2.0}},
-            {"name": "table", "kind": "table", "relationship": {"stability": 1.0}, "transactional": {"decline": 3.0}},
-            {"name": "value", "kind": "value", "tier_spend": {"A": 5.0, "B": 2.0, "C": 0.0}},
-            {"name": "max", "kind": "max_satisfaction"},
-            {"name": "react", "kind": "reactive", "spend": 3.0, "satisfaction_drop": 0.07},
-        ],
-        "run": {"seed": 2**63 - 1},
-    })
+    config = sim.config_from_dict(
+        {
+            "name": "odd-text_1",
+            "description": 'quotes " and \\ backslash,\ttab, new\nline, unicode 满意度 ✓, '
+            "del \x7f, bell \x07",
+            "population": {"churn_propensity": {"alpha": 1e-7, "beta": 123456.789}, "wallet_median": 1e-300},
+            "policies": [
+                {"name": "none", "kind": "none", "description": "nothing"},
+                {"name": "uniform", "kind": "uniform", "spend": 0.1 + 0.2},
+                {
+                    "name": "stage",
+                    "kind": "stage",
+                    "spend": {"formation": 4.0},
+                    "segment_multiplier": {"relationship": 2.0},
+                },
+                {
+                    "name": "table",
+                    "kind": "table",
+                    "relationship": {"stability": 1.0},
+                    "transactional": {"decline": 3.0},
+                },
+                {"name": "value", "kind": "value", "tier_spend": {"A": 5.0, "B": 2.0, "C": 0.0}},
+                {"name": "max", "kind": "max_satisfaction"},
+                {"name": "react", "kind": "reactive", "spend": 3.0, "satisfaction_drop": 0.07},
+            ],
+            "run": {"seed": 2**63 - 1},
+        }
+    )
     text = config_module.config_to_toml(config, header=["line one", "line # two"])
     assert text.startswith("# line one\n# line # two\n")
     assert sim.config_from_dict(tomllib.loads(text)) == config
@@ -259,7 +300,9 @@ def test_every_policy_kind_and_odd_text_survive_the_toml_round_trip(tmp_path):
 
 
 def test_baseline_experiment_round_trips(baseline_config):
-    assert sim.config_from_dict(tomllib.loads(config_module.config_to_toml(baseline_config))) == baseline_config
+    assert (
+        sim.config_from_dict(tomllib.loads(config_module.config_to_toml(baseline_config))) == baseline_config
+    )
 
 
 def test_write_config_refuses_to_overwrite_without_force(tmp_path):
@@ -285,15 +328,22 @@ def test_cohort_survival_definition_on_a_hand_built_quarterly_log():
     Nov-Jan, 1 = Feb-Apr, 2 = May-Jul, 3 = Aug-Oct. Cohort = first transaction in period 0
     (A, B, C, E; D joins in period 1). Alive in t = transacts in t or later: last periods
     A 0, B 2, C 0, E 3 -> survivors [4, 2, 2, 1]; the revenue level is the cohort's amount
-    over its 9 alive customer-periods."""
-    log = _log_frame([
-        ("A", "2023-11-05", 10.0), ("A", "2024-01-31", 5.0),
-        ("B", "2023-12-20", 20.0), ("B", "2024-07-02", 7.0),
-        ("C", "2024-01-01", 3.0),
-        ("D", "2024-02-01", 100.0), ("D", "2024-10-01", 100.0),
-        ("E", "2023-11-30", 1.0), ("E", "2024-10-31", 2.0),
-    ])
-    summary = cal.cohort_survival(log, period_months=3)
+    over its 9 alive customer-periods.
+    """
+    log = _log_frame(
+        [
+            ("A", "2023-11-05", 10.0),
+            ("A", "2024-01-31", 5.0),
+            ("B", "2023-12-20", 20.0),
+            ("B", "2024-07-02", 7.0),
+            ("C", "2024-01-01", 3.0),
+            ("D", "2024-02-01", 100.0),
+            ("D", "2024-10-01", 100.0),
+            ("E", "2023-11-30", 1.0),
+            ("E", "2024-10-31", 2.0),
+        ]
+    )
+    summary = log_calibration.cohort_survival(log, period_months=3)
     np.testing.assert_array_equal(summary.survivors, [4, 2, 2, 1])
     assert summary.first_month == "2023-11" and summary.n_periods == 4
     assert summary.cohort_customers == 4 and summary.log_customers == 5 and summary.transactions == 9
@@ -305,8 +355,9 @@ def test_cohort_survival_definition_on_a_hand_built_quarterly_log():
     ratio = y.sum() / x.sum()
     expected_se = math.sqrt(np.sum((y - ratio * x) ** 2) / (4 * 3)) / x.mean()
     assert summary.revenue_per_active_period_se == pytest.approx(expected_se)
-    # monthly: cohort = first transaction in Nov 2023 (A, E); A last buys in Jan 2024 (period 2), E in Oct 2024 (11)
-    monthly = cal.cohort_survival(log, period_months=1)
+    # monthly: cohort = first transaction in Nov 2023 (A, E); A last buys in Jan 2024 (period 2), E in Oct
+    # 2024 (11)
+    monthly = log_calibration.cohort_survival(log, period_months=1)
     np.testing.assert_array_equal(monthly.survivors, [2, 2, 2] + [1] * 9)
 
 
@@ -314,10 +365,11 @@ def test_synthetic_log_survival_is_the_simulators_exactly():
     """The log is generated by the same kernel, seed and customers as sim.project, so the
     cohort survivor counts derived from it (transacts in t or later) equal the simulator's
     counts of customers active at the start of each period, integer for integer; customers
-    acquired a period later are left out of the cohort."""
+    acquired a period later are left out of the cohort.
+    """
     config = sbg_config(0.9, 2.0, 18)
     log = synthetic.synthetic_transaction_log(config, 5000, seed=3, late_customers=700)
-    summary = cal.cohort_survival(log)
+    summary = log_calibration.cohort_survival(log)
     np.testing.assert_array_equal(summary.survivors, simulated_survivors(config, 5000, seed=3)[:18])
     assert summary.cohort_customers == 5000 and summary.log_customers == 5700
     # one transaction per customer per active period, dated inside its calendar month
@@ -330,10 +382,16 @@ def test_wallet_level_is_recovered_exactly_when_revenue_is_deterministic():
     """With wallet_sigma = 0 and customers who stay in exploration with no tenure growth,
     every transaction is wallet_median * sow_exploration exactly; calibrating a base with
     wallet_median 100 on a log made with 250 must give 250 (to rounding), and the calibrated
-    config reproduces the observed revenue per active customer-period."""
+    config reproduces the observed revenue per active customer-period.
+    """
+
     def make(wallet_median):
         return markov_reducible_config(
-            population={"wallet_sigma": 0.0, "wallet_median": wallet_median, "churn_propensity": {"alpha": 1.0, "beta": 3.0}},
+            population={
+                "wallet_sigma": 0.0,
+                "wallet_median": wallet_median,
+                "churn_propensity": {"alpha": 1.0, "beta": 3.0},
+            },
             transitions={**EXITS_OFF, "advance": {"exploration": 0.0, "formation": 0.1}},
             run={"horizon": 12, "replications": 1},
             policies=[{"name": "none", "kind": "none"}],
@@ -341,7 +399,7 @@ def test_wallet_level_is_recovered_exactly_when_revenue_is_deterministic():
 
     log = synthetic.synthetic_transaction_log(make(250.0), 2000, seed=5)
     assert set(log["amount"]) == {25.0}  # 250 * sow 0.10
-    calibration = cal.calibrate_transactions(log, 1, make(100.0), pilot_customers=8192)
+    calibration = log_calibration.calibrate_transactions(log, 1, make(100.0), pilot_customers=8192)
     assert calibration.config.population.wallet_median == pytest.approx(250.0, rel=1e-12)
     assert calibration.details["cohort"].revenue_per_active_period == pytest.approx(25.0, rel=1e-12)
     assert calibration.details["gross_margin_per_active_period"] == pytest.approx(25.0 * 0.15, rel=1e-12)
@@ -353,11 +411,14 @@ def test_transactions_round_trip_under_full_dynamics():
     of 150, SE = relative SE of the observed revenue per active period (delta method) inflated
     by sqrt(1 + 4,000/50,000) for the pilot run's own sampling error; and with the pilot's seed
     the calibrated config reproduces the observed revenue level exactly (it is linear in the
-    wallet level)."""
-    truth = sbg_config(0.8, 2.2, 18, population={"wallet_median": 150.0, "churn_propensity": {"alpha": 0.8, "beta": 2.2}})
+    wallet level).
+    """
+    truth = sbg_config(
+        0.8, 2.2, 18, population={"wallet_median": 150.0, "churn_propensity": {"alpha": 0.8, "beta": 2.2}}
+    )
     log = synthetic.synthetic_transaction_log(truth, 4000, seed=21, late_customers=500)
     base = truth.with_overrides(population={"wallet_median": 100.0, "churn_propensity": None})
-    calibration = cal.calibrate_transactions(log, 1, base)
+    calibration = log_calibration.calibrate_transactions(log, 1, base)
     cohort = calibration.details["cohort"]
     alpha_se, beta_se = sim.analytic.sbg_standard_errors(0.8, 2.2, 4000, cohort.n_periods - 1)
     assert abs(calibration.alpha - 0.8) < 4 * alpha_se
@@ -365,8 +426,8 @@ def test_transactions_round_trip_under_full_dynamics():
     relative_se = cohort.revenue_per_active_period_se / cohort.revenue_per_active_period
     assert 0.005 < relative_se < 0.05
     wallet = calibration.config.population.wallet_median
-    assert abs(wallet / 150.0 - 1) < 4 * relative_se * math.sqrt(1 + 4000 / cal.PILOT_CUSTOMERS)
-    again = cal.simulated_revenue_per_active_period(calibration.config, horizon=cohort.n_periods)
+    assert abs(wallet / 150.0 - 1) < 4 * relative_se * math.sqrt(1 + 4000 / log_calibration.PILOT_CUSTOMERS)
+    again = log_calibration.simulated_revenue_per_active_period(calibration.config, horizon=cohort.n_periods)
     assert again == pytest.approx(cohort.revenue_per_active_period, rel=1e-9)
 
 
@@ -378,14 +439,18 @@ def test_committed_synthetic_log_regenerates_byte_for_byte():
 
 def test_committed_synthetic_log_calibrates_to_its_source():
     """300 cohort customers, 23 observed periods: alpha and beta within 4 Fisher SEs of the
-    generating (1.2, 3.5) (SE about 0.25 and 1.1), the wallet level within 4 relative SEs of 100."""
-    log = cal.read_transaction_log(LOG)
+    generating (1.2, 3.5) (SE about 0.25 and 1.1), the wallet level within 4 relative SEs of 100.
+    """
+    log = log_calibration.read_transaction_log(LOG)
     assert len(log) == len(LOG.read_text().splitlines()) - 1
-    calibration = cal.calibrate_transactions(log, 1, sim.load_config(LOG_CONFIG).with_overrides(
-        population={"churn_propensity": None}))
+    calibration = log_calibration.calibrate_transactions(
+        log, 1, sim.load_config(LOG_CONFIG).with_overrides(population={"churn_propensity": None})
+    )
     cohort = calibration.details["cohort"]
     assert cohort.cohort_customers == LOG_CUSTOMERS and cohort.log_customers == LOG_CUSTOMERS + LOG_LATE
-    alpha_se, beta_se = sim.analytic.sbg_standard_errors(LOG_ALPHA, LOG_BETA, LOG_CUSTOMERS, cohort.n_periods - 1)
+    alpha_se, beta_se = sim.analytic.sbg_standard_errors(
+        LOG_ALPHA, LOG_BETA, LOG_CUSTOMERS, cohort.n_periods - 1
+    )
     assert abs(calibration.alpha - LOG_ALPHA) < 4 * alpha_se
     assert abs(calibration.beta - LOG_BETA) < 4 * beta_se
     relative_se = cohort.revenue_per_active_period_se / cohort.revenue_per_active_period
@@ -399,7 +464,10 @@ def test_committed_synthetic_log_calibrates_to_its_source():
         ("", "is empty"),
         ("customer_id,date,amount\n", "no transactions"),
         ("customer,date,amount\nA,2024-01-01,1\n", "missing column(s) customer_id"),
-        ("customer_id,date,amount\nA,2024-01-01,1\nB,2024-13-01,2\n", "line 3: date = '2024-13-01' is not an ISO date"),
+        (
+            "customer_id,date,amount\nA,2024-01-01,1\nB,2024-13-01,2\n",
+            "line 3: date = '2024-13-01' is not an ISO date",
+        ),
         ("customer_id,date,amount\nA,01/02/2024,1\n", "line 2: date = '01/02/2024'"),
         ("customer_id,date,amount\nA,2024-01-01,ten\n", "line 2: amount = 'ten' is not a number"),
         ("customer_id,date,amount\nA,2024-01-01,-4\n", "line 2: amount = '-4' must be a finite number >= 0"),
@@ -414,7 +482,7 @@ def test_malformed_logs_give_clear_errors(tmp_path, content, expected):
     if content is not None:
         path.write_text(content, encoding="utf-8")
     with pytest.raises(ValueError) as error:
-        cal.read_transaction_log(path)
+        log_calibration.read_transaction_log(path)
     assert expected in str(error.value)
     assert str(path) in str(error.value)
 
@@ -422,16 +490,16 @@ def test_malformed_logs_give_clear_errors(tmp_path, content, expected):
 def test_logs_that_cannot_be_fitted_say_why():
     one_period = _log_frame([("A", "2024-01-03", 1.0), ("B", "2024-01-20", 2.0)])
     with pytest.raises(ValueError, match="spans only 1 period"):
-        cal.cohort_survival(one_period)
+        log_calibration.cohort_survival(one_period)
     nobody_leaves = _log_frame([("A", "2024-01-03", 1.0), ("A", "2024-02-03", 1.0)])
     with pytest.raises(ValueError, match="no customer was lost"):
-        cal.calibrate_transactions(nobody_leaves)
+        log_calibration.calibrate_transactions(nobody_leaves)
     with pytest.raises(ValueError, match="period_months = 0: must be a whole number of months from 1 to 12"):
-        cal.cohort_survival(nobody_leaves, 0)
+        log_calibration.cohort_survival(nobody_leaves, 0)
     with pytest.raises(ValueError, match="period_months = 1.5"):
-        cal.cohort_survival(nobody_leaves, 1.5)
+        log_calibration.cohort_survival(nobody_leaves, 1.5)
     with pytest.raises(ValueError, match="policy = 'nope': no such policy"):
-        cal.calibrate_transactions(nobody_leaves, 1, sim.config_from_dict({}), policy="nope")
+        log_calibration.calibrate_transactions(nobody_leaves, 1, sim.config_from_dict({}), policy="nope")
 
 
 def test_synthetic_log_rejects_bad_arguments():
@@ -450,18 +518,25 @@ def test_synthetic_log_dates_and_size_are_bounded_before_simulation(tmp_path):
     """Every date of a synthetic log lies in SYNTHETIC_FIRST_YEAR..SYNTHETIC_LAST_YEAR, so the
     log reader (pandas dates) reads back what was written: the last accepted start round-trips
     through CSV exactly, one month later and year 0 are refused; so is a log of more than
-    MAX_SYNTHETIC_CUSTOMER_PERIODS customer-periods (before anything is simulated)."""
+    MAX_SYNTHETIC_CUSTOMER_PERIODS customer-periods (before anything is simulated).
+    """
     config = sbg_config(1.0, 2.0, 6)  # 6 periods of one month (+1 for a late cohort)
     last_start = f"{synthetic.SYNTHETIC_LAST_YEAR}-06"  # periods up to 2261-12 (2262-01 for the +1)
     log = synthetic.synthetic_transaction_log(config, 20, 3, start=last_start)
     path = synthetic.write_transaction_log(log, tmp_path / "log.csv")
-    back = cal.read_transaction_log(path)
+    back = log_calibration.read_transaction_log(path)
     assert back["date"].max().year == synthetic.SYNTHETIC_LAST_YEAR and len(back) == len(log)
     assert (back["date"].to_numpy() == log["date"].to_numpy()).all()
-    for start in (f"{synthetic.SYNTHETIC_LAST_YEAR}-07", "0000-01", f"{synthetic.SYNTHETIC_FIRST_YEAR - 1}-12"):
+    for start in (
+        f"{synthetic.SYNTHETIC_LAST_YEAR}-07",
+        "0000-01",
+        f"{synthetic.SYNTHETIC_FIRST_YEAR - 1}-12",
+    ):
         with pytest.raises(ValueError, match=rf"start = '{start}': .* must lie in the years 1900-2261"):
             synthetic.synthetic_transaction_log(config, 20, 3, start=start)
-    synthetic.synthetic_transaction_log(config, 20, 3, start=f"{synthetic.SYNTHETIC_FIRST_YEAR}-01")  # the first accepted month
+    synthetic.synthetic_transaction_log(
+        config, 20, 3, start=f"{synthetic.SYNTHETIC_FIRST_YEAR}-01"
+    )  # the first accepted month
     too_many = synthetic.MAX_SYNTHETIC_CUSTOMER_PERIODS // 6 + 1
     with pytest.raises(ValueError, match=rf"{too_many:,} x run.horizon = 6 = .* at most 20,000,000"):
         synthetic.synthetic_transaction_log(config, too_many, 3)
@@ -472,7 +547,9 @@ def test_synthetic_log_dates_and_size_are_bounded_before_simulation(tmp_path):
 
 def test_cli_survival_writes_a_runnable_config(tmp_path, capsys):
     out = tmp_path / "fitted.toml"
-    code = main(["calibrate", "survival", "--survivors", "1000,631,468,382,326,289,262,241", "--out", str(out)])
+    code = main(
+        ["calibrate", "survival", "--survivors", "1000,631,468,382,326,289,262,241", "--out", str(out)]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "alpha = 0.704" in printed and "beta = 1.18" in printed and "log-likelihood" in printed
@@ -491,9 +568,15 @@ def test_cli_survival_writes_a_runnable_config(tmp_path, capsys):
     # a folder as --out is named as such, with or without --force, before any fit
     capsys.readouterr()
     for force in ([], ["--force"]):
-        assert main(["calibrate", "survival", "--survivors", "10,5", "--out", str(tmp_path), *force]) == EXIT_BAD_INPUT
+        assert (
+            main(["calibrate", "survival", "--survivors", "10,5", "--out", str(tmp_path), *force])
+            == EXIT_BAD_INPUT
+        )
         captured = capsys.readouterr()
-        assert f"--out {tmp_path} is a folder; --out names the file to write" in captured.err and not captured.out
+        assert (
+            f"--out {tmp_path} is a folder; --out names the file to write" in captured.err
+            and not captured.out
+        )
 
 
 @pytest.mark.parametrize(
@@ -516,11 +599,29 @@ def test_cli_survival_bad_input_exits_2_without_writing(tmp_path, capsys, argume
 
 def test_cli_transactions_and_synthetic_log(tmp_path, capsys):
     log_path = tmp_path / "log.csv"
-    assert main(["calibrate", "synthetic-log", str(LOG_CONFIG), "--customers", str(LOG_CUSTOMERS), "--late-customers",
-                 str(LOG_LATE), "--seed", str(LOG_SEED), "--out", str(log_path)]) == 0
+    assert (
+        main(
+            [
+                "calibrate",
+                "synthetic-log",
+                str(LOG_CONFIG),
+                "--customers",
+                str(LOG_CUSTOMERS),
+                "--late-customers",
+                str(LOG_LATE),
+                "--seed",
+                str(LOG_SEED),
+                "--out",
+                str(log_path),
+            ]
+        )
+        == 0
+    )
     assert log_path.read_bytes() == LOG.read_bytes()
     out = tmp_path / "from_log.toml"
-    assert main(["calibrate", "transactions", str(log_path), "--base", str(LOG_CONFIG), "--out", str(out)]) == 0
+    assert (
+        main(["calibrate", "transactions", str(log_path), "--base", str(LOG_CONFIG), "--out", str(out)]) == 0
+    )
     printed = capsys.readouterr().out
     assert "cohort of 2024-01: 300 customers over 24 periods" in printed
     config = sim.load_config(out)
@@ -529,8 +630,20 @@ def test_cli_transactions_and_synthetic_log(tmp_path, capsys):
     bad.write_text("customer_id,date,amount\nA,2024-01-01,-1\n")
     assert main(["calibrate", "transactions", str(bad), "--out", str(tmp_path / "x.toml")]) == EXIT_BAD_INPUT
     assert "amount = '-1'" in capsys.readouterr().err
-    assert main(["calibrate", "transactions", str(log_path), "--period-months", "0", "--out",
-                 str(tmp_path / "y.toml")]) == EXIT_BAD_INPUT
+    assert (
+        main(
+            [
+                "calibrate",
+                "transactions",
+                str(log_path),
+                "--period-months",
+                "0",
+                "--out",
+                str(tmp_path / "y.toml"),
+            ]
+        )
+        == EXIT_BAD_INPUT
+    )
     assert "--period-months = 0" in capsys.readouterr().err
     assert not (tmp_path / "x.toml").exists() and not (tmp_path / "y.toml").exists()
 
@@ -550,15 +663,21 @@ def test_plot_survival_fit_draws_the_table():
     "content, expected",
     [
         # one mistyped year would make the calibration simulate ~96,000 periods
-        ("customer_id,date,amount\nA,2020-01-05,10\nB,2020-02-01,5\nA,9999-12-01,3\n",
-         "the log spans 95760 periods of 1 month(s), from 2020-01 to 9999-12; at most 1200 periods"),
-        ("customer_id,date,amount\nA,2020-01-05,1e308\nB,2020-02-01,5\n",
-         "log amount values [1e+308] (rows [0], first offending): amounts must be finite, >= 0 and <= 1e+12"),
+        (
+            "customer_id,date,amount\nA,2020-01-05,10\nB,2020-02-01,5\nA,9999-12-01,3\n",
+            "the log spans 95760 periods of 1 month(s), from 2020-01 to 9999-12; at most 1200 periods",
+        ),
+        (
+            "customer_id,date,amount\nA,2020-01-05,1e308\nB,2020-02-01,5\n",
+            "log amount values [1e+308] (rows [0], first offending): amounts must be finite, >= 0 and <= "
+            "1e+12",
+        ),
     ],
 )
 def test_implausible_logs_are_refused_before_any_simulation(tmp_path, capsys, monkeypatch, content, expected):
     """A log whose span or amounts cannot be right exits 2 naming what was found, before any
-    simulation (the kernel is replaced by one that fails the test) and without an output."""
+    simulation (the kernel is replaced by one that fails the test) and without an output.
+    """
     import sim.engines.core as core
     from sim.cli.main import main
 

@@ -6,12 +6,12 @@ from numba import njit
 from scipy import stats
 
 import sim
-from sim.model import streams
 from sim.analytic.sbg import sbg_survival
 from sim.engines.core import simulate_chunk
+from sim.engines.reference import simulate_reference
+from sim.model import streams
 from sim.model.arrays import model_arrays
 from sim.model.policies import policy_tables
-from sim.engines.reference import simulate_reference
 
 
 @njit(cache=True)
@@ -26,7 +26,8 @@ def _beta_draws(alpha, beta, n):
 @pytest.mark.parametrize("alpha, beta", [(0.704, 1.182), (3.8, 0.67), (0.1, 0.2), (5.0, 5.0), (50.0, 100.0)])
 def test_beta_sampler_matches_the_beta_distribution(alpha, beta):
     """Mean within 4 SE (SE = sd/sqrt(n), n = 200,000) and a KS test p > 1e-4 (both shapes
-    below and above 1 exercise the two branches of the Marsaglia-Tsang gamma)."""
+    below and above 1 exercise the two branches of the Marsaglia-Tsang gamma).
+    """
     n = 200_000
     draws = _beta_draws(alpha, beta, n)
     mean = alpha / (alpha + beta)
@@ -37,18 +38,24 @@ def test_beta_sampler_matches_the_beta_distribution(alpha, beta):
 
 
 def _sbg_config(alpha, beta, horizon=24):
-    return sim.config_from_dict({
-        "population": {"churn_propensity": {"alpha": alpha, "beta": beta}},
-        "transitions": {"exit": {"exploration": 0.0, "formation": 0.0, "stability": 0.0}, "churn": 0.0},
-        "run": {"horizon": horizon, "replications": 1},
-        "policies": [{"name": "none", "kind": "none"}, {"name": "uniform", "kind": "uniform", "spend": 3.0}],
-    })
+    return sim.config_from_dict(
+        {
+            "population": {"churn_propensity": {"alpha": alpha, "beta": beta}},
+            "transitions": {"exit": {"exploration": 0.0, "formation": 0.0, "stability": 0.0}, "churn": 0.0},
+            "run": {"horizon": horizon, "replications": 1},
+            "policies": [
+                {"name": "none", "kind": "none"},
+                {"name": "uniform", "kind": "uniform", "spend": 3.0},
+            ],
+        }
+    )
 
 
 def test_cohort_survival_is_shifted_beta_geometric():
     """With stage exits off, S(t) = share active at the start of period t must equal
     B(a, b+t)/B(a, b) (Fader & Hardie 2007). Tolerance 4 SE, SE = sqrt(S(1-S)/n), n = 100,000,
-    at every t = 1..24; the retention curve S(t)/S(t-1) rises with t (the effect of heterogeneity)."""
+    at every t = 1..24; the retention curve S(t)/S(t-1) rises with t (the effect of heterogeneity).
+    """
     alpha, beta, n = 0.704, 1.182, 100_000
     config = _sbg_config(alpha, beta)
     result = sim.project(config, customers=n)
@@ -68,7 +75,9 @@ def test_cohort_survival_is_shifted_beta_geometric():
 
 
 def test_reference_matches_core_with_beta_churn():
-    config = sim.config_from_dict({"population": {"churn_propensity": {"alpha": 2.0, "beta": 30.0}}, "run": {"horizon": 60}})
+    config = sim.config_from_dict(
+        {"population": {"churn_propensity": {"alpha": 2.0, "beta": 30.0}}, "run": {"horizon": 60}}
+    )
     core = simulate_chunk(model_arrays(config), policy_tables(config), config.run.seed, 0, 0, 3000, 60)
     reference = simulate_reference(config, customers=3000, horizon=60)
     np.testing.assert_allclose(reference["clv"], core.clv, rtol=1e-9, atol=1e-9)

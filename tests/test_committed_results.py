@@ -33,7 +33,8 @@ def manifest():
 def test_committed_copy_is_of_the_current_baseline_config(manifest):
     """The manifest's resolved config is the current ``experiments/baseline.toml`` (so the
     README's first command reproduces the copy), and each committed table is the file the
-    manifest lists (same SHA-256)."""
+    manifest lists (same SHA-256).
+    """
     config = sim.load_config(REPO / "experiments" / "baseline.toml")
     assert manifest["complete"] is True and manifest["engine"] == "core"
     assert manifest["config"] == config.to_toml_dict()
@@ -45,7 +46,8 @@ def test_committed_copy_is_of_the_current_baseline_config(manifest):
 
 def test_committed_tables_are_what_the_code_gives_now(manifest):
     """Every committed table equals a fresh run of the manifest's config to 1e-9 relative (the
-    kernel is deterministic; the tolerance only absorbs the CSV's 17-digit round trip)."""
+    kernel is deterministic; the tolerance only absorbs the CSV's 17-digit round trip).
+    """
     config = sim.config_from_dict(manifest["config"])
     fresh = ExperimentResult.from_projection(sim.project(config, keep_clv=False))
     for name in TABLES:
@@ -57,7 +59,8 @@ def test_committed_tables_are_what_the_code_gives_now(manifest):
 
 def test_manifest_git_state_ignores_regenerated_results(tmp_path):
     """``dirty`` in a manifest means tracked code or configs differ from the commit; a tracked
-    file under ``results/`` being rewritten (a committed copy regenerated) does not count."""
+    file under ``results/`` being rewritten (a committed copy regenerated) does not count.
+    """
     import shutil
     import subprocess
 

@@ -1,22 +1,33 @@
 """The jitted core: invariants, reproducibility, the timing convention and the Markov closed form."""
 
-
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import markov_reducible
 
 import sim
-from sim.tables.partials import BLOCK
-from sim.engines.core import simulate_chunk
 from sim.analytic.lifecycle_chain import lifecycle_markov_clv, markov_reducible_problems
+from sim.engines.core import simulate_chunk
 from sim.model.arrays import model_arrays
-from sim.model.policies import policy_tables
-
-from conftest import markov_reducible
 from sim.model.names import EXPLORATION, FORMATION, STABILITY
+from sim.model.policies import policy_tables
+from sim.tables.partials import BLOCK
 
 # every move a relationship may make in one period (stage codes 0..3, 4 = ended); no skipping
-ALLOWED_MOVES = {(0, 0), (0, 1), (0, 4), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3), (3, 1), (3, 4), (4, 4)}
+ALLOWED_MOVES = {
+    (0, 0),
+    (0, 1),
+    (0, 4),
+    (1, 1),
+    (1, 2),
+    (1, 3),
+    (2, 2),
+    (2, 3),
+    (3, 3),
+    (3, 1),
+    (3, 4),
+    (4, 4),
+}
 
 
 def _all_tables_equal(a, b):
@@ -70,7 +81,9 @@ def test_pattern_shares_and_spend_are_consistent(baseline_result):
 def test_no_stage_is_ever_skipped(baseline_config):
     """Trace 2,000 customers' full stage paths under every policy: every one-period move is allowed."""
     config = baseline_config.with_overrides(run={"horizon": 120})
-    partials = simulate_chunk(model_arrays(config), policy_tables(config), 7, 0, 0, 2000, 120, trace_customers=2000)
+    partials = simulate_chunk(
+        model_arrays(config), policy_tables(config), 7, 0, 0, 2000, 120, trace_customers=2000
+    )
     paths = partials.stage_trace.astype(int)
     moves = set(zip(paths[:, :, :-1].ravel().tolist(), paths[:, :, 1:].ravel().tolist()))
     assert moves <= ALLOWED_MOVES, moves - ALLOWED_MOVES
@@ -88,10 +101,18 @@ def test_probabilities_stay_in_unit_interval():
     values = []
     for stage in range(4):
         for loyalty in (0.0, 0.2, 0.5, 1.0):
-            for base_forward, base_exit in ((0.0, 0.0), (0.3, 0.7), (1.0, 0.0), (0.5, 0.5), (1e-12, 1 - 1e-12)):
+            for base_forward, base_exit in (
+                (0.0, 0.0),
+                (0.3, 0.7),
+                (1.0, 0.0),
+                (0.5, 0.5),
+                (1e-12, 1 - 1e-12),
+            ):
                 for beta in (0.0, 6.0, 1000.0):
                     for odds in (0.0, 1.0, 1e6):
-                        forward, leave = transition_probabilities(stage, loyalty, 0.4, base_forward, base_exit, beta, beta, odds)
+                        forward, leave = transition_probabilities(
+                            stage, loyalty, 0.4, base_forward, base_exit, beta, beta, odds
+                        )
                         values.append((forward, leave))
     values = np.array(values)
     assert np.isfinite(values).all()
@@ -106,9 +127,13 @@ def test_identical_for_any_thread_count_and_chunking(baseline_config):
     import numba
 
     if numba.config.NUMBA_NUM_THREADS < 2:
-        pytest.skip(f"NUMBA_NUM_THREADS = {numba.config.NUMBA_NUM_THREADS}: one thread cannot be compared "
-                    "with two (set NUMBA_NUM_THREADS >= 2)")
-    config = baseline_config.with_overrides(run={"replications": 2, "horizon": 60}, population={"customers": 10_000})
+        pytest.skip(
+            f"NUMBA_NUM_THREADS = {numba.config.NUMBA_NUM_THREADS}: one thread cannot be compared "
+            "with two (set NUMBA_NUM_THREADS >= 2)"
+        )
+    config = baseline_config.with_overrides(
+        run={"replications": 2, "horizon": 60}, population={"customers": 10_000}
+    )
     one_thread = sim.project(config, threads=1)
     assert one_thread.timings["threads"] == 1
     two_threads = sim.project(config, threads=2)
@@ -121,7 +146,9 @@ def test_identical_for_any_thread_count_and_chunking(baseline_config):
 
 
 def test_same_seed_same_numbers_other_seed_other_numbers(baseline_config):
-    config = baseline_config.with_overrides(run={"replications": 1, "horizon": 36}, population={"customers": 5_000})
+    config = baseline_config.with_overrides(
+        run={"replications": 1, "horizon": 36}, population={"customers": 5_000}
+    )
     first = sim.project(config, seed=11)
     again = sim.project(config, seed=11)
     other = sim.project(config, seed=12)
@@ -138,8 +165,11 @@ def test_policies_see_the_same_customers(baseline_config):
     """Common random numbers: a policy identical to another (spend 0 = none) gives the same CLVs."""
     config = baseline_config.with_overrides(
         population={"customers": 3_000},
-        policies=[{"name": "none", "kind": "none"}, {"name": "zero", "kind": "uniform", "spend": 0.0},
-                  {"name": "uniform", "kind": "uniform", "spend": 2.0}],
+        policies=[
+            {"name": "none", "kind": "none"},
+            {"name": "zero", "kind": "uniform", "spend": 0.0},
+            {"name": "uniform", "kind": "uniform", "spend": 2.0},
+        ],
         run={"replications": 1},
     )
     result = sim.project(config)
@@ -169,7 +199,10 @@ def test_timing_convention_cash_at_end_of_period():
     result = sim.project(config, customers=4)
     eco = config.economics
     delta = 1.0 / (1.0 + eco.period_discount_rate)
-    reward = config.population.wallet_median * eco.share_of_wallet.exploration * eco.margin.exploration - eco.cost_to_serve
+    reward = (
+        config.population.wallet_median * eco.share_of_wallet.exploration * eco.margin.exploration
+        - eco.cost_to_serve
+    )
     annuity = sum(delta ** (t + 1) for t in range(horizon))
     acquisition = eco.acquisition_cost.relationship
     np.testing.assert_allclose(result.clv["none"], reward * annuity - acquisition, rtol=1e-13)
@@ -189,7 +222,11 @@ def test_markov_reducible_setting_matches_closed_form():
         run={"horizon": 60, "replications": 1},
         policies=[
             {"name": "none", "kind": "none"},
-            {"name": "stage", "kind": "stage", "spend": {"exploration": 1, "formation": 3, "stability": 2, "decline": 5}},
+            {
+                "name": "stage",
+                "kind": "stage",
+                "spend": {"exploration": 1, "formation": 3, "stability": 2, "decline": 5},
+            },
             {"name": "value", "kind": "value", "tier_spend": {"A": 5.0, "B": 2.0, "C": 0.5}},
         ],
     )
@@ -228,9 +265,12 @@ def test_baseline_clv_by_pattern_ordering(baseline_result):
 def test_baseline_satisfaction_retention_flat_middle_steep_top(baseline_result):
     """MODEL.md §2: in stability, retention barely moves across the zone of indifference and
     rises steeply at the top. Slopes per 0.1 of satisfaction; each binned retention has
-    SE <= sqrt(r(1-r)/n) < 0.002 here, so the factor-3 margin is far outside noise."""
+    SE <= sqrt(r(1-r)/n) < 0.002 here, so the factor-3 margin is far outside noise.
+    """
     table = baseline_result.satisfaction_retention
-    rows = table[(table["policy"] == "none") & (table["stage"] == "stability")].set_index("satisfaction_low")["retention"]
+    rows = table[(table["policy"] == "none") & (table["stage"] == "stability")].set_index("satisfaction_low")[
+        "retention"
+    ]
     middle_slope = (rows[0.6] - rows[0.4]) / 2
     top_slope = rows[0.8] - rows[0.7]
     assert top_slope > 3 * middle_slope
@@ -242,7 +282,8 @@ def test_baseline_satisfaction_retention_flat_middle_steep_top(baseline_result):
 def test_baseline_value_concentration_is_abc_like(baseline_result):
     """MODEL.md §3: roughly 5 % / 15 % / 80 % of customers give 50 % / 30 % / 20 % of value,
     and a sizeable part of the bottom group loses money. 'Roughly': A in [0.35, 0.65],
-    B in [0.2, 0.45], C in [0.08, 0.32]; 15-60 % of C negative."""
+    B in [0.2, 0.45], C in [0.08, 0.32]; 15-60 % of C negative.
+    """
     table = baseline_result.value_concentration
     row = table[table["policy"] == "none"].set_index("group")
     assert 0.35 <= row.loc["A", "value_share"] <= 0.65
@@ -254,11 +295,16 @@ def test_baseline_value_concentration_is_abc_like(baseline_result):
 
 def test_spend_has_an_appropriate_level():
     """MODEL.md §4: too little and too much spend both lose — CLV against uniform spend rises,
-    peaks and falls. Paired differences (common random numbers) with 4-SE margins."""
-    config = sim.config_from_dict({
-        "policies": [{"name": f"s{spend:g}", "kind": "uniform", "spend": spend} for spend in (0.0, 2.0, 40.0)],
-        "run": {"replications": 1},
-    })
+    peaks and falls. Paired differences (common random numbers) with 4-SE margins.
+    """
+    config = sim.config_from_dict(
+        {
+            "policies": [
+                {"name": f"s{spend:g}", "kind": "uniform", "spend": spend} for spend in (0.0, 2.0, 40.0)
+            ],
+            "run": {"replications": 1},
+        }
+    )
     result = sim.project(config, customers=20_000)
     comparison = result.comparison.set_index(["policy", "reference"])
     rise = comparison.loc[("s2", "s0")]
@@ -271,7 +317,8 @@ def test_lifecycle_pattern_is_one_rule_for_scalars_and_arrays():
     """sim.model.equations.lifecycle_pattern (used by the core, the NumPy reference and the agent
     engine) gives I/II from the highest stage, III for a relationship that reached stability
     and ended before long_term periods of tenure, IV otherwise — jitted on scalars and through
-    .py_func on arrays alike, for every combination."""
+    .py_func on arrays alike, for every combination.
+    """
     from sim.model.equations import lifecycle_pattern
 
     long_term = 24.0
@@ -281,5 +328,9 @@ def test_lifecycle_pattern_is_one_rule_for_scalars_and_arrays():
     h, e, s = (grid.ravel() for grid in np.meshgrid(highest, ends, starts, indexing="ij"))
     vectorised = lifecycle_pattern.py_func(h, e, s, long_term)
     for index in range(h.size):
-        expected = h[index] if h[index] < STABILITY else (2 if 0 <= e[index] and s[index] + e[index] < long_term else 3)
+        expected = (
+            h[index]
+            if h[index] < STABILITY
+            else (2 if 0 <= e[index] and s[index] + e[index] < long_term else 3)
+        )
         assert lifecycle_pattern(h[index], e[index], s[index], long_term) == expected == vectorised[index]

@@ -17,17 +17,26 @@ import pytest
 
 import sim
 from sim.cli.main import main
-from sim.tables.partials import ChunkPartials
-from sim.tables.chunks import ChunkReducer, ChunkResult, WorkItem
-from sim.runs.executors import DaskExecutor, config_data, make_executor, plan_work, run_ordered, simulate_work_item
 from sim.exceptions import ExecutorError
+from sim.runs.executors import (
+    DaskExecutor,
+    config_data,
+    make_executor,
+    plan_work,
+    run_ordered,
+    simulate_work_item,
+)
+from sim.tables.chunks import ChunkReducer, ChunkResult, WorkItem
+from sim.tables.partials import ChunkPartials
 
 
 def _config(customers=24_576, replications=2, horizon=48, chunk=8192):
-    return sim.config_from_dict({
-        "population": {"customers": customers},
-        "run": {"replications": replications, "horizon": horizon, "chunk_customers": chunk, "seed": 77},
-    })
+    return sim.config_from_dict(
+        {
+            "population": {"customers": customers},
+            "run": {"replications": replications, "horizon": horizon, "chunk_customers": chunk, "seed": 77},
+        }
+    )
 
 
 def assert_same_result(a, b):
@@ -51,7 +60,8 @@ def test_plan_covers_every_customer_once_in_reduction_order():
 
 def test_reducer_equals_concatenated_sums_and_any_arrival_order():
     """ChunkReducer's block-by-block running sums are the bits of np.concatenate(...).sum(axis=0)
-    (the reduction sim.project always used), and run_ordered makes the arrival order irrelevant."""
+    (the reduction sim.project always used), and run_ordered makes the arrival order irrelevant.
+    """
     config = _config(customers=20_000, replications=2, horizon=30, chunk=4096)
     text = config_data(config)
     items = plan_work(config)
@@ -107,8 +117,9 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
-    local = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
-                                     silence_logs=50)
+    local = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None, silence_logs=50
+    )
     yield local
     local.close()
 
@@ -154,7 +165,8 @@ def _kill_a_busy_worker(client, wait=10.0):
 def test_a_worker_killed_mid_run_changes_nothing(cluster, local_result):
     """SIGKILL one of the two worker processes while it holds tasks: the scheduler runs them
     again on the other (or the restarted) worker; tasks are pure, so the numbers are the
-    local ones, bit for bit."""
+    local ones, bit for bit.
+    """
     executor = _KillingExecutor(cluster.scheduler_address, threads=1)
     result = sim.project(_config(), executor=executor, keep_clv=True)
     assert executor.killed is not None, "no worker held a task to kill"
@@ -167,7 +179,8 @@ def test_a_worker_killed_mid_run_changes_nothing(cluster, local_result):
 
 class _WatchingExecutor(DaskExecutor):
     """Records, as each result is handed on, the work item and how many chunk futures are
-    submitted and not yet released (``released``: keys whose future's ``release`` ran)."""
+    submitted and not yet released (``released``: keys whose future's ``release`` ran).
+    """
 
     released: set = set()  # noqa: RUF012 - shared with the patched Future.release of the test
 
@@ -191,7 +204,8 @@ class _WatchingExecutor(DaskExecutor):
 def test_dask_map_bounds_tasks_in_flight_and_releases_each_future(cluster, monkeypatch):
     """12 work items on 2 single-thread workers: at most 2 x 2 = 4 futures are held at any time
     (each released once its result is taken), results come in work-item order, and the
-    numbers are the local ones bitwise."""
+    numbers are the local ones bitwise.
+    """
     release = distributed.Future.release
 
     def recording_release(future, *args, **kwargs):

@@ -105,7 +105,8 @@ def _type_checking_lines(tree: ast.AST) -> set[int]:
 
 def _imports(module: str) -> list[tuple[int, str, tuple[str, ...]]]:
     """``(line, imported module, names)`` for every import of a sim module in ``module``
-    (``from a.b import c`` imports ``a.b.c`` when that is a module, else ``a.b``)."""
+    (``from a.b import c`` imports ``a.b.c`` when that is a module, else ``a.b``).
+    """
     tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
     skipped = _type_checking_lines(tree)
     found = []
@@ -116,8 +117,12 @@ def _imports(module: str) -> list[tuple[int, str, tuple[str, ...]]]:
             for alias in node.names:
                 if alias.name == "sim" or alias.name.startswith("sim."):
                     found.append((node.lineno, alias.name, ()))
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
-                node.module == "sim" or node.module.startswith("sim.")):
+        elif (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and node.level == 0
+            and (node.module == "sim" or node.module.startswith("sim."))
+        ):
             for alias in node.names:
                 target = f"{node.module}.{alias.name}"
                 if target in MODULES:
@@ -148,8 +153,12 @@ def test_every_subpackage_has_a_layer_and_a_docstring_saying_what_it_may_import(
 
 
 def test_imports_are_absolute():
-    relative = [f"{module}:{line} {target}" for module in _library_modules()
-                for line, target, _ in _imports(module) if target.startswith(".")]
+    relative = [
+        f"{module}:{line} {target}"
+        for module in _library_modules()
+        for line, target, _ in _imports(module)
+        if target.startswith(".")
+    ]
     assert not relative
 
 
@@ -163,14 +172,18 @@ def test_dependencies_point_one_way():
             if target == "sim":
                 wrong.append(f"{module}:{line} imports the top-level package")
             elif other != own and RANK[other] >= RANK[own]:
-                wrong.append(f"{module}:{line} imports {target} (sim.{own} is on layer {RANK[own]}, "
-                             f"sim.{other} on layer {RANK[other]})")
+                wrong.append(
+                    f"{module}:{line} imports {target} (sim.{own} is on layer {RANK[own]}, "
+                    f"sim.{other} on layer {RANK[other]})"
+                )
     assert not wrong, "\n".join(wrong)
 
 
 def test_no_import_cycles_between_modules():
-    graph = {module: {target for _, target, _ in _imports(module) if target in MODULES}
-             for module in _library_modules()}
+    graph = {
+        module: {target for _, target, _ in _imports(module) if target in MODULES}
+        for module in _library_modules()
+    }
     state: dict[str, int] = {}  # 1: on the current path, 2: done
     cycles = []
 
@@ -180,7 +193,7 @@ def test_no_import_cycles_between_modules():
             if target not in graph:
                 continue
             if state.get(target) == 1:
-                cycles.append(" -> ".join(path[path.index(target):] + [target]))
+                cycles.append(" -> ".join(path[path.index(target) :] + [target]))
             elif target not in state:
                 visit(target, path + [target])
         state[module] = 2
@@ -248,8 +261,13 @@ def test_no_private_name_is_imported_across_subpackages():
                     if full in MODULES and _subpackage(full) != own:
                         aliases[alias.asname or alias.name] = full
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases
-                    and node.attr.startswith("_") and not node.attr.startswith("__")):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in aliases
+                and node.attr.startswith("_")
+                and not node.attr.startswith("__")
+            ):
                 offenders.append(f"{module}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")
     assert not offenders, "\n".join(offenders)
 
@@ -266,7 +284,9 @@ def test_the_top_level_is_the_curated_list():
         assert hasattr(sim, name), name
     public = {name for name in vars(sim) if not name.startswith("_")}
     # besides the curated names, only the subpackages imported on the way are attributes
-    extra = {name for name in public - set(TOP_LEVEL) if not (PACKAGE / name).is_dir() and name != "exceptions"}
+    extra = {
+        name for name in public - set(TOP_LEVEL) if not (PACKAGE / name).is_dir() and name != "exceptions"
+    }
     assert not extra, sorted(extra)
 
 

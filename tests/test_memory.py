@@ -24,12 +24,14 @@ from sim.tables.sketch import RELATIVE_WIDTH, ClvSketch, bin_bounds, bin_keys
 def _mixed_values(n=120_000, seed=5):
     """Heavy-tailed, mixed-sign values like CLVs, plus zeros, subnormals and extremes."""
     rng = np.random.default_rng(seed)
-    values = np.concatenate([
-        rng.lognormal(4.0, 1.6, n),
-        -rng.lognormal(2.5, 0.8, n // 3),
-        rng.normal(0.0, 1e-3, 1000),
-        [0.0, -0.0, 5e-324, -5e-324, 1e-310, 1e300, -1e300],
-    ])
+    values = np.concatenate(
+        [
+            rng.lognormal(4.0, 1.6, n),
+            -rng.lognormal(2.5, 0.8, n // 3),
+            rng.normal(0.0, 1e-3, 1000),
+            [0.0, -0.0, 5e-324, -5e-324, 1e-310, 1e300, -1e300],
+        ]
+    )
     rng.shuffle(values)
     return values
 
@@ -57,9 +59,13 @@ def test_merging_is_exact_and_order_free():
         merged = ClvSketch(1)
         for index in order:
             merged.merge(parts[index])
-        assert np.array_equal(merged.keys[0], whole.keys[0]) and np.array_equal(merged.counts[0], whole.counts[0])
+        assert np.array_equal(merged.keys[0], whole.keys[0]) and np.array_equal(
+            merged.counts[0], whole.counts[0]
+        )
     rebuilt = ClvSketch.from_arrays(whole.to_arrays())
-    assert np.array_equal(rebuilt.keys[0], whole.keys[0]) and np.array_equal(rebuilt.counts[0], whole.counts[0])
+    assert np.array_equal(rebuilt.keys[0], whole.keys[0]) and np.array_equal(
+        rebuilt.counts[0], whole.counts[0]
+    )
 
 
 def test_quantiles_within_one_bin_of_numpy():
@@ -90,7 +96,8 @@ def test_group_sums_within_the_bound_and_negative_counts_exact():
 @pytest.fixture(scope="module")
 def sketched(baseline_config):
     """A run above the (lowered) size limit: tables from the sketch, CLVs kept on request
-    so that the tables can be checked against them."""
+    so that the tables can be checked against them.
+    """
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(chunks, "CLV_KEEP_LIMIT", 1000)
         return sim.project(baseline_config, customers=12_000, replications=2, horizon=60, keep_clv=True)
@@ -107,7 +114,8 @@ def test_summary_quantiles_from_the_sketch_within_one_bin(sketched):
 
 def test_value_concentration_from_the_sketch_within_the_bound(sketched):
     """Shares of the sketch's total within 2 * 2^-10 * sum|CLV| / |total| of the exact shares
-    (numerator and denominator each within 2^-10 sum|CLV|); negative shares exact."""
+    (numerator and denominator each within 2^-10 sum|CLV|); negative shares exact.
+    """
     table = sketched.value_concentration.set_index(["policy", "group"])
     for policy, values in sketched.clv.items():
         ranked = np.sort(values)[::-1]
@@ -118,7 +126,9 @@ def test_value_concentration_from_the_sketch_within_the_bound(sketched):
             stop = n if group == "C" else int(round(cumulative * n))
             row = table.loc[(policy, group)]
             assert row["customer_share"] == (stop - start) / n
-            assert abs(row["value_share"] - ranked[start:stop].sum() / total) <= 2 * RELATIVE_WIDTH * absolute / abs(total)
+            assert abs(
+                row["value_share"] - ranked[start:stop].sum() / total
+            ) <= 2 * RELATIVE_WIDTH * absolute / abs(total)
             assert row["negative_share"] == np.mean(ranked[start:stop] < 0)
             start = stop
         assert table.loc[policy, "value_share"].sum() == pytest.approx(1.0, abs=1e-12)
@@ -127,8 +137,11 @@ def test_value_concentration_from_the_sketch_within_the_bound(sketched):
 def test_small_runs_use_every_clv_and_keep_clv_never_changes_a_table(baseline_config, monkeypatch):
     """Up to CLV_KEEP_LIMIT customer-replications the quantiles are NumPy's on every CLV;
     keep_clv only decides whether result.clv holds them. Above the limit (lowered here) the
-    sketch is used whether or not the CLVs are kept."""
-    config = baseline_config.with_overrides(population={"customers": 6_000}, run={"replications": 2, "horizon": 24})
+    sketch is used whether or not the CLVs are kept.
+    """
+    config = baseline_config.with_overrides(
+        population={"customers": 6_000}, run={"replications": 2, "horizon": 24}
+    )
     kept = sim.project(config)
     assert set(kept.clv) == set(config.policy_names)
     for row in kept.summary.itertuples():
@@ -161,7 +174,8 @@ def test_peak_state_per_customer_and_independence_of_replications(monkeypatch):
     tables from the sketch: the size limit is lowered to 0 here), chunks of 16,384
     customers: at most 256 bytes per customer of a chunk (issue 6), and the growth from 1
     to 4 replications or from 4 to 8 chunks of customers is under a fifth of what keeping
-    the CLVs would add (8 bytes x 3 policies per extra customer-replication)."""
+    the CLVs would add (8 bytes x 3 policies per extra customer-replication).
+    """
     monkeypatch.setattr(chunks, "CLV_KEEP_LIMIT", 0)
     chunk = 16_384
     config = sim.config_from_dict({"run": {"chunk_customers": chunk, "horizon": 120}})

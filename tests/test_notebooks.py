@@ -27,7 +27,9 @@ KERNEL_NAME = "sim-test-python3"
 #: Small sizes injected after each notebook's parameters cell.
 SMALL = {
     "01_quickstart": "CUSTOMERS = 2_000\nREPLICATIONS = 1\nHORIZON = 60",
-    "02_policy_comparison": "CUSTOMERS = 1_500\nREPLICATIONS = 1\nHORIZON = 48\nFORMATION_SPENDS = [0.0, 4.0, 8.0]",
+    "02_policy_comparison": (
+        "CUSTOMERS = 1_500\nREPLICATIONS = 1\nHORIZON = 48\nFORMATION_SPENDS = [0.0, 4.0, 8.0]"
+    ),
     "03_reproduce_figures": 'QUICK = True\nONLY = ["lifecycle_patterns", "validation"]',
     "04_calibration": "CUSTOMERS = 20_000\nREPLICATIONS = 1",
 }
@@ -63,11 +65,15 @@ def kernel_name(tmp_path_factory):
     folder = tmp_path_factory.mktemp("jupyter")
     spec = folder / "kernels" / KERNEL_NAME
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "sim tests (this interpreter)",
-        "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "sim tests (this interpreter)",
+                "language": "python",
+            }
+        )
+    )
     with pytest.MonkeyPatch.context() as patch:
         old = os.environ.get("JUPYTER_PATH")
         patch.setenv("JUPYTER_PATH", str(folder) + (os.pathsep + old if old else ""))
@@ -77,13 +83,15 @@ def kernel_name(tmp_path_factory):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)
 def test_notebook_executes_with_small_sizes(path, kernel_name):
     notebook = nbformat.read(path, as_version=4)
-    position = next(index for index, cell in enumerate(notebook.cells)
-                    if "parameters" in cell.metadata.get("tags", []))
+    position = next(
+        index for index, cell in enumerate(notebook.cells) if "parameters" in cell.metadata.get("tags", [])
+    )
     injected = nbformat.v4.new_code_cell(SMALL.get(path.stem, "# no small sizes defined"))
     injected.metadata["tags"] = ["injected-parameters"]
     notebook.cells.insert(position + 1, injected)
-    client = nbclient.NotebookClient(notebook, kernel_name=kernel_name, timeout=600,
-                                     resources={"metadata": {"path": str(path.parent)}})
+    client = nbclient.NotebookClient(
+        notebook, kernel_name=kernel_name, timeout=600, resources={"metadata": {"path": str(path.parent)}}
+    )
     client.execute()  # raises CellExecutionError, with the cell and traceback, if a cell fails
     outputs = [output for cell in notebook.cells if cell.cell_type == "code" for output in cell.outputs]
     assert not [output for output in outputs if output.get("output_type") == "error"]

@@ -26,14 +26,14 @@ import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from sim.model.sections import MAX_MAGNITUDE, MIN_CARE_SCALE
-from sim.model.names import STAGES
-from sim.model.config import config_from_dict
-from sim.exceptions import ConfigError
-from sim.tables.partials import ChunkPartials, M_ACQUISITION, M_CLV, M_CLV1, M_SPEND
 from sim.engines.core import START_COLUMNS, _new_customers, run_customers, simulate_chunk
+from sim.exceptions import ConfigError
 from sim.model.arrays import model_arrays
+from sim.model.config import config_from_dict
+from sim.model.names import STAGES
 from sim.model.policies import policy_tables
+from sim.model.sections import MAX_MAGNITUDE, MIN_CARE_SCALE
+from sim.tables.partials import M_ACQUISITION, M_CLV, M_CLV1, M_SPEND, ChunkPartials
 from sim.tables.result import NAN_WHEN_EMPTY, ProjectionResult
 
 M = MAX_MAGNITUDE
@@ -41,19 +41,31 @@ TINY = 5e-324
 EPS = np.finfo(float).eps
 ENDED = 4
 # every one-period move (stage codes 0..3, 4 = ended): stay, advance, exit, win-back; no skipping
-ALLOWED_MOVES = {(0, 0), (0, 1), (0, 4), (1, 1), (1, 2), (1, 3), (2, 2), (2, 3), (3, 3), (3, 1), (3, 4), (4, 4)}
+ALLOWED_MOVES = {
+    (0, 0),
+    (0, 1),
+    (0, 4),
+    (1, 1),
+    (1, 2),
+    (1, 3),
+    (2, 2),
+    (2, 3),
+    (3, 3),
+    (3, 1),
+    (3, 4),
+    (4, 4),
+}
 # with Beta churn (M8) any live relationship may also end outright
 ALLOWED_WITH_CHURN = ALLOWED_MOVES | {(1, 4), (2, 4)}
 # money columns of the six CLV parts, retention spend and acquisition cost (sim.engines.core)
 PART_COLUMNS = [M_CLV1 + part for part in range(6)] + [M_SPEND, M_ACQUISITION]
 
 
-
-
 @pytest.fixture(autouse=True, scope="module")
 def one_numba_thread():
     """Tiny runs on one thread: a parallel kernel launch costs milliseconds of thread wake-up
-    (10x the work of a 64-customer run); thread count never changes results (test_core)."""
+    (10x the work of a 64-customer run); thread count never changes results (test_core).
+    """
     before = numba.get_num_threads()
     numba.set_num_threads(1)
     yield
@@ -92,7 +104,9 @@ def _competing(draw):
 
 
 def _policy(draw, name):
-    kind = draw(st.sampled_from(["none", "uniform", "stage", "table", "value", "max_satisfaction", "reactive"]))
+    kind = draw(
+        st.sampled_from(["none", "uniform", "stage", "table", "value", "max_satisfaction", "reactive"])
+    )
     policy = {"name": name, "kind": kind}
     if kind in ("uniform", "reactive"):
         policy["spend"] = draw(amount)
@@ -148,11 +162,19 @@ def configs(draw):
             "annoyance": draw(amount),
             "stage_effectiveness": _stage_table(draw, amount),
         },
-        "loyalty": {"defection_threshold": defection, "affection_threshold": affection,
-                    "indifference_low": low, "indifference_high": high},
+        "loyalty": {
+            "defection_threshold": defection,
+            "affection_threshold": affection,
+            "indifference_low": low,
+            "indifference_high": high,
+        },
         "transitions": {
             "advance": {"exploration": advance_exploration, "formation": advance_formation},
-            "exit": {"exploration": exit_exploration, "formation": exit_formation, "stability": draw(probability)},
+            "exit": {
+                "exploration": exit_exploration,
+                "formation": exit_formation,
+                "stability": draw(probability),
+            },
             "churn": churn,
             "win_back": win_back,
             "loyalty_effect_advance": draw(amount),
@@ -181,8 +203,11 @@ def configs(draw):
             "acquisition_cost": {"relationship": draw(amount), "transactional": draw(amount)},
         },
         "policies": [_policy(draw, f"p{index}") for index in range(draw(st.integers(1, 4)))],
-        "run": {"horizon": draw(st.integers(1, 24)), "replications": 1,
-                "seed": draw(st.integers(0, 2**63 - 1))},
+        "run": {
+            "horizon": draw(st.integers(1, 24)),
+            "replications": 1,
+            "seed": draw(st.integers(0, 2**63 - 1)),
+        },
     }
 
 
@@ -206,7 +231,8 @@ def _in_unit(values, slack=0.0):
 
 def check_run(config):
     """Run ``config`` (one replication) with the core, tracing every customer's stages and
-    simulating every customer also on its own, and check every invariant; asserts."""
+    simulating every customer also on its own, and check every invariant; asserts.
+    """
     n, horizon = config.population.customers, config.run.horizon
     names = config.policy_names
     churn_on = config.population.churn_propensity is not None
@@ -216,7 +242,15 @@ def check_run(config):
         partials = simulate_chunk(arrays, tables, config.run.seed, 0, 0, n, horizon, trace_customers=n)
         result = ProjectionResult.from_partials(config, [partials])  # raises on any unexpected NaN/inf
     attributes, start = np.empty((n, 5)), np.empty((n, len(START_COLUMNS)))
-    _new_customers(np.uint64(config.run.seed), np.uint64(0), np.int64(0), arrays.scalars, arrays.segment, attributes, start)
+    _new_customers(
+        np.uint64(config.run.seed),
+        np.uint64(0),
+        np.int64(0),
+        arrays.scalars,
+        arrays.segment,
+        attributes,
+        start,
+    )
 
     # 1. nothing non-finite in the raw partials or the per-customer CLVs
     for field in ChunkPartials.FIELDS + ("clv",):
@@ -233,10 +267,14 @@ def check_run(config):
     occupancy = partials.occupancy.sum(axis=0)
     counted = np.stack([(paths == stage).sum(axis=1) for stage in range(4)], axis=-1)
     np.testing.assert_array_equal(occupancy, counted)
-    np.testing.assert_array_equal(np.cumsum(partials.ended_at.sum(axis=0), axis=1), (paths == ENDED).sum(axis=1))
+    np.testing.assert_array_equal(
+        np.cumsum(partials.ended_at.sum(axis=0), axis=1), (paths == ENDED).sum(axis=1)
+    )
     patterns = _patterns_from_paths(paths, config.transitions.long_term_periods)
     pattern_count = partials.pattern_count.sum(axis=0)
-    np.testing.assert_array_equal(pattern_count, np.stack([(patterns == k).sum(axis=1) for k in range(4)], axis=-1))
+    np.testing.assert_array_equal(
+        pattern_count, np.stack([(patterns == k).sum(axis=1) for k in range(4)], axis=-1)
+    )
     stage_periods = partials.stage_periods.sum(axis=0)
     np.testing.assert_array_equal(stage_periods, counted[:, :horizon, :].sum(axis=1))
     np.testing.assert_array_equal(partials.satisfaction_bins.sum(axis=0)[..., 0].sum(axis=-1), stage_periods)
@@ -246,12 +284,28 @@ def check_run(config):
     #    and its CLV is bitwise the one of the whole-cohort run
     parts = np.empty((len(PART_COLUMNS), len(names), n))
     for customer in range(n):
-        alone = run_customers(arrays, tables, config.run.seed, 0, np.array([customer]), attributes[customer:customer + 1],
-                              start[customer:customer + 1], horizon)
+        alone = run_customers(
+            arrays,
+            tables,
+            config.run.seed,
+            0,
+            np.array([customer]),
+            attributes[customer : customer + 1],
+            start[customer : customer + 1],
+            horizon,
+        )
         row = alone.money[0]  # [policy, column]: this customer's present values
         parts[:, :, customer] = row[:, PART_COLUMNS].T
-        total = row[:, M_CLV1] + row[:, M_CLV1 + 1] + row[:, M_CLV1 + 2] + row[:, M_CLV1 + 3] + row[:, M_CLV1 + 4] \
-            + row[:, M_CLV1 + 5] - row[:, M_SPEND] - row[:, M_ACQUISITION]
+        total = (
+            row[:, M_CLV1]
+            + row[:, M_CLV1 + 1]
+            + row[:, M_CLV1 + 2]
+            + row[:, M_CLV1 + 3]
+            + row[:, M_CLV1 + 4]
+            + row[:, M_CLV1 + 5]
+            - row[:, M_SPEND]
+            - row[:, M_ACQUISITION]
+        )
         np.testing.assert_array_equal(total, row[:, M_CLV])
         np.testing.assert_array_equal(alone.clv[:, 0], partials.clv[:, customer])
     assert (parts[6] >= 0.0).all() and (parts[7] >= 0.0).all()  # spend and acquisition cost
@@ -260,7 +314,11 @@ def check_run(config):
 
     # 5. summary: the parts of the mean sum to the mean; spend >= 0; ordered quantiles
     summary = result.summary.set_index("policy").loc[list(names)]
-    mean_parts = summary[[f"clv{i}" for i in range(1, 7)]].sum(axis=1) - summary["retention_spend"] - summary["acquisition_cost"]
+    mean_parts = (
+        summary[[f"clv{i}" for i in range(1, 7)]].sum(axis=1)
+        - summary["retention_spend"]
+        - summary["acquisition_cost"]
+    )
     tolerance = 1e-12 * magnitude.sum(axis=1) / n
     assert (np.abs(mean_parts.to_numpy() - summary["clv_mean"].to_numpy()) <= tolerance).all()
     assert (np.abs(core_clv.mean(axis=1) - summary["clv_mean"].to_numpy()) <= tolerance).all()
@@ -299,7 +357,9 @@ def check_run(config):
     assert (trajectory.loc[active, "spend_mean"] >= 0.0).all()
     retention = result.satisfaction_retention
     observed = retention["customer_periods"] > 0
-    assert _in_unit(retention.loc[observed, "retention"]) and retention.loc[~observed, "retention"].isna().all()
+    assert (
+        _in_unit(retention.loc[observed, "retention"]) and retention.loc[~observed, "retention"].isna().all()
+    )
 
     # 8. value concentration and paired comparisons
     value = result.value_concentration
@@ -327,7 +387,8 @@ def check_run(config):
 @given(data=configs())
 def test_generated_configs_validate_and_run_with_every_invariant(data):
     """Every config drawn inside the documented ranges is accepted (the validation is not
-    stricter than documented) and runs with no NaN or inf and every invariant holding."""
+    stricter than documented) and runs with no NaN or inf and every invariant holding.
+    """
     config = config_from_dict(data)
     _coverage_events(config)
     check_run(config)
@@ -352,8 +413,27 @@ def _coverage_events(config):
 
 
 #: Values that break most fields: non-finite, out of range, wrong type, absurdly large.
-BAD_VALUES = [float("nan"), float("inf"), -float("inf"), -1.0, -TINY, 2.0, 10 * M, 10**400, 2**63, 0, -1,
-              "0.5", "", True, None, [], [1.0], {}, {"x": 1}]
+BAD_VALUES = [
+    float("nan"),
+    float("inf"),
+    -float("inf"),
+    -1.0,
+    -TINY,
+    2.0,
+    10 * M,
+    10**400,
+    2**63,
+    0,
+    -1,
+    "0.5",
+    "",
+    True,
+    None,
+    [],
+    [1.0],
+    {},
+    {"x": 1},
+]
 
 
 def _paths(data, prefix=()):
@@ -377,7 +457,8 @@ def test_a_broken_config_fails_before_any_work_naming_the_field(data, choice):
     """Break one entry of a valid config (a bad value from BAD_VALUES or any float, or an
     unknown key): validation either raises ConfigError — one line per problem, naming the
     section and the key — or, if the new value happens to be legal, the run satisfies every
-    invariant. No other exception, no traceback text."""
+    invariant. No other exception, no traceback text.
+    """
     mutated = copy.deepcopy(data)
     paths = [path for path in _paths(mutated) if path != ("name",)]
     path = choice.draw(st.sampled_from(paths), label="path")

@@ -5,8 +5,8 @@ in the same order of operations, so:
 
 * per-customer CLVs agree to rounding: the only differences come from the last ulp of
   ``exp``/``log`` (the logistic of (M4) is computed from ``exp(-|x|)``), which NumPy's SIMD
-  loops and numba (LLVM/libm) may round differently; they propagate through a few hundred additions to relative errors of about
-  1e-14, far inside the tolerance used here (rtol = atol = 1e-9);
+  loops and numba (LLVM/libm) may round differently; they propagate through a few hundred
+  additions to relative errors of about 1e-14, far inside the tolerance used here (rtol = atol = 1e-9);
 * integer aggregates (stage occupancy, ended counts, patterns, satisfaction bins) agree
   exactly. An ulp difference could in principle flip one threshold comparison (a uniform
   against a transition probability, a satisfaction-bin edge) for one customer; the chance
@@ -20,12 +20,12 @@ import numpy as np
 import pytest
 
 from sim.engines import core
-from sim.tables import partials as partials_layout
-from sim.model.config import config_from_dict
-from sim.model.arrays import S_DISCOUNT_FACTOR, model_arrays
-from sim.model.policies import policy_tables
 from sim.engines.reference import PART_NAMES, simulate_reference
+from sim.model.arrays import S_DISCOUNT_FACTOR, model_arrays
+from sim.model.config import config_from_dict
 from sim.model.names import ENDED
+from sim.model.policies import policy_tables
+from sim.tables import partials as partials_layout
 
 N_CUSTOMERS = 3000
 HORIZON = 120
@@ -83,11 +83,21 @@ def test_clv_parts_match_core(both):
     _, partials, reference = both
     money = partials.money.sum(axis=0)
     for column, name in enumerate(PART_NAMES):  # M_CLV1 .. M_ACQUISITION
-        np.testing.assert_allclose(reference[name].sum(axis=1), money[:, column], rtol=RTOL, atol=ATOL, err_msg=name)
-    np.testing.assert_allclose(reference["clv"].sum(axis=1), money[:, partials_layout.M_CLV], rtol=RTOL, atol=ATOL)
-    np.testing.assert_allclose((reference["clv"] ** 2).sum(axis=1), money[:, partials_layout.M_CLV_SQUARED], rtol=RTOL)
+        np.testing.assert_allclose(
+            reference[name].sum(axis=1), money[:, column], rtol=RTOL, atol=ATOL, err_msg=name
+        )
+    np.testing.assert_allclose(
+        reference["clv"].sum(axis=1), money[:, partials_layout.M_CLV], rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        (reference["clv"] ** 2).sum(axis=1), money[:, partials_layout.M_CLV_SQUARED], rtol=RTOL
+    )
     # The reference's CLV total is the core's parts combined: clv1 + ... + clv6 - spend - acquisition.
-    core_parts = money[:, partials_layout.M_CLV1:partials_layout.M_CLV1 + 6].sum(axis=1) - money[:, partials_layout.M_SPEND] - money[:, partials_layout.M_ACQUISITION]
+    core_parts = (
+        money[:, partials_layout.M_CLV1 : partials_layout.M_CLV1 + 6].sum(axis=1)
+        - money[:, partials_layout.M_SPEND]
+        - money[:, partials_layout.M_ACQUISITION]
+    )
     np.testing.assert_allclose(reference["clv"].sum(axis=1), core_parts, rtol=RTOL, atol=ATOL)
 
 
@@ -108,10 +118,17 @@ def test_integer_aggregates_match_core_exactly(both):
 def test_float_aggregates_match_core(both):
     _, partials, reference = both
     # Same values, added in another order: relative rounding of order n * eps.
-    np.testing.assert_allclose(reference["stage_sums"], partials.stage_sums.sum(axis=0), rtol=1e-10, atol=1e-8)
-    np.testing.assert_allclose(reference["period_sums"], partials.period_sums.sum(axis=0), rtol=1e-10, atol=1e-8)
+    np.testing.assert_allclose(
+        reference["stage_sums"], partials.stage_sums.sum(axis=0), rtol=1e-10, atol=1e-8
+    )
+    np.testing.assert_allclose(
+        reference["period_sums"], partials.period_sums.sum(axis=0), rtol=1e-10, atol=1e-8
+    )
     pattern_clv = np.stack(
-        [np.bincount(pattern, weights=clv, minlength=4) for pattern, clv in zip(reference["pattern"], reference["clv"])]
+        [
+            np.bincount(pattern, weights=clv, minlength=4)
+            for pattern, clv in zip(reference["pattern"], reference["clv"])
+        ]
     )
     np.testing.assert_allclose(pattern_clv, partials.pattern_clv.sum(axis=0), rtol=1e-10, atol=1e-8)
 
@@ -131,7 +148,8 @@ def test_attributes_match_core():
 
 def test_policies_are_not_ignored():
     """Each policy's per-customer results are its own: swapping, dropping or ignoring a
-    policy's spend table (or reactive rule) fails here."""
+    policy's spend table (or reactive rule) fails here.
+    """
     reference = reference_of("extended")
     names = reference["policies"]
     spend = reference["retention_spend"]
@@ -153,7 +171,9 @@ def test_policies_are_not_ignored():
     assert never_declined.any()
     assert (spend[decline_only][never_declined] == 0.0).all()
     # customers past exploration who ended left from decline, so spent a period there
-    ended_from_decline = (reference["pattern"][decline_only] > 0) & (reference["end_period"][decline_only] >= 0)
+    ended_from_decline = (reference["pattern"][decline_only] > 0) & (
+        reference["end_period"][decline_only] >= 0
+    )
     assert ended_from_decline.any() and (spend[decline_only][ended_from_decline] > 0.0).all()
     # reactive with a small trigger pays some customers outside decline too
     reactive = names.index("reactive")

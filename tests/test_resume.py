@@ -21,10 +21,10 @@ import pandas as pd
 import pytest
 
 import sim
-from sim.runs.checkpoint import CHUNK_DIR, ChunkStore, npz_bytes
 from sim.cli.main import main
-from sim.runs.executors import plan_work
 from sim.io.results import MANIFEST
+from sim.runs.checkpoint import CHUNK_DIR, ChunkStore, npz_bytes
+from sim.runs.executors import plan_work
 from sim.tables import chunks
 
 CONFIG = """
@@ -60,10 +60,24 @@ def uninterrupted(config_file, tmp_path_factory):
 
 def test_a_killed_run_resumes_to_the_same_bytes(config_file, uninterrupted, tmp_path, capsys):
     """SIGKILL a `sim run` subprocess (32 chunks of 4,096 customers) once its first chunk
-    file exists, then resume it."""
+    file exists, then resume it.
+    """
     out = tmp_path / "killed"
-    process = subprocess.Popen([sys.executable, "-m", "sim.cli.main", "run", str(config_file), "--out", str(out),
-                                "--no-progress", "--no-figure"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sim.cli.main",
+            "run",
+            str(config_file),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--no-figure",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     chunks = out / CHUNK_DIR
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and process.poll() is None and not list(chunks.glob("*.npz")):
@@ -102,9 +116,14 @@ def test_a_killed_run_resumes_to_the_same_bytes(config_file, uninterrupted, tmp_
 
 def test_untrusted_chunk_files_are_recomputed(tmp_path):
     """A flipped byte, a truncated file, a chunk of another config, a pickled object and a
-    stray file: each is rejected with its reason and recomputed; the numbers are unchanged."""
-    config = sim.config_from_dict({"population": {"customers": 24_576}, "run": {
-        "replications": 1, "horizon": 36, "chunk_customers": 4096, "seed": 5}})
+    stray file: each is rejected with its reason and recomputed; the numbers are unchanged.
+    """
+    config = sim.config_from_dict(
+        {
+            "population": {"customers": 24_576},
+            "run": {"replications": 1, "horizon": 36, "chunk_customers": 4096, "seed": 5},
+        }
+    )
     whole = sim.project(config, keep_clv=True)
     folder = tmp_path / "run"
     first = sim.project(config, checkpoint=folder, keep_clv=True)
@@ -149,11 +168,15 @@ def test_untrusted_chunk_files_are_recomputed(tmp_path):
 
 def test_chunks_without_clvs_do_not_serve_a_run_that_keeps_them(tmp_path, monkeypatch):
     """A large run (limit lowered to 0) keeps no CLVs in its chunk files; resuming it with
-    keep_clv=True must recompute them rather than return a result without CLVs."""
-
+    keep_clv=True must recompute them rather than return a result without CLVs.
+    """
     monkeypatch.setattr(chunks, "CLV_KEEP_LIMIT", 0)
-    config = sim.config_from_dict({"population": {"customers": 8192}, "run": {"replications": 1, "horizon": 12,
-                                                                              "chunk_customers": 4096}})
+    config = sim.config_from_dict(
+        {
+            "population": {"customers": 8192},
+            "run": {"replications": 1, "horizon": 12, "chunk_customers": 4096},
+        }
+    )
     sim.project(config, checkpoint=tmp_path, keep_clv=False)
     result = sim.project(config, checkpoint=tmp_path, resume=True, keep_clv=True)
     assert result.timings["chunks_resumed"] == 0
@@ -163,8 +186,10 @@ def test_chunks_without_clvs_do_not_serve_a_run_that_keeps_them(tmp_path, monkey
 
 def test_folder_rules_for_interrupted_and_complete_runs(tmp_path, capsys):
     path = tmp_path / "small.toml"
-    path.write_text('name = "small"\n[population]\ncustomers = 8192\n[run]\nreplications = 1\nhorizon = 12\n'
-                    'chunk_customers = 4096\n')
+    path.write_text(
+        'name = "small"\n[population]\ncustomers = 8192\n[run]\nreplications = 1\nhorizon = 12\n'
+        "chunk_customers = 4096\n"
+    )
     out = tmp_path / "out"
     config = sim.load_config(path)
     sim.project(config, checkpoint=out)  # leaves chunk files and no manifest, like a killed run
@@ -184,8 +209,12 @@ def test_folder_rules_for_interrupted_and_complete_runs(tmp_path, capsys):
 
 
 def _small_config(seed=5):
-    return sim.config_from_dict({"population": {"customers": 16_384}, "run": {
-        "replications": 1, "horizon": 24, "chunk_customers": 4096, "seed": seed}})
+    return sim.config_from_dict(
+        {
+            "population": {"customers": 16_384},
+            "run": {"replications": 1, "horizon": 24, "chunk_customers": 4096, "seed": seed},
+        }
+    )
 
 
 def _assert_same(a, b):
@@ -198,7 +227,8 @@ def _assert_same(a, b):
 def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
     """The hash guarding chunk files covers the kernel's source (core, model, _rng, policies)
     and the numba/NumPy versions: a chunk written under other code is reported and
-    recomputed, never trusted."""
+    recomputed, never trusted.
+    """
     from sim.runs import checkpoint
 
     config = _small_config()
@@ -244,7 +274,8 @@ def test_chunks_of_another_code_version_are_recomputed(tmp_path, monkeypatch):
 
 def _crafted(arrays, **changes):
     """A chunk's arrays with some replaced (None: removed), re-sealed with a valid checksum and
-    the right config hash, as someone writing files by hand could."""
+    the right config hash, as someone writing files by hand could.
+    """
     from sim.runs.checkpoint import arrays_checksum
 
     arrays = {name: value for name, value in arrays.items() if name != "checksum"}
@@ -266,7 +297,10 @@ def _crafted(arrays, **changes):
         (lambda a: {"item": np.array(["0", "0", "4096"])}, "malformed 'item'"),
         (lambda a: {"partial_money": a["partial_money"].astype(np.float32)}, "malformed 'partial_money'"),
         (lambda a: {"partial_money": a["partial_money"][:, :1]}, "malformed 'partial_money'"),
-        (lambda a: {"partial_occupancy": a["partial_occupancy"].astype(np.float64)}, "malformed 'partial_occupancy'"),
+        (
+            lambda a: {"partial_occupancy": a["partial_occupancy"].astype(np.float64)},
+            "malformed 'partial_occupancy'",
+        ),
         (lambda a: {"clv": a["clv"].reshape(-1)}, "malformed 'clv'"),
         (lambda a: {"clv": np.array(["x"] * a["clv"].size).reshape(a["clv"].shape)}, "malformed 'clv'"),
         (lambda a: {"sketch_keys": a["sketch_keys"][:-1]}, "malformed 'sketch_keys'"),
@@ -280,7 +314,8 @@ def _crafted(arrays, **changes):
 def test_crafted_chunk_files_are_rejected_not_a_traceback(tmp_path, change, reason):
     """A file with a valid checksum and config hash but arrays of the wrong dtype or shape
     (which would otherwise raise in np.asarray or broadcast silently into the sums) is
-    reported and recomputed."""
+    reported and recomputed.
+    """
     config = _small_config()
     whole = sim.project(config, keep_clv=True)
     folder = tmp_path / "run"
@@ -299,14 +334,19 @@ def test_crafted_chunk_files_are_rejected_not_a_traceback(tmp_path, change, reas
 def test_resume_loads_trusted_chunks_one_at_a_time_in_turn(tmp_path, monkeypatch):
     """Memory O(chunk) on resume: with chunk 1 of 8 missing, no loaded chunk is kept waiting for
     it; when the reducer adds a chunk, it is the only loaded chunk alive. The numbers stay
-    bitwise those of an uninterrupted run, and a leftover temporary file is removed."""
+    bitwise those of an uninterrupted run, and a leftover temporary file is removed.
+    """
     import weakref
 
     from sim.runs import checkpoint
     from sim.tables import chunks
 
-    config = sim.config_from_dict({"population": {"customers": 16_384}, "run": {
-        "replications": 2, "horizon": 24, "chunk_customers": 4096, "seed": 9}})
+    config = sim.config_from_dict(
+        {
+            "population": {"customers": 16_384},
+            "run": {"replications": 2, "horizon": 24, "chunk_customers": 4096, "seed": 9},
+        }
+    )
     whole = sim.project(config, keep_clv=True)
     folder = tmp_path / "run"
     sim.project(config, checkpoint=folder, keep_clv=True)

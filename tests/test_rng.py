@@ -145,7 +145,7 @@ def _mixed_sequence(seed, replication, customer, component, rounds):
 
 
 def draws(function, seed, component=1, customers=1000, per_customer=1000):
-    """customers x per_customer draws from function, flattened (10**6 by default)."""
+    """Customers x per_customer draws from function, flattened (10**6 by default)."""
     return function(seed, 0, np.arange(customers), component, per_customer).ravel()
 
 
@@ -177,8 +177,14 @@ def test_python_reference_reproduces_published_splitmix64_outputs():
 
 def test_python_reference_reproduces_c_xoroshiro128plus_outputs():
     # Generated with Vigna's xoroshiro128plus.c (2018 version), compiled with gcc.
-    expected = [3, 412333834243, 2360170716294286339, 9295852285959843169,
-                2797080929874688578, 6019711933173041966]
+    expected = [
+        3,
+        412333834243,
+        2360170716294286339,
+        9295852285959843169,
+        2797080929874688578,
+        6019711933173041966,
+    ]
     s0, s1, outputs = 1, 2, []
     for _ in range(6):
         value, s0, s1 = ref_xoroshiro128plus(s0, s1)
@@ -204,8 +210,13 @@ def test_jitted_splitmix64_published_outputs():
         value, state = streams.splitmix64(state)
         outputs.append(int(value))
         state = np.uint64(state)
-    assert outputs == [6457827717110365317, 3203168211198807973, 9817491932198370423,
-                       4593380528125082431, 16408922859458223821]
+    assert outputs == [
+        6457827717110365317,
+        3203168211198807973,
+        9817491932198370423,
+        4593380528125082431,
+        16408922859458223821,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -453,6 +464,7 @@ def test_normal_tail_beyond_ziggurat_base():
     tail = z[np.abs(z) > r]
     positive = np.mean(tail > 0)
     assert within_standard_errors(positive, 0.5, math.sqrt(0.25 / tail.size))
+
     # |Z| given |Z| > R: CDF (Phi(x) - Phi(R)) / (1 - Phi(R)), via survival functions.
     def conditional_cdf(x):
         return 1.0 - stats.norm.sf(x) / stats.norm.sf(r)

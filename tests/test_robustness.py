@@ -1,6 +1,7 @@
 """Faults and extremes: the model's functions at extreme inputs, the kernel at the corners of
 the allowed config ranges, the NaN guard of the results, safe output paths, atomic writes,
-and no pickle/eval anywhere in the package (issue 7, items 3 and 6)."""
+and no pickle/eval anywhere in the package (issue 7, items 3 and 6).
+"""
 
 import ast
 import hashlib
@@ -14,21 +15,19 @@ import numpy as np
 import pytest
 
 import sim
-from sim.model import equations as model
 from sim.cli.main import main
-from sim.model.sections import MAX_MAGNITUDE, MIN_CARE_SCALE
-from sim.model.names import STAGES
-from sim.model.config import config_from_dict
-from sim.tables.partials import M_CLV3
 from sim.engines.core import simulate_chunk
-from sim.model.arrays import model_arrays
+from sim.exceptions import NonFiniteResultError, ResultExistsError, UnsafeOutputError
 from sim.io.paths import RUN_MARKER, check_output_dir, default_result_dir, is_protected_dir
-from sim.exceptions import UnsafeOutputError
-from sim.model.policies import policy_tables
-from sim.tables.result import NAN_WHEN_EMPTY, ProjectionResult
-from sim.exceptions import NonFiniteResultError
 from sim.io.results import MANIFEST, atomic_write_bytes, prepare_result_dir, save_result
-from sim.exceptions import ResultExistsError
+from sim.model import equations as model
+from sim.model.arrays import model_arrays
+from sim.model.config import config_from_dict
+from sim.model.names import STAGES
+from sim.model.policies import policy_tables
+from sim.model.sections import MAX_MAGNITUDE, MIN_CARE_SCALE
+from sim.tables.partials import M_CLV3
+from sim.tables.result import NAN_WHEN_EMPTY, ProjectionResult
 
 SIM = Path(sim.__file__).resolve().parent
 M = MAX_MAGNITUDE
@@ -49,11 +48,16 @@ def _grid(*axes):
 def _evaluate(function, build, *arrays):
     """``function`` on every combination (one call per element for the jitted build, one
     vectorised call for ``.py_func``); NumPy may overflow to ±inf in an intermediate, but
-    never perform an invalid operation (inf - inf, 0 * inf), which is what makes a NaN."""
+    never perform an invalid operation (inf - inf, 0 * inf), which is what makes a NaN.
+    """
     if build == "py_func":
         with np.errstate(invalid="raise", over="ignore", divide="ignore", under="ignore"):
             out = function.py_func(*arrays)
-        return tuple(np.asarray(o, dtype=float) for o in out) if isinstance(out, tuple) else np.asarray(out, dtype=float)
+        return (
+            tuple(np.asarray(o, dtype=float) for o in out)
+            if isinstance(out, tuple)
+            else np.asarray(out, dtype=float)
+        )
     results = [function(*(float(a[i]) for a in arrays)) for i in range(len(arrays[0]))]
     if isinstance(results[0], tuple):
         return tuple(np.array(column, dtype=float) for column in zip(*results))
@@ -67,22 +71,26 @@ def _evaluate(function, build, *arrays):
 def test_logistic_satisfaction_never_overflows(build):
     """(M4) ``s = m s_prev + (1 - m) Λ(d / κ)`` stays a finite number in [0, 1] for any
     disconfirmation (even ±inf) and any scale down to the smallest float, because the
-    logistic is evaluated from exp(-|x|) in [0, 1]; and it is monotone in the disconfirmation."""
+    logistic is evaluated from exp(-|x|) in [0, 1]; and it is monotone in the disconfirmation.
+    """
     disconfirmation = [-INF, -1e308, -1e154, -1.0, -TINY, 0.0, TINY, 1.0, 1e154, 1e308, INF]
-    previous, d, memory, scale = _grid([0.0, 0.5, 1.0], disconfirmation, [0.0, 0.5, 1.0], [TINY, 1e-300, 1.0, M, 1e300])
+    previous, d, memory, scale = _grid(
+        [0.0, 0.5, 1.0], disconfirmation, [0.0, 0.5, 1.0], [TINY, 1e-300, 1.0, M, 1e300]
+    )
     s = _evaluate(model.update_satisfaction, build, previous, d, memory, scale)
     assert np.isfinite(s).all() and (s >= 0.0).all() and (s <= 1.0).all()
     by_d = s.reshape(3, len(disconfirmation), 3, 5)
     assert (np.diff(by_d, axis=1) >= 0.0).all()
     # saturation is exact: with no memory, d = ±inf gives satisfaction 0 and 1
-    no_memory = (memory == 0.0)
+    no_memory = memory == 0.0
     assert (s[no_memory & (d == INF)] == 1.0).all() and (s[no_memory & (d == -INF)] == 0.0).all()
 
 
 @pytest.mark.parametrize("build", BUILDS)
 def test_adjusted_probability_stays_a_probability(build):
     """(M7) ``odds(p) = odds(base) e^shift``: in [0, 1] for any shift (±inf included), with 0
-    and 1 fixed points, no overflow in ``exp`` (the shift is clipped to ±60), monotone in shift."""
+    and 1 fixed points, no overflow in ``exp`` (the shift is clipped to ±60), monotone in shift.
+    """
     shifts = [-INF, -1e308, -700.0, -60.0, -1.0, 0.0, 1.0, 60.0, 700.0, 1e308, INF]
     bases = [0.0, TINY, 1e-300, 0.3, 1.0 - 2.0**-53, 1.0]
     base, shift = _grid(bases, shifts)
@@ -97,12 +105,21 @@ def test_adjusted_probability_stays_a_probability(build):
 def test_transition_probabilities_are_probabilities_at_any_loyalty_effect(build):
     """(M7) forward and exit probabilities lie in [0, 1] and sum to at most 1 (to rounding)
     for every stage, loyalty, base probability, loyalty effect up to the config maximum and
-    segment exit odds from 0 to the maximum."""
+    segment exit odds from 0 to the maximum.
+    """
     stage, loyalty, neutral, forward0, exit0, beta_f, beta_x, odds = _grid(
-        [0, 1, 2, 3], [0.0, 1.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0], [0.0, 0.5, 1.0], [0.0, M], [0.0, M], [0.0, 1.0, M]
+        [0, 1, 2, 3],
+        [0.0, 1.0],
+        [0.0, 0.5, 1.0],
+        [0.0, 0.5, 1.0],
+        [0.0, 0.5, 1.0],
+        [0.0, M],
+        [0.0, M],
+        [0.0, 1.0, M],
     )
-    forward, leave = _evaluate(model.transition_probabilities, build, stage, loyalty, neutral, forward0, exit0,
-                               beta_f, beta_x, odds)
+    forward, leave = _evaluate(
+        model.transition_probabilities, build, stage, loyalty, neutral, forward0, exit0, beta_f, beta_x, odds
+    )
     for p in (forward, leave):
         assert np.isfinite(p).all() and (p >= 0.0).all() and (p <= 1.0).all()
     assert (forward + leave <= 1.0 + 4 * np.finfo(float).eps).all()
@@ -113,10 +130,15 @@ def test_transition_probabilities_are_probabilities_at_any_loyalty_effect(build)
 @pytest.mark.parametrize("build", BUILDS)
 def test_loyalty_curve_is_bounded_and_monotone_at_extreme_thresholds(build):
     """(M6) loyalty in [0, 1], non-decreasing in satisfaction, for satisfaction outside [0, 1]
-    (clipped) and zone thresholds as close to 0 and 1 as a config allows."""
+    (clipped) and zone thresholds as close to 0 and 1 as a config allows.
+    """
     satisfaction = [-1e300, -1.0, 0.0, TINY, 0.2, 0.5, 0.9, 1.0 - 2.0**-53, 1.0, 2.0, 1e300]
-    for defection, affection, low, high in [(TINY, 1.0 - 2.0**-53, 0.0, 1.0), (0.35, 0.75, 0.38, 0.42),
-                                            (0.5 - 2.0**-53, 0.5, 0.0, 0.0), (TINY, 2 * TINY, 1.0, 1.0)]:
+    for defection, affection, low, high in [
+        (TINY, 1.0 - 2.0**-53, 0.0, 1.0),
+        (0.35, 0.75, 0.38, 0.42),
+        (0.5 - 2.0**-53, 0.5, 0.0, 0.0),
+        (TINY, 2 * TINY, 1.0, 1.0),
+    ]:
         s = np.array(satisfaction)
         args = [np.full_like(s, v) for v in (defection, affection, low, high)]
         loyalty = _evaluate(model.loyalty_from_satisfaction, build, s, *args)
@@ -129,8 +151,11 @@ def test_care_response_is_finite_over_the_allowed_ranges(build):
     """(M1) ``g(a) = G (1 - e^{-a/c}) - η (a/c)^2`` is finite and at most G for every spend a
     policy can produce (up to MAX_MAGNITUDE² with a segment multiplier), every care scale
     down to MIN_CARE_SCALE and gain and annoyance up to MAX_MAGNITUDE: ``e^{-a/c}`` has a
-    non-negative argument, so only the quadratic term grows, to at most ~1e78."""
-    spend, gain, scale, annoyance = _grid([0.0, TINY, 1.0, M, M * M], [0.0, 1.0, M], [MIN_CARE_SCALE, 1.0, M], [0.0, 0.06, M])
+    non-negative argument, so only the quadratic term grows, to at most ~1e78.
+    """
+    spend, gain, scale, annoyance = _grid(
+        [0.0, TINY, 1.0, M, M * M], [0.0, 1.0, M], [MIN_CARE_SCALE, 1.0, M], [0.0, 0.06, M]
+    )
     care = _evaluate(model.care_response, build, spend, gain, scale, annoyance)
     assert np.isfinite(care).all()
     assert (care <= gain).all()
@@ -145,7 +170,8 @@ def test_care_response_is_finite_over_the_allowed_ranges(build):
 def test_wallet_and_cash_flows_are_finite_at_the_extremes(build):
     """(A2) ``W = median e^{σ z}`` and (C1-C6) stay finite at the largest median, σ = 4 and a
     normal draw of 14 (the generator's ziggurat tail cannot exceed about 13.7), with tenure
-    ramps from scales as small as the smallest float and as large as MAX_MAGNITUDE."""
+    ramps from scales as small as the smallest float and as large as MAX_MAGNITUDE.
+    """
     z = np.array([-14.0, 0.0, 14.0])
     wallet = _evaluate(model.customer_wallet, build, z, np.full(3, M), np.full(3, 4.0))
     assert np.isfinite(wallet).all() and (wallet > 0.0).all()
@@ -153,17 +179,36 @@ def test_wallet_and_cash_flows_are_finite_at_the_extremes(build):
         [0.0, wallet.max()], [0.0, 1.0, 1e6], [TINY, 1.0, M], [0.0, M], [0.0, M], [0.0, 1.0], [0.0, 0.42, 1.0]
     )
     n = len(wallet)
-    flows = _evaluate(model.period_cash_flows, build, wallet, tenure, np.ones(n), np.ones(n), np.ones(n),
-                      np.full(n, -M), premium, loyalty, high, growth, scale, np.ones(n), np.full(n, M), np.zeros(n))
+    flows = _evaluate(
+        model.period_cash_flows,
+        build,
+        wallet,
+        tenure,
+        np.ones(n),
+        np.ones(n),
+        np.ones(n),
+        np.full(n, -M),
+        premium,
+        loyalty,
+        high,
+        growth,
+        scale,
+        np.ones(n),
+        np.full(n, M),
+        np.zeros(n),
+    )
     for part in flows:
         assert np.isfinite(part).all()
 
 
-@pytest.mark.parametrize("gain, annoyance", [(1.0, 0.06), (1.0, TINY), (1.0, 1e-300), (M, TINY), (M, M), (1e-300, M), (M, 1e-12)])
+@pytest.mark.parametrize(
+    "gain, annoyance", [(1.0, 0.06), (1.0, TINY), (1.0, 1e-300), (M, TINY), (M, M), (1e-300, M), (M, 1e-12)]
+)
 def test_best_care_spend_is_the_peak_even_for_tiny_annoyance(gain, annoyance):
     """The 'maximise satisfaction' spend solves ``G e^{-x} = 2 η x`` (x = a/c). With a tiny
     annoyance the old bracket [0, G/(2η) + 1] was astronomically wide (brentq gave up after
-    100 iterations, so the max_satisfaction policy could not run); now it is found."""
+    100 iterations, so the max_satisfaction policy could not run); now it is found.
+    """
     scale = 4.0
     spend = model.best_care_spend(gain, scale, annoyance)
     x = spend / scale
@@ -188,46 +233,94 @@ def math_isfinite(value):
 
 def _corner_config(annoyance, care_scale, satisfaction_scale, tenure_scale):
     """Every magnitude at its largest allowed value at once (money, multipliers, effects),
-    probabilities at 0 or 1, thresholds as close to the ends as allowed."""
+    probabilities at 0 or 1, thresholds as close to the ends as allowed.
+    """
     stages = {stage: M for stage in STAGES}
     ones = {stage: 1.0 for stage in STAGES}
-    return config_from_dict({
-        "population": {"customers": 64, "wallet_median": M, "wallet_sigma": 4.0, "relationship_share": 0.5},
-        "dynamics": {"base_performance": {"relationship": M, "transactional": 0.0}, "performance_fit_sd": M,
-                     "performance_noise": M, "initial_expectation": -M, "satisfaction_scale": satisfaction_scale,
-                     "satisfaction_tolerance": M, "care_gain": M, "care_scale": care_scale, "annoyance": annoyance,
-                     "stage_effectiveness": stages},
-        "loyalty": {"defection_threshold": TINY, "affection_threshold": 1.0 - 2.0**-53, "indifference_low": 0.0,
-                    "indifference_high": 1.0},
-        "transitions": {"loyalty_effect_advance": M, "loyalty_effect_exit": M,
-                        "exit_odds": {"relationship": M, "transactional": 0.0}, "long_term_periods": 1_000_000},
-        "word_of_mouth": {"people_told": {"dissatisfied": M, "satisfied": M, "highly_satisfied": M},
-                          "influence": {"dissatisfied": -M, "satisfied": M, "highly_satisfied": M},
-                          "talk_probability": 1.0, "referral_value": M},
-        "economics": {"annual_discount_rate": 0.0, "share_of_wallet_growth": M, "tenure_scale": tenure_scale,
-                      "cost_to_serve": M, "margin": ones, "share_of_wallet": ones, "cross_sell_share": ones,
-                      "cross_sell_margin": 1.0, "price_premium": {"relationship": M, "transactional": M},
-                      "acquisition_cost": {"relationship": M, "transactional": M}},
-        "policies": [
-            {"name": "stage", "kind": "stage", "spend": stages, "segment_multiplier": {"relationship": M, "transactional": M}},
-            {"name": "value", "kind": "value", "tier_spend": {"A": M, "B": M, "C": M}, "stage_multiplier": stages},
-            {"name": "max_satisfaction", "kind": "max_satisfaction"},
-            {"name": "reactive", "kind": "reactive", "spend": M, "satisfaction_drop": TINY},
-            {"name": "none", "kind": "none"},
-        ],
-        "run": {"horizon": 24, "replications": 1},
-    })
+    return config_from_dict(
+        {
+            "population": {
+                "customers": 64,
+                "wallet_median": M,
+                "wallet_sigma": 4.0,
+                "relationship_share": 0.5,
+            },
+            "dynamics": {
+                "base_performance": {"relationship": M, "transactional": 0.0},
+                "performance_fit_sd": M,
+                "performance_noise": M,
+                "initial_expectation": -M,
+                "satisfaction_scale": satisfaction_scale,
+                "satisfaction_tolerance": M,
+                "care_gain": M,
+                "care_scale": care_scale,
+                "annoyance": annoyance,
+                "stage_effectiveness": stages,
+            },
+            "loyalty": {
+                "defection_threshold": TINY,
+                "affection_threshold": 1.0 - 2.0**-53,
+                "indifference_low": 0.0,
+                "indifference_high": 1.0,
+            },
+            "transitions": {
+                "loyalty_effect_advance": M,
+                "loyalty_effect_exit": M,
+                "exit_odds": {"relationship": M, "transactional": 0.0},
+                "long_term_periods": 1_000_000,
+            },
+            "word_of_mouth": {
+                "people_told": {"dissatisfied": M, "satisfied": M, "highly_satisfied": M},
+                "influence": {"dissatisfied": -M, "satisfied": M, "highly_satisfied": M},
+                "talk_probability": 1.0,
+                "referral_value": M,
+            },
+            "economics": {
+                "annual_discount_rate": 0.0,
+                "share_of_wallet_growth": M,
+                "tenure_scale": tenure_scale,
+                "cost_to_serve": M,
+                "margin": ones,
+                "share_of_wallet": ones,
+                "cross_sell_share": ones,
+                "cross_sell_margin": 1.0,
+                "price_premium": {"relationship": M, "transactional": M},
+                "acquisition_cost": {"relationship": M, "transactional": M},
+            },
+            "policies": [
+                {
+                    "name": "stage",
+                    "kind": "stage",
+                    "spend": stages,
+                    "segment_multiplier": {"relationship": M, "transactional": M},
+                },
+                {
+                    "name": "value",
+                    "kind": "value",
+                    "tier_spend": {"A": M, "B": M, "C": M},
+                    "stage_multiplier": stages,
+                },
+                {"name": "max_satisfaction", "kind": "max_satisfaction"},
+                {"name": "reactive", "kind": "reactive", "spend": M, "satisfaction_drop": TINY},
+                {"name": "none", "kind": "none"},
+            ],
+            "run": {"horizon": 24, "replications": 1},
+        }
+    )
 
 
 @pytest.mark.parametrize(
     "annoyance, care_scale, satisfaction_scale, tenure_scale",
     list(itertools.product([0.0, M], [MIN_CARE_SCALE, M], [TINY, M], [TINY, M])),
 )
-def test_kernel_stays_finite_at_the_corners_of_the_allowed_ranges(annoyance, care_scale, satisfaction_scale, tenure_scale):
+def test_kernel_stays_finite_at_the_corners_of_the_allowed_ranges(
+    annoyance, care_scale, satisfaction_scale, tenure_scale
+):
     """The bounds of sim.model.config (MAX_MAGNITUDE, MIN_CARE_SCALE) are chosen so that nothing
     overflows: with every magnitude at its maximum at once, the projection's per-customer
     CLVs and every table are finite (the NaN guard of from_partials would raise otherwise)
-    and the invariants hold."""
+    and the invariants hold.
+    """
     config = _corner_config(annoyance, care_scale, satisfaction_scale, tenure_scale)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # not even an overflow warning in the reductions
@@ -236,8 +329,14 @@ def test_kernel_stays_finite_at_the_corners_of_the_allowed_ranges(annoyance, car
         assert np.isfinite(values).all()
     summary = result.summary
     assert np.isfinite(summary.select_dtypes("number").to_numpy()).all()
-    parts = summary[[f"clv{i}" for i in range(1, 7)]].sum(axis=1) - summary["retention_spend"] - summary["acquisition_cost"]
-    scale = summary[[f"clv{i}" for i in range(1, 7)] + ["retention_spend", "acquisition_cost"]].abs().sum(axis=1)
+    parts = (
+        summary[[f"clv{i}" for i in range(1, 7)]].sum(axis=1)
+        - summary["retention_spend"]
+        - summary["acquisition_cost"]
+    )
+    scale = (
+        summary[[f"clv{i}" for i in range(1, 7)] + ["retention_spend", "acquisition_cost"]].abs().sum(axis=1)
+    )
     assert (abs(parts - summary["clv_mean"]) <= 1e-12 * scale).all()
     assert (summary["retention_spend"] >= 0.0).all()
     shares = result.stages.groupby(["policy", "period"])["share"].sum()
@@ -250,8 +349,13 @@ def test_kernel_stays_finite_at_the_corners_of_the_allowed_ranges(annoyance, car
 @pytest.fixture(scope="module")
 def small_run():
     """One customer, one period, one policy: every documented empty-group NaN appears."""
-    config = config_from_dict({"population": {"customers": 1}, "run": {"horizon": 1, "replications": 1},
-                               "policies": [{"name": "u", "kind": "uniform", "spend": 0.0}]})
+    config = config_from_dict(
+        {
+            "population": {"customers": 1},
+            "run": {"horizon": 1, "replications": 1},
+            "policies": [{"name": "u", "kind": "uniform", "spend": 0.0}],
+        }
+    )
     partials = simulate_chunk(model_arrays(config), policy_tables(config), 1, 0, 0, 1, 1)
     return config, partials
 
@@ -259,7 +363,8 @@ def small_run():
 def test_documented_empty_groups_are_the_only_nans(small_run):
     """One customer for one period: stages other than exploration are never visited,
     patterns III/IV are empty, groups A and B of the value table hold nobody, and one
-    policy has no comparison — these NaN (and only these, per NAN_WHEN_EMPTY) pass the guard."""
+    policy has no comparison — these NaN (and only these, per NAN_WHEN_EMPTY) pass the guard.
+    """
     config, partials = small_run
     result = ProjectionResult.from_partials(config, [partials])
     seen = set()
@@ -281,15 +386,25 @@ def test_documented_empty_groups_are_the_only_nans(small_run):
     [
         (lambda p: p.money.__setitem__((0, 0, M_CLV3), np.nan), ["summary.clv3", "nan", "policy 'u'"]),
         (lambda p: p.money.__setitem__((0, 0, M_CLV3), np.inf), ["summary.clv3", "inf"]),
-        (lambda p: p.clv.__setitem__((0, 0), -np.inf), ["CLV of policy 'u'", "-inf", "replication 0, customer 0"]),
-        (lambda p: p.stage_sums.__setitem__((0, 0, 0, 1), np.nan), ["by_stage.satisfaction_mean", "stage 'exploration'"]),
-        (lambda p: p.period_sums.__setitem__((0, 0, 0, 0), np.inf), ["trajectory.profit_mean", "inf", "period 0"]),
+        (
+            lambda p: p.clv.__setitem__((0, 0), -np.inf),
+            ["CLV of policy 'u'", "-inf", "replication 0, customer 0"],
+        ),
+        (
+            lambda p: p.stage_sums.__setitem__((0, 0, 0, 1), np.nan),
+            ["by_stage.satisfaction_mean", "stage 'exploration'"],
+        ),
+        (
+            lambda p: p.period_sums.__setitem__((0, 0, 0, 0), np.inf),
+            ["trajectory.profit_mean", "inf", "period 0"],
+        ),
     ],
     ids=["nan-part", "inf-part", "inf-customer", "nan-stage-mean", "inf-period-mean"],
 )
 def test_a_nan_or_inf_in_a_result_is_an_error_naming_its_origin(small_run, inject, expected):
     """A NaN or inf where the model guarantees a finite number is never silent: from_partials
-    raises NonFiniteResultError naming the table and column (or policy and customer)."""
+    raises NonFiniteResultError naming the table and column (or policy and customer).
+    """
     config, partials = small_run
     broken = simulate_chunk(model_arrays(config), policy_tables(config), 1, 0, 0, 1, 1)
     inject(broken)
@@ -354,8 +469,9 @@ def test_a_folder_of_other_files_is_refused_unless_force(tmp_path):
 
 
 def test_force_never_overwrites_someone_elses_result_like_files(tmp_path, capsys):
-    """sim run --force --out into a folder that is not a sim result but holds a file a result
-    could replace (someone's summary.csv) is refused before any work; the file is untouched."""
+    """Sim run --force --out into a folder that is not a sim result but holds a file a result
+    could replace (someone's summary.csv) is refused before any work; the file is untouched.
+    """
     from sim.cli.main import main
 
     folder = tmp_path / "analysis"
@@ -373,13 +489,16 @@ def test_force_never_overwrites_someone_elses_result_like_files(tmp_path, capsys
     # without --force the message does not suggest --force (it would not help)
     with pytest.raises(UnsafeOutputError) as refused:
         prepare_result_dir(folder)
-    assert "--force never replaces other files" in str(refused.value) and "pass --force" not in str(refused.value)
+    assert "--force never replaces other files" in str(refused.value) and "pass --force" not in str(
+        refused.value
+    )
 
 
 def test_another_tools_manifest_is_not_a_sim_result(tmp_path, capsys):
     """A folder whose manifest.json was written by another tool (here a web app's, listing
     its files) is not a sim result folder: --force neither deletes the files it lists nor
-    replaces it."""
+    replaces it.
+    """
     from sim.cli.main import main
 
     folder = tmp_path / "webapp"
@@ -398,7 +517,8 @@ def test_another_tools_manifest_is_not_a_sim_result(tmp_path, capsys):
 
 def test_force_writes_beside_a_config_and_notes(tmp_path, capsys):
     """--force into a folder that holds the experiment's own config and notes (types sim run
-    does not write) runs, and keeps them."""
+    does not write) runs, and keeps them.
+    """
     from sim.cli.main import main
 
     folder = tmp_path / "myexp"
@@ -452,9 +572,10 @@ def test_a_complete_result_is_never_overwritten_without_force(small_run, tmp_pat
 
 
 def test_force_replaces_a_complete_result_as_a_whole(tmp_path, capsys):
-    """sim run --force over an older result whose manifest lists files this run does not
+    """Sim run --force over an older result whose manifest lists files this run does not
     write (here the old run's comparison figure and an extra table): they are removed, so the
-    folder holds exactly the new manifest's files; unlisted files and files outside stay."""
+    folder holds exactly the new manifest's files; unlisted files and files outside stay.
+    """
     from sim.cli.main import main
 
     config = tmp_path / "c.toml"
@@ -499,14 +620,17 @@ def test_default_folder_through_a_link_outside_results_needs_force(tmp_path):
 
 def _write_config(folder, name="tiny", customers=64):
     path = folder / "tiny.toml"
-    path.write_text(f'name = "{name}"\n[population]\ncustomers = {customers}\n[run]\nhorizon = 3\nreplications = 1\n'
-                    '[[policies]]\nname = "none"\nkind = "none"\n')
+    path.write_text(
+        f'name = "{name}"\n[population]\ncustomers = {customers}\n[run]\nhorizon = 3\nreplications = 1\n'
+        '[[policies]]\nname = "none"\nkind = "none"\n'
+    )
     return path
 
 
 def test_cli_writes_under_results_by_default_and_refuses_unsafe_out(tmp_path, monkeypatch, capsys, home):
     """``sim run`` (in-process): default results/<name>; --out at home or at a folder of other
-    files exits 2 with one line and writes nothing; a second run needs --force."""
+    files exits 2 with one line and writes nothing; a second run needs --force.
+    """
     monkeypatch.chdir(tmp_path)
     config = _write_config(tmp_path)
     quiet = ("--no-progress", "--no-figure")
@@ -549,7 +673,8 @@ def test_bad_config_in_process_starts_no_work(tmp_path, monkeypatch, capsys):
 
 def _forbid_the_kernel(monkeypatch, why: str) -> None:
     """Make any call of the kernel by sim.project fail the test with ``why``: what follows
-    must be refused before any work."""
+    must be refused before any work.
+    """
     import sim.runs.projection as projection
 
     def no_work(*args, **kwargs):  # pragma: no cover - reaching it is the failure
@@ -561,8 +686,10 @@ def _forbid_the_kernel(monkeypatch, why: str) -> None:
 def _chunked_config(tmp_path):
     """An experiment of three chunks of 4,096 customers, one policy, 6 periods."""
     config = tmp_path / "chunked.toml"
-    config.write_text('name = "chunked"\n[population]\ncustomers = 12288\n[run]\nhorizon = 6\nreplications = 1\n'
-                      'chunk_customers = 4096\n[[policies]]\nname = "none"\nkind = "none"\n')
+    config.write_text(
+        'name = "chunked"\n[population]\ncustomers = 12288\n[run]\nhorizon = 6\nreplications = 1\n'
+        'chunk_customers = 4096\n[[policies]]\nname = "none"\nkind = "none"\n'
+    )
     return config
 
 
@@ -586,7 +713,8 @@ def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch,
     """Ctrl-C (KeyboardInterrupt) in the middle of ``sim run`` ends with status 130 and one
     line saying how to continue, no traceback; the folder is left incomplete (no manifest)
     with the chunks done so far, and ``--resume`` completes it with the same numbers as an
-    uninterrupted run."""
+    uninterrupted run.
+    """
     import pandas as pd
 
     import sim.runs.projection as projection
@@ -610,7 +738,8 @@ def test_ctrl_c_exits_130_in_one_line_and_the_run_resumes(tmp_path, monkeypatch,
 def test_resume_with_another_seed_is_refused_and_keeps_the_chunks(tmp_path, monkeypatch, capsys):
     """``--resume`` on chunk files written under another seed (or config, or code) is refused
     in one line with exit 2 and the chunk files are left as they were (they are the
-    interrupted run's work); resuming with the original settings still completes it."""
+    interrupted run's work); resuming with the original settings still completes it.
+    """
     import sim.runs.projection as projection
 
     config = _chunked_config(tmp_path)
@@ -636,7 +765,8 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
     """Sizes that would build hundreds of millions of work items, or a chunk larger than the
     memory available, are refused by ``sim run`` (exit 2, one problem naming the fields)
     before the result folder exists and before any allocation; ``sim.project`` raises the
-    same ConfigError."""
+    same ConfigError.
+    """
     import time
 
     import sim.runs.executors as executors
@@ -644,8 +774,10 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
 
     _forbid_the_kernel(monkeypatch, "the kernel ran for a run that cannot fit")
     huge = tmp_path / "huge.toml"
-    huge.write_text('name = "huge"\n[population]\ncustomers = 1000000000\n[run]\nreplications = 100000\n'
-                    'horizon = 100000\n')
+    huge.write_text(
+        'name = "huge"\n[population]\ncustomers = 1000000000\n[run]\nreplications = 100000\n'
+        "horizon = 100000\n"
+    )
     started = time.perf_counter()
     assert main(["run", str(huge), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     assert time.perf_counter() - started < 30  # refused from the sizes, not after building 3.8e8 work items
@@ -654,10 +786,14 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
     assert "Traceback" not in error and not (tmp_path / "out").exists()
     # memory: one chunk must fit in what the machine has available (here pretended to be 64 KiB)
     monkeypatch.setattr(executors, "_available_memory", lambda: 2**16)
-    config = sim.config_from_dict({"name": "tight", "population": {"customers": 8192}, "run": {"horizon": 120}})
+    config = sim.config_from_dict(
+        {"name": "tight", "population": {"customers": 8192}, "run": {"horizon": 120}}
+    )
     needed = executors.chunk_bytes(config)
     assert needed > 2**16
-    with pytest.raises(sim.ConfigError, match=r"run.chunk_customers.*needs about .* GiB, more than the 0.0 GiB available"):
+    with pytest.raises(
+        sim.ConfigError, match=r"run.chunk_customers.*needs about .* GiB, more than the 0.0 GiB available"
+    ):
         sim.project(config)
     monkeypatch.setattr(executors, "_available_memory", lambda: needed)
     monkeypatch.setattr(projection, "simulate_chunk", executors.simulate_chunk)
@@ -666,22 +802,43 @@ def test_a_run_too_large_for_the_machine_is_refused_before_any_work(tmp_path, mo
 
 def test_precision_control_is_size_checked_at_its_replication_cap(tmp_path, capsys):
     """[precision] adds replications up to precision.max_replications: the size pre-check
-    counts those, and names that field."""
+    counts those, and names that field.
+    """
     path = tmp_path / "precise.toml"
-    path.write_text('name = "precise"\n[population]\ncustomers = 2883584\n[run]\nreplications = 2\nhorizon = 2\n'
-                    '[precision]\ntarget_ci_halfwidth = 1.0\nmax_replications = 100000\n')
+    path.write_text(
+        'name = "precise"\n[population]\ncustomers = 2883584\n[run]\nreplications = 2\nhorizon = 2\n'
+        "[precision]\ntarget_ci_halfwidth = 1.0\nmax_replications = 100000\n"
+    )
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert "precision.max_replications" in error and "1,100,000 work items; at most 1,000,000" in error
-    assert "100,000 replications (precision.max_replications) x 11 chunks" in error and not (tmp_path / "out").exists()
+    assert (
+        "100,000 replications (precision.max_replications) x 11 chunks" in error
+        and not (tmp_path / "out").exists()
+    )
 
 
 def test_sim_optimize_too_large_is_refused_before_any_folder(tmp_path, capsys):
-    """sim optimize checks the sizes of its objective and of the fresh-seed evaluation (from
-    [optimize] or the overrides) before the result folder exists: exit 2, one message."""
+    """Sim optimize checks the sizes of its objective and of the fresh-seed evaluation (from
+    [optimize] or the overrides) before the result folder exists: exit 2, one message.
+    """
     out = tmp_path / "opt"
-    assert main(["optimize", "experiments/optimize.toml", "--customers", "1000000000", "--replications", "100000",
-                 "--out", str(out), "--no-figure"]) == 2
+    assert (
+        main(
+            [
+                "optimize",
+                "experiments/optimize.toml",
+                "--customers",
+                "1000000000",
+                "--replications",
+                "100000",
+                "--out",
+                str(out),
+                "--no-figure",
+            ]
+        )
+        == 2
+    )
     error = capsys.readouterr().err
     assert "the optimize objective" in error and "work items; at most 1,000,000" in error
     assert "Traceback" not in error and not out.exists()
@@ -690,11 +847,14 @@ def test_sim_optimize_too_large_is_refused_before_any_folder(tmp_path, capsys):
 def test_a_sweep_with_one_point_too_large_is_refused_before_its_first_point(tmp_path, monkeypatch, capsys):
     """The size pre-check covers every point of a [sweep]: a grid whose last point would need
     10^9 customers x 10^4 replications is refused (exit 2, naming the point) before point 1
-    runs and before the result folder exists; sim.run_sweep raises the same ConfigError."""
+    runs and before the result folder exists; sim.run_sweep raises the same ConfigError.
+    """
     _forbid_the_kernel(monkeypatch, "a sweep point ran before the grid was checked")
     path = tmp_path / "sweep.toml"
-    path.write_text('name = "sweep"\n[run]\nreplications = 10000\nhorizon = 12\n'
-                    '[sweep]\n"population.customers" = [100, 1000000000]\n')
+    path.write_text(
+        'name = "sweep"\n[run]\nreplications = 10000\nhorizon = 12\n'
+        '[sweep]\n"population.customers" = [100, 1000000000]\n'
+    )
     assert main(["run", str(path), "--out", str(tmp_path / "out"), "--no-progress"]) == 2
     error = capsys.readouterr().err
     assert "run.replications (sweep point 2: population.customers = 1000000000)" in error
@@ -723,7 +883,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path, monkeypat
 
 def test_a_crash_while_saving_leaves_an_incomplete_folder_that_can_be_rerun(small_run, tmp_path, monkeypatch):
     """The manifest is written last: a crash after some tables leaves no manifest (so the
-    folder reads as incomplete, not as a result), and a plain rerun then completes it."""
+    folder reads as incomplete, not as a result), and a plain rerun then completes it.
+    """
     import sim.io.results as results
 
     config, partials = small_run
@@ -745,10 +906,13 @@ def test_a_crash_while_saving_leaves_an_incomplete_folder_that_can_be_rerun(smal
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
     monkeypatch.setattr(results, "atomic_write_text", real)
     order = []
-    monkeypatch.setattr(results, "atomic_write_text", lambda path, text: (order.append(Path(path).name), real(path, text))[1])
+    monkeypatch.setattr(
+        results, "atomic_write_text", lambda path, text: (order.append(Path(path).name), real(path, text))[1]
+    )
     save_result(result, out)  # no --force needed: nothing complete was there
     assert order[-1] == MANIFEST and set(json.loads((out / MANIFEST).read_text())["files"]) == {
-        f"{name}.csv" for name in result.TABLES}
+        f"{name}.csv" for name in result.TABLES
+    }
 
 
 # ----------------------------------------------------------------------------- package audits
@@ -762,8 +926,16 @@ def _calls(tree):
     for node in ast.walk(tree):
         if isinstance(node, ast.Call):
             func = node.func
-            name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
-            owner = func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            name = (
+                func.attr
+                if isinstance(func, ast.Attribute)
+                else func.id
+                if isinstance(func, ast.Name)
+                else ""
+            )
+            owner = (
+                func.value.id if isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) else ""
+            )
             yield node, owner, name
 
 
@@ -773,26 +945,36 @@ UNSAFE_MODULES = {"pickle", "cPickle", "_pickle", "dill", "cloudpickle", "marsha
 def test_no_pickle_eval_or_exec_in_the_package():
     """Inputs and outputs are TOML/JSON/CSV/parquet/npz only: no module of sim imports a
     pickle-like serialiser or calls eval/exec/compile, pandas' read_pickle/to_pickle, or
-    np.load with allow_pickle=True (checked on the syntax tree, so docstrings don't count)."""
+    np.load with allow_pickle=True (checked on the syntax tree, so docstrings don't count).
+    """
     offences = []
     for path in _package_modules():
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
             if isinstance(node, ast.Import):
-                offences += [f"{path.name}:{node.lineno} import {a.name}" for a in node.names if a.name.split(".")[0] in UNSAFE_MODULES]
+                offences += [
+                    f"{path.name}:{node.lineno} import {a.name}"
+                    for a in node.names
+                    if a.name.split(".")[0] in UNSAFE_MODULES
+                ]
             elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in UNSAFE_MODULES:
                 offences.append(f"{path.name}:{node.lineno} from {node.module} import")
         for node, owner, name in _calls(tree):
             if isinstance(node.func, ast.Name) and name in {"eval", "exec", "compile"}:
                 offences.append(f"{path.name}:{node.lineno} {name}()")
-            if isinstance(node.func, ast.Name) and name == "__import__" and not (
-                    node.args and isinstance(node.args[0], ast.Constant)):
+            if (
+                isinstance(node.func, ast.Name)
+                and name == "__import__"
+                and not (node.args and isinstance(node.args[0], ast.Constant))
+            ):
                 offences.append(f"{path.name}:{node.lineno} __import__(<computed name>)")
             if name in {"read_pickle", "to_pickle"}:
                 offences.append(f"{path.name}:{node.lineno} {name}()")
             if name == "load" and owner in {"np", "numpy"}:
                 for keyword in node.keywords:
-                    if keyword.arg == "allow_pickle" and not (isinstance(keyword.value, ast.Constant) and keyword.value.value is False):
+                    if keyword.arg == "allow_pickle" and not (
+                        isinstance(keyword.value, ast.Constant) and keyword.value.value is False
+                    ):
                         offences.append(f"{path.name}:{node.lineno} np.load(allow_pickle=...)")
             if name == "load" and owner == "yaml":
                 offences.append(f"{path.name}:{node.lineno} yaml.load")
@@ -803,7 +985,8 @@ def test_every_file_in_the_package_is_written_through_the_atomic_writer():
     """Only sim/results.py touches files for writing; every other module writes through
     atomic_write_bytes/atomic_write_text or save_result (temporary file + rename). Flags
     open(..., 'w'/'a'/'x'), Path.write_text/write_bytes, np.save*, DataFrame.to_csv/to_json/
-    to_parquet with a target, and savefig to anything but an in-memory buffer."""
+    to_parquet with a target, and savefig to anything but an in-memory buffer.
+    """
     offences = []
     for path in _package_modules():
         if path.name == "results.py":
@@ -815,16 +998,29 @@ def test_every_file_in_the_package_is_written_through_the_atomic_writer():
                 modes = [a for a in node.args[1:2]] + [k.value for k in node.keywords if k.arg == "mode"]
                 if any(isinstance(m, ast.Constant) and set(str(m.value)) & set("wax+") for m in modes):
                     offences.append(where)
-            elif name in {"write_text", "write_bytes", "savez", "savez_compressed", "savetxt", "to_parquet", "to_feather",
-                          "to_hdf", "to_excel"}:
+            elif name in {
+                "write_text",
+                "write_bytes",
+                "savez",
+                "savez_compressed",
+                "savetxt",
+                "to_parquet",
+                "to_feather",
+                "to_hdf",
+                "to_excel",
+            }:
                 offences.append(where)
             elif name == "save" and owner in {"np", "numpy"}:
                 offences.append(where)
-            elif name in {"to_csv", "to_json"} and (node.args or any(k.arg in {"path_or_buf", "path"} for k in node.keywords)):
+            elif name in {"to_csv", "to_json"} and (
+                node.args or any(k.arg in {"path_or_buf", "path"} for k in node.keywords)
+            ):
                 offences.append(where)
             elif name == "savefig" and node.args:
                 target = node.args[0]
-                in_memory = isinstance(target, ast.Name) and any(word in target.id.lower() for word in ("buf", "stream"))
+                in_memory = isinstance(target, ast.Name) and any(
+                    word in target.id.lower() for word in ("buf", "stream")
+                )
                 if not in_memory:
                     offences.append(where)
     assert not offences, offences

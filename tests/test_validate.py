@@ -16,11 +16,11 @@ import pytest
 from scipy import special
 
 import sim.plotting
-from sim.checks import validate
-from sim.cli import validate as validate_command
 from sim.analytic.margin import margin_multiple
 from sim.analytic.markov import markov_clv
 from sim.analytic.sbg import sbg_survival
+from sim.checks import validate
+from sim.cli import validate as validate_command
 from sim.cli.main import main
 from sim.model.equations import transition_probabilities
 
@@ -34,7 +34,9 @@ def checks():
 def brute_force_periods(alpha, beta, discount, horizon):
     """sum_{t<H} S(t) delta^(t+1), S(t) = B(alpha, beta + t)/B(alpha, beta), term by term."""
     t = np.arange(horizon, dtype=float)
-    terms = np.exp(special.betaln(alpha, beta + t) - special.betaln(alpha, beta) - (t + 1) * math.log1p(discount))
+    terms = np.exp(
+        special.betaln(alpha, beta + t) - special.betaln(alpha, beta) - (t + 1) * math.log1p(discount)
+    )
     return math.fsum(terms)
 
 
@@ -58,7 +60,9 @@ def test_sbg_discounted_periods_infinite_horizon_is_the_limit(alpha, beta, disco
 
 
 def test_sbg_discounted_periods_undiscounted():
-    assert validate.sbg_discounted_periods(2.0, 3.0, 0.0, 7) == pytest.approx(brute_force_periods(2.0, 3.0, 0.0, 7))
+    assert validate.sbg_discounted_periods(2.0, 3.0, 0.0, 7) == pytest.approx(
+        brute_force_periods(2.0, 3.0, 0.0, 7)
+    )
     # expected lifetime (alpha + beta - 1)/(alpha - 1) for alpha > 1
     assert validate.sbg_discounted_periods(2.0, 3.0, 0.0, None) == pytest.approx(4.0)
     with pytest.raises(ValueError, match="alpha"):
@@ -67,7 +71,9 @@ def test_sbg_discounted_periods_undiscounted():
         validate.sbg_discounted_periods(1.0, 3.0, 0.1, -5)
 
 
-@pytest.mark.parametrize("retention, discount, horizon", [(0.9, 0.0079741, 60), (0.5, 0.1, 1), (0.99, 0.0, 30), (1.0, 0.02, 10)])
+@pytest.mark.parametrize(
+    "retention, discount, horizon", [(0.9, 0.0079741, 60), (0.5, 0.1, 1), (0.99, 0.0, 30), (1.0, 0.02, 10)]
+)
 def test_constant_retention_clv_matches_sums_and_the_two_state_chain(retention, discount, horizon):
     """R sum_{t<H} r^t delta^(t+1) - acq, by brute force and by markov_clv(timing='end')."""
     reward, acquisition = 7.5, 20.0
@@ -75,10 +81,14 @@ def test_constant_retention_clv_matches_sums_and_the_two_state_chain(retention, 
     value = validate.constant_retention_clv(reward, retention, discount, horizon, acquisition)
     assert value == pytest.approx(brute, rel=1e-12)
     chain = np.array([[retention, 1 - retention], [0.0, 1.0]])
-    assert markov_clv(chain, [reward, 0.0], discount, horizon, "end")[0] - acquisition == pytest.approx(brute, rel=1e-12)
+    assert markov_clv(chain, [reward, 0.0], discount, horizon, "end")[0] - acquisition == pytest.approx(
+        brute, rel=1e-12
+    )
     # the same thing through Gupta & Lehmann's end-of-period multiple: R / r times it
     if retention > 0:
-        assert reward / retention * margin_multiple(retention, discount, horizon, "end") - acquisition == pytest.approx(brute, rel=1e-12)
+        assert reward / retention * margin_multiple(
+            retention, discount, horizon, "end"
+        ) - acquisition == pytest.approx(brute, rel=1e-12)
 
 
 @pytest.mark.parametrize("base, odds", [(0.1, 1.0), (0.05, 2.0), (0.3, 0.5), (0.0, 3.0)])
@@ -94,7 +104,8 @@ def test_exit_probability_is_the_models_at_neutral_loyalty(base, odds):
 
 def test_quick_validation_passes_within_four_standard_errors(checks):
     """Every check within 4 SE; each SE is positive and small enough for the check to bite
-    (mean-CLV SEs under 2.5 % of |exact|, share SEs under 0.003)."""
+    (mean-CLV SEs under 2.5 % of |exact|, share SEs under 0.003).
+    """
     assert set(checks["group"]) == {"markov", "constant_retention", "beta_heterogeneous"}
     assert len(checks) >= 30
     assert (checks["customers"] == validate.QUICK_CUSTOMERS).all()
@@ -103,7 +114,9 @@ def test_quick_validation_passes_within_four_standard_errors(checks):
     clv = checks["check"].str.contains("mean CLV")
     assert (checks.loc[clv, "se"] < 0.025 * checks.loc[clv, "exact"].abs()).all()
     assert (checks.loc[~clv, "se"] < 0.003).all()
-    np.testing.assert_allclose(checks["z"], (checks["simulated"] - checks["exact"]) / checks["se"], rtol=1e-12)
+    np.testing.assert_allclose(
+        checks["z"], (checks["simulated"] - checks["exact"]) / checks["se"], rtol=1e-12
+    )
     bad = checks[checks["z"].abs() >= validate.Z_LIMIT]
     assert bad.empty, bad[["check", "exact", "simulated", "se", "z"]].to_string()
     assert checks["passed"].all()
@@ -120,7 +133,10 @@ def test_checks_reject_plausible_timing_mistakes(checks):
       cannot tell the two conventions apart; the exact, noise-free timing test is
       tests/test_core.py::test_timing_convention_cash_at_end_of_period.
     """
-    clv = checks[checks["check"].str.contains("mean CLV") & checks["group"].isin(["constant_retention", "beta_heterogeneous"])]
+    clv = checks[
+        checks["check"].str.contains("mean CLV")
+        & checks["group"].isin(["constant_retention", "beta_heterogeneous"])
+    ]
     assert len(clv) >= 10
     configs = validate.scenarios()
     for row in clv.itertuples():
@@ -132,8 +148,10 @@ def test_checks_reject_plausible_timing_mistakes(checks):
         acquisition = config.economics.acquisition_cost.as_tuple()[0 if share == 1.0 else 1]
         t = np.arange(horizon)
         if config.population.churn_propensity is None:
-            r = 1.0 - validate.exit_probability(config.transitions.exit.exploration,
-                                                config.transitions.exit_odds.as_tuple()[0 if share == 1.0 else 1])
+            r = 1.0 - validate.exit_probability(
+                config.transitions.exit.exploration,
+                config.transitions.exit_odds.as_tuple()[0 if share == 1.0 else 1],
+            )
             survival, shifted = r**t, r ** (t + 1)
         else:
             a, b = config.population.churn_propensity.alpha, config.population.churn_propensity.beta
@@ -196,7 +214,10 @@ def test_plot_checks_draws_one_bar_per_check(checks):
 @pytest.mark.parametrize(
     "extra, needle",
     [
-        (["--seed", "99999999999999999999999"], "run.seed = 99999999999999999999999: must be <= 9223372036854775807"),
+        (
+            ["--seed", "99999999999999999999999"],
+            "run.seed = 99999999999999999999999: must be <= 9223372036854775807",
+        ),
         (["--threads", "5000"], "run.threads = 5000: must be <= 1024"),
         (["--csv", "{existing}"], "already exists; choose another file or pass --force"),
         (["--csv", "{folder}"], "is a directory"),
@@ -205,7 +226,8 @@ def test_plot_checks_draws_one_bar_per_check(checks):
 )
 def test_bad_validate_command_lines_exit_2_in_one_message(tmp_path, capsys, extra, needle):
     """Bad ``sim validate`` options: exit 2, the message names the option and the value, no
-    traceback, and an existing --csv file is left untouched."""
+    traceback, and an existing --csv file is left untouched.
+    """
     from sim.cli.main import main
 
     existing = tmp_path / "existing.csv"

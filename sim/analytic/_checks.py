@@ -1,12 +1,12 @@
 """Argument checks shared by the closed forms: each raises ValueError naming the argument, the
-value and what is allowed."""
+value and what is allowed.
+"""
 
 from __future__ import annotations
 
 import numbers
 
 import numpy as np
-
 
 _TIMINGS = ("end", "start")
 _ROW_SUM_TOLERANCE = 1e-9
@@ -78,9 +78,7 @@ def _check_horizon(horizon) -> int | None:
     if horizon is None:
         return None
     if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral):
-        raise ValueError(
-            f"horizon must be None (infinite horizon) or a non-negative int, got {horizon!r}"
-        )
+        raise ValueError(f"horizon must be None (infinite horizon) or a non-negative int, got {horizon!r}")
     if horizon < 0:
         raise ValueError(f"horizon must be a non-negative int, got {horizon!r}")
     return int(horizon)

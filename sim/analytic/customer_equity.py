@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize
+
 from sim.analytic._checks import _check_discount, _check_range, _float_array, _scalar, _scalar_or_array
 
 __all__ = ["BDOptimum", "bd_response_rate", "bd_calibrate", "bd_customer_equity", "bd_optimal_spend"]
@@ -97,7 +98,8 @@ def bd_calibrate(ceiling, spend, observed_rate):
     _check_range(rate, "observed_rate", 0.0, low_inclusive=False)
     if np.any(rate >= ceiling):
         raise ValueError(
-            f"observed_rate must be below ceiling, got observed_rate={rate.tolist()}, ceiling={ceiling.tolist()}"
+            f"observed_rate must be below ceiling, got observed_rate={rate.tolist()}, "
+            f"ceiling={ceiling.tolist()}"
         )
     return _scalar_or_array(-np.log1p(-rate / ceiling) / spend)
 
@@ -220,7 +222,9 @@ def bd_optimal_spend(margin, discount, ceiling_a, k_a, ceiling_r, k_r) -> BDOpti
     if c_r * k_r * m <= 1.0:
         R_star = 0.0
     else:
-        R_star = optimize.brentq(first_order_condition, 0.0, m * (1.0 + d), xtol=1e-14, rtol=4 * np.finfo(float).eps)
+        R_star = optimize.brentq(
+            first_order_condition, 0.0, m * (1.0 + d), xtol=1e-14, rtol=4 * np.finfo(float).eps
+        )
     r_star = retention_rate(R_star)
     customer_value = m + (m * r_star - R_star) / (1.0 + d - r_star)
 

@@ -25,13 +25,12 @@ import math
 
 import numpy as np
 
-from sim.model.names import SEGMENTS
-from sim.model.config import ExperimentConfig
-from sim.model.sections import ReactivePolicy
 from sim.model.arrays import model_arrays
+from sim.model.config import ExperimentConfig
 from sim.model.equations import transition_probabilities
+from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, SEGMENTS, STABILITY
 from sim.model.policies import spend_table
-from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
+from sim.model.sections import ReactivePolicy
 
 __all__ = ["markov_reducible_problems", "lifecycle_chain", "lifecycle_markov_clv", "LIFECYCLE_STATES"]
 
@@ -44,7 +43,9 @@ def markov_reducible_problems(config: ExperimentConfig, policy_name: str | None 
     problems = []
     tr, eco, wom = config.transitions, config.economics, config.word_of_mouth
     if tr.loyalty_effect_advance != 0 or tr.loyalty_effect_exit != 0:
-        problems.append("transitions.loyalty_effect_advance and loyalty_effect_exit must be 0 (no satisfaction feedback)")
+        problems.append(
+            "transitions.loyalty_effect_advance and loyalty_effect_exit must be 0 (no satisfaction feedback)"
+        )
     if eco.share_of_wallet_growth != 0:
         problems.append("economics.share_of_wallet_growth must be 0")
     if any(eco.cross_sell_share.as_tuple()):
@@ -56,7 +57,9 @@ def markov_reducible_problems(config: ExperimentConfig, policy_name: str | None 
     if wom.talk_probability != 0 and wom.referral_value != 0 and any(wom.influence.as_tuple()):
         problems.append("word_of_mouth.talk_probability (or referral_value) must be 0")
     if config.population.churn_propensity is not None:
-        problems.append("population.churn_propensity must be absent (Beta-heterogeneous churn is not a finite chain)")
+        problems.append(
+            "population.churn_propensity must be absent (Beta-heterogeneous churn is not a finite chain)"
+        )
     policies = [p for p in config.policies if policy_name is None or p.name == policy_name]
     if policy_name is not None and not policies:
         problems.append(f"no policy named {policy_name!r}; policies: {', '.join(config.policy_names)}")
@@ -73,7 +76,9 @@ def _tier_probabilities(config: ExperimentConfig, arrays) -> np.ndarray:
     return np.array([0.05, 0.15, 0.80])
 
 
-def lifecycle_chain(config: ExperimentConfig, policy_name: str, segment: str) -> tuple[np.ndarray, np.ndarray]:
+def lifecycle_chain(
+    config: ExperimentConfig, policy_name: str, segment: str
+) -> tuple[np.ndarray, np.ndarray]:
     """The 5-state transition matrix and per-period expected reward of one segment.
 
     Parameters
@@ -116,8 +121,14 @@ def lifecycle_chain(config: ExperimentConfig, policy_name: str, segment: str) ->
         (DECLINE, FORMATION, ENDED),
     ):
         forward, leave = transition_probabilities(
-            stage, neutral, neutral, arrays.stage[ROW_ADVANCE, stage], arrays.stage[ROW_EXIT, stage],
-            0.0, 0.0, arrays.segment[ROW_EXIT_ODDS, g],
+            stage,
+            neutral,
+            neutral,
+            arrays.stage[ROW_ADVANCE, stage],
+            arrays.stage[ROW_EXIT, stage],
+            0.0,
+            0.0,
+            arrays.segment[ROW_EXIT_ODDS, g],
         )
         P[stage, forward_to] += forward
         P[stage, exit_to] += leave
@@ -153,6 +164,8 @@ def lifecycle_markov_clv(config: ExperimentConfig, policy_name: str) -> float:
         if shares[g] == 0.0:
             continue
         P, R = lifecycle_chain(config, policy_name, segment)
-        values = markov_clv(P, R, config.economics.period_discount_rate, horizon=config.run.horizon, timing="end")
+        values = markov_clv(
+            P, R, config.economics.period_discount_rate, horizon=config.run.horizon, timing="end"
+        )
         total += shares[g] * (values[EXPLORATION] - acquisition[g])
     return float(total)

@@ -7,8 +7,8 @@ School Publishing.
 
 from __future__ import annotations
 
-
 import numpy as np
+
 from sim.analytic._checks import _check_horizon, _check_range, _check_timing, _float_array, _scalar_or_array
 
 __all__ = ["margin_multiple"]

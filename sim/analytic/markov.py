@@ -14,9 +14,18 @@ Journal of Interactive Marketing, 14(2), 43-55.
 
 from __future__ import annotations
 
-
 import numpy as np
-from sim.analytic._checks import _check_discount, _check_horizon, _check_range, _check_rewards, _check_timing, _check_transition_matrix, _float_array, _scalar
+
+from sim.analytic._checks import (
+    _check_discount,
+    _check_horizon,
+    _check_range,
+    _check_rewards,
+    _check_timing,
+    _check_transition_matrix,
+    _float_array,
+    _scalar,
+)
 
 __all__ = ["markov_clv", "recency_chain", "prune_negative_states"]
 

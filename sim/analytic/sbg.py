@@ -16,9 +16,27 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import optimize, special
-from sim.analytic._checks import _check_range, _check_sbg_parameters, _check_whole_periods, _float_array, _scalar_or_array, _short
 
-__all__ = ["SBGFit", "sbg_survival", "sbg_retention", "sbg_churn_probability", "sbg_fit", "sbg_del", "sbg_derl", "sbg_fisher_information", "sbg_standard_errors"]
+from sim.analytic._checks import (
+    _check_range,
+    _check_sbg_parameters,
+    _check_whole_periods,
+    _float_array,
+    _scalar_or_array,
+    _short,
+)
+
+__all__ = [
+    "SBGFit",
+    "sbg_survival",
+    "sbg_retention",
+    "sbg_churn_probability",
+    "sbg_fit",
+    "sbg_del",
+    "sbg_derl",
+    "sbg_fisher_information",
+    "sbg_standard_errors",
+]
 
 
 # ---------------------------------------------------------------------------
@@ -60,7 +78,7 @@ class SBGFit:
 
 
 def sbg_survival(alpha, beta, t):
-    """sBG survival function ``S(t) = P(T > t) = B(alpha, beta + t) / B(alpha, beta)``.
+    """SBG survival function ``S(t) = P(T > t) = B(alpha, beta + t) / B(alpha, beta)``.
 
     ``S(t)`` is the expected fraction of a cohort still active after ``t``
     periods, i.e. that renewed at each of the first ``t`` renewal
@@ -85,7 +103,7 @@ def sbg_survival(alpha, beta, t):
 
 
 def sbg_retention(alpha, beta, t):
-    """sBG retention rate ``r_t = P(T > t | T > t - 1) = (beta + t - 1) / (alpha + beta + t - 1)``.
+    """SBG retention rate ``r_t = P(T > t | T > t - 1) = (beta + t - 1) / (alpha + beta + t - 1)``.
 
     The fraction of customers active in period ``t - 1`` who renew into
     period ``t`` (Fader & Hardie 2007), ``t = 1, 2, ...``; it rises
@@ -105,7 +123,7 @@ def sbg_retention(alpha, beta, t):
 
 
 def sbg_churn_probability(alpha, beta, t):
-    """sBG lifetime distribution ``P(T = t) = B(alpha + 1, beta + t - 1) / B(alpha, beta)``.
+    """SBG lifetime distribution ``P(T = t) = B(alpha + 1, beta + t - 1) / B(alpha, beta)``.
 
     The probability that a newly acquired customer churns in period ``t``,
     i.e. fails to renew at the end of period ``t`` (Fader & Hardie
@@ -127,7 +145,8 @@ def _check_survivors(survivors) -> np.ndarray:
     counts = _float_array(survivors, "survivors")
     if counts.ndim != 1 or counts.size < 2:
         raise ValueError(
-            f"survivors must be a 1-d sequence of at least 2 counts (cohort size and one period), got {_short(survivors)}"
+            "survivors must be a 1-d sequence of at least 2 counts (cohort size and one period), got "
+            f"{_short(survivors)}"
         )
     if np.any(counts != np.round(counts)):
         raise ValueError(f"survivors must hold whole numbers of customers, got {_short(survivors)}")
@@ -135,7 +154,9 @@ def _check_survivors(survivors) -> np.ndarray:
     if counts[0] <= 0:
         raise ValueError(f"survivors[0] (the cohort size) must be positive, got {counts[0]:g}")
     if np.any(np.diff(counts) > 0):
-        raise ValueError(f"survivors must be non-increasing (customers cannot return), got {_short(survivors)}")
+        raise ValueError(
+            f"survivors must be non-increasing (customers cannot return), got {_short(survivors)}"
+        )
     if counts[-1] == counts[0]:
         raise ValueError(
             f"survivors shows no churn ({_short(survivors)}); the sBG likelihood then increases "
@@ -144,7 +165,9 @@ def _check_survivors(survivors) -> np.ndarray:
     return counts
 
 
-def _sbg_negative_loglik(log_params: np.ndarray, churned: np.ndarray, still_active: float, periods: np.ndarray):
+def _sbg_negative_loglik(
+    log_params: np.ndarray, churned: np.ndarray, still_active: float, periods: np.ndarray
+):
     """Negative log-likelihood and its gradient in (log alpha, log beta)."""
     a, b = np.exp(log_params)
     n = periods[-1]
@@ -320,7 +343,9 @@ def sbg_del(alpha, beta, discount):
     value = np.empty(a.shape)
     value[undiscounted] = (a[undiscounted] + b[undiscounted] - 1.0) / (a[undiscounted] - 1.0)
     discounted = ~undiscounted
-    value[discounted] = _unit_hyp2f1(b[discounted], a[discounted] + b[discounted], 1.0 / (1.0 + d[discounted]))
+    value[discounted] = _unit_hyp2f1(
+        b[discounted], a[discounted] + b[discounted], 1.0 / (1.0 + d[discounted])
+    )
     return _scalar_or_array(value)
 
 
@@ -329,7 +354,8 @@ def sbg_derl(alpha, beta, discount, renewals):
 
     Fader & Hardie (2010), eq. 6::
 
-        DERL(d | n) = (beta + n) / (alpha + beta + n) * 2F1(1, beta + n + 1; alpha + beta + n + 1; 1 / (1 + d))
+        DERL(d | n) = (beta + n) / (alpha + beta + n)
+                      * 2F1(1, beta + n + 1; alpha + beta + n + 1; 1 / (1 + d))
                     = sum_{t=n+1}^{inf} [S(t) / S(n)] / (1 + d)**(t - n - 1)
 
     Convention (read off the series): the customer is active after ``n``
@@ -367,7 +393,8 @@ def sbg_derl(alpha, beta, discount, renewals):
     undiscounted = d == 0
     if np.any(undiscounted & (a <= 1)):
         raise ValueError(
-            "discount=0 requires alpha > 1: the undiscounted expected residual lifetime is infinite for alpha <= 1"
+            "discount=0 requires alpha > 1: the undiscounted expected residual lifetime is infinite for "
+            "alpha <= 1"
         )
     renewal_probability = (b + n) / (a + b + n)
     value = np.empty(a.shape)
@@ -382,16 +409,22 @@ def sbg_derl(alpha, beta, discount, renewals):
 
 def _outcome_probabilities_and_scores(alpha: float, beta: float, n_periods: int):
     """Probabilities of the n + 1 outcomes {T = 1, ..., T = n, T > n} of one customer observed
-    for n periods, and the score (gradient of the log-probability in (alpha, beta)) of each."""
+    for n periods, and the score (gradient of the log-probability in (alpha, beta)) of each.
+    """
     t = np.arange(1, n_periods + 1, dtype=float)
     log_b = special.betaln(alpha, beta)
-    log_p = np.append(special.betaln(alpha + 1.0, beta + t - 1.0) - log_b, special.betaln(alpha, beta + n_periods) - log_b)
+    log_p = np.append(
+        special.betaln(alpha + 1.0, beta + t - 1.0) - log_b, special.betaln(alpha, beta + n_periods) - log_b
+    )
     psi = special.digamma
     psi_ab = psi(alpha + beta)
-    score_alpha = np.append(psi(alpha + 1.0) - psi(alpha + beta + t) - psi(alpha) + psi_ab,
-                            psi_ab - psi(alpha + beta + n_periods))
-    score_beta = np.append(psi(beta + t - 1.0) - psi(alpha + beta + t) - psi(beta) + psi_ab,
-                           psi(beta + n_periods) - psi(alpha + beta + n_periods) - psi(beta) + psi_ab)
+    score_alpha = np.append(
+        psi(alpha + 1.0) - psi(alpha + beta + t) - psi(alpha) + psi_ab, psi_ab - psi(alpha + beta + n_periods)
+    )
+    score_beta = np.append(
+        psi(beta + t - 1.0) - psi(alpha + beta + t) - psi(beta) + psi_ab,
+        psi(beta + n_periods) - psi(alpha + beta + n_periods) - psi(beta) + psi_ab,
+    )
     return np.exp(log_p), np.stack([score_alpha, score_beta], axis=1)
 
 
@@ -422,7 +455,8 @@ def sbg_standard_errors(alpha: float, beta: float, cohort_size: int, n_periods: 
     """Asymptotic standard errors of the sBG maximum-likelihood estimates of ``alpha`` and
     ``beta`` for a cohort of ``cohort_size`` customers observed for ``n_periods`` periods:
     the square roots of the diagonal of the inverse of ``cohort_size *``
-    :func:`sbg_fisher_information`. NaN where the information matrix is singular."""
+    :func:`sbg_fisher_information`. NaN where the information matrix is singular.
+    """
     information = cohort_size * sbg_fisher_information(alpha, beta, n_periods)
     try:
         covariance = np.linalg.inv(information)

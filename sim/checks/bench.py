@@ -49,10 +49,22 @@ __all__ = ["run_benchmarks", "format_table"]
 
 #: Sizes of the full and the ``--quick`` benchmark.
 SIZES = {
-    "full": {"core_customers": 200_000, "numpy_customers": 30_000, "abm_customers": 1_000, "repeats": 5,
-             "memory_customers": (262_144, 1_048_576), "memory_replications": (1, 4)},
-    "quick": {"core_customers": 40_960, "numpy_customers": 8_000, "abm_customers": 200, "repeats": 3,
-              "memory_customers": (65_536, 262_144), "memory_replications": (1, 3)},
+    "full": {
+        "core_customers": 200_000,
+        "numpy_customers": 30_000,
+        "abm_customers": 1_000,
+        "repeats": 5,
+        "memory_customers": (262_144, 1_048_576),
+        "memory_replications": (1, 4),
+    },
+    "quick": {
+        "core_customers": 40_960,
+        "numpy_customers": 8_000,
+        "abm_customers": 200,
+        "repeats": 3,
+        "memory_customers": (65_536, 262_144),
+        "memory_replications": (1, 3),
+    },
 }
 
 
@@ -61,7 +73,9 @@ def _baseline_config():
 
     root = Path(__file__).resolve().parents[2]
     path = root / "experiments" / "baseline.toml"
-    if path.is_file():  # recorded relative to the repository, so the JSON does not name this machine's folders
+    if (
+        path.is_file()
+    ):  # recorded relative to the repository, so the JSON does not name this machine's folders
         return load_config(path), path.relative_to(root).as_posix()
     return config_from_dict({"name": "baseline"}), "built-in defaults (the baseline's values)"
 
@@ -150,7 +164,8 @@ def _spin_kernel():
 def _available_cores(threads: int, seconds: float = 0.5) -> float:
     """CPU seconds per wall second that ``threads`` busy numba threads get right now: about
     ``threads`` on an idle machine, less when other processes hold cores. Recorded with the
-    timings, since a thread-scaling figure means little when it is low."""
+    timings, since a thread-scaling figure means little when it is low.
+    """
     import numba
     import numpy as np
 
@@ -202,7 +217,8 @@ import time
 started = time.perf_counter()
 import sim
 imported = time.perf_counter()
-config = sim.config_from_dict({"policies": [{"name": "none", "kind": "none"}, {"name": "u", "kind": "uniform", "spend": 1.0}]})
+policies = [{"name": "none", "kind": "none"}, {"name": "u", "kind": "uniform", "spend": 1.0}]
+config = sim.config_from_dict({"policies": policies})
 sim.project(config, customers=10, replications=1, horizon=3, threads=1)
 done = time.perf_counter()
 print(imported - started, done - imported)
@@ -215,8 +231,14 @@ def _compile_seconds() -> dict:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         timings = {}
         for label in ("cold", "cached"):
-            out = subprocess.run([sys.executable, "-c", _COMPILE_SNIPPET], env=env, capture_output=True, text=True,
-                                 timeout=900, check=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", _COMPILE_SNIPPET],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=900,
+                check=True,
+            ).stdout.split()
             timings[f"{label}_import_s"] = float(out[0])
             timings[f"{label}_s"] = float(out[1])
     return timings
@@ -240,22 +262,39 @@ def _memory(customers: tuple[int, int], replications: tuple[int, int]) -> dict:
     """Peak traced allocations of sim.project in fresh processes (CLVs not kept)."""
     chunk = min(customers)
     runs = {}
-    for n, r in ((customers[0], replications[0]), (customers[1], replications[0]), (customers[0], replications[1])):
-        out = subprocess.run([sys.executable, "-c", _MEMORY_SNIPPET, str(n), str(r), str(chunk)],
-                             capture_output=True, text=True, timeout=1800, check=True).stdout
+    for n, r in (
+        (customers[0], replications[0]),
+        (customers[1], replications[0]),
+        (customers[0], replications[1]),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-c", _MEMORY_SNIPPET, str(n), str(r), str(chunk)],
+            capture_output=True,
+            text=True,
+            timeout=1800,
+            check=True,
+        ).stdout
         runs[(n, r)] = json.loads(out.strip().splitlines()[-1])["peak"]
     base = runs[(customers[0], replications[0])]
     return {
         "chunk_customers": chunk,
         "peak_bytes": {f"{n}x{r}": peak for (n, r), peak in runs.items()},
         "bytes_per_customer": base / chunk,
-        "marginal_bytes_per_customer": (runs[(customers[1], replications[0])] - base) / (customers[1] - customers[0]),
-        "marginal_bytes_per_replication": (runs[(customers[0], replications[1])] - base) / (replications[1] - replications[0]),
+        "marginal_bytes_per_customer": (runs[(customers[1], replications[0])] - base)
+        / (customers[1] - customers[0]),
+        "marginal_bytes_per_replication": (runs[(customers[0], replications[1])] - base)
+        / (replications[1] - replications[0]),
     }
 
 
-def run_benchmarks(quick: bool = False, *, include_compile: bool = True, include_memory: bool = True,
-                   include_abm: bool = True, repeats: int | None = None) -> dict:
+def run_benchmarks(
+    quick: bool = False,
+    *,
+    include_compile: bool = True,
+    include_memory: bool = True,
+    include_abm: bool = True,
+    repeats: int | None = None,
+) -> dict:
     """Run every measurement and return the report (see the module docstring for the keys).
 
     Parameters
@@ -366,31 +405,43 @@ def format_table(report: dict) -> str:
         rate_row("NumPy reference (M customer-steps/s)", "numpy_steps_per_s", "numpy"),
         rate_row("SimPy agent engine (M customer-steps/s)", "abm_steps_per_s", "abm"),
     ]
-    for label, key, runs in (("all threads / 1 thread", "threads_speedup", "threads"),
-                             ("core / NumPy", "core_over_numpy", "numpy"),
-                             ("core / agent engine", "core_over_abm", "abm")):
+    for label, key, runs in (
+        ("all threads / 1 thread", "threads_speedup", "threads"),
+        ("core / NumPy", "core_over_numpy", "numpy"),
+        ("core / agent engine", "core_over_abm", "abm"),
+    ):
         values = report.get("ratio_runs", {}).get(runs)
         span = f"{min(values):,.1f}-{max(values):,.1f}" if values else "n/a"
         value = report.get(key)
         lines.append(f"| {label} | {'n/a' if value is None else f'{value:,.1f}x'} | {span} |")
     compile_info = report.get("compile") or {}
     if compile_info:
-        lines.append(f"| compile, cold / cached (s) | {compile_info['cold_s']:.1f} / {compile_info['cached_s']:.2f} | |")
+        lines.append(
+            f"| compile, cold / cached (s) | {compile_info['cold_s']:.1f} / {compile_info['cached_s']:.2f} "
+            "| |"
+        )
     memory = report.get("memory") or {}
     if memory:
-        lines.append(f"| peak bytes per customer in a chunk of {memory['chunk_customers']:,} | "
-                     f"{memory['bytes_per_customer']:,.0f} | |")
-        lines.append(f"| extra peak bytes per extra customer / replication | "
-                     f"{memory['marginal_bytes_per_customer']:,.2f} / {memory['marginal_bytes_per_replication']:,.0f} | |")
+        lines.append(
+            f"| peak bytes per customer in a chunk of {memory['chunk_customers']:,} | "
+            f"{memory['bytes_per_customer']:,.0f} | |"
+        )
+        lines.append(
+            f"| extra peak bytes per extra customer / replication | "
+            f"{memory['marginal_bytes_per_customer']:,.2f} / "
+            f"{memory['marginal_bytes_per_replication']:,.0f} | |"
+        )
     projected = report.get("projected_seconds_1e7_customers_120_months_10_replications")
     if projected is not None:
         lines.append(f"| 10^7 customers x 120 months x 10 replications (projected) | {projected:,.0f} s | |")
     machine = report.get("machine", {})
     lines.append("")
-    lines.append(f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, numba threads "
-                 f"{machine.get('numba_threads')} ({machine.get('threading_layer')}); load average before "
-                 f"{report.get('load_average_before')}, after {report.get('load_average_after')}; "
-                 f"{report.get('repeats')} repetitions, {report.get('created')}.")
+    lines.append(
+        f"Machine: {machine.get('cpu')}, {machine.get('cores')} cores, numba threads "
+        f"{machine.get('numba_threads')} ({machine.get('threading_layer')}); load average before "
+        f"{report.get('load_average_before')}, after {report.get('load_average_after')}; "
+        f"{report.get('repeats')} repetitions, {report.get('created')}."
+    )
     return "\n".join(lines)
 
 
@@ -400,9 +451,10 @@ def write_report(report: dict, extra: Path | None) -> list[Path]:
     text = json.dumps(report, indent=2, default=str) + "\n"
     folder = Path("results") / "benchmarks"
     day = report["created"][:10]
-    written = [atomic_write_text(folder / f"{day}.json", text), atomic_write_text(folder / "latest.json", text)]
+    written = [
+        atomic_write_text(folder / f"{day}.json", text),
+        atomic_write_text(folder / "latest.json", text),
+    ]
     if extra is not None:
         written.append(atomic_write_text(extra, text))
     return written
-
-

@@ -90,8 +90,12 @@ def markov_reducible_config(**sections: Any) -> ExperimentConfig:
     """
     data: dict[str, Any] = {
         "transitions": {"loyalty_effect_advance": 0.0, "loyalty_effect_exit": 0.0},
-        "economics": {"share_of_wallet_growth": 0.0, "cross_sell_share": {}, "cost_to_serve_floor": 1.0,
-                      "price_premium": {}},
+        "economics": {
+            "share_of_wallet_growth": 0.0,
+            "cross_sell_share": {},
+            "cost_to_serve_floor": 1.0,
+            "price_premium": {},
+        },
         "word_of_mouth": {"talk_probability": 0.0},
     }
     for section, values in sections.items():
@@ -140,24 +144,35 @@ def sbg_discounted_periods(alpha: float, beta: float, discount: float, horizon: 
         return 0.0
     if discount == 0:
         return float(np.sum(sbg_survival(alpha, beta, np.arange(horizon))))
-    tail = delta**horizon * sbg_survival(alpha, beta, horizon) * (1.0 + delta * sbg_derl(alpha, beta, discount, horizon))
+    tail = (
+        delta**horizon
+        * sbg_survival(alpha, beta, horizon)
+        * (1.0 + delta * sbg_derl(alpha, beta, discount, horizon))
+    )
     return float(delta * (sbg_del(alpha, beta, discount) - tail))
 
 
 def exit_probability(base: float, exit_odds: float) -> float:
     """Per-period exit probability at neutral loyalty with segment odds ``omega`` (M7):
-    ``omega o / (1 + omega o)``, ``o = base / (1 - base)`` (``base`` in [0, 1))."""
+    ``omega o / (1 + omega o)``, ``o = base / (1 - base)`` (``base`` in [0, 1)).
+    """
     if not 0.0 <= base < 1.0:
         raise ValueError(f"base = {base!r}: must be in [0, 1)")
     odds = exit_odds * base / (1.0 - base)
     return odds / (1.0 + odds)
 
 
-def constant_retention_clv(reward: float, retention: float, discount: float, horizon: int, acquisition: float) -> float:
+def constant_retention_clv(
+    reward: float, retention: float, discount: float, horizon: int, acquisition: float
+) -> float:
     """Expected CLV with constant retention ``r`` and reward ``R`` per active period, cash at
     the END of each period: ``R margin_multiple(r, d, H, timing="start") / (1 + d) - acquisition``
-    (``= R sum_{t<H} r^t delta^(t+1) - acquisition``)."""
-    return float(reward * margin_multiple(retention, discount, horizon, timing="start") / (1.0 + discount) - acquisition)
+    (``= R sum_{t<H} r^t delta^(t+1) - acquisition``).
+    """
+    return float(
+        reward * margin_multiple(retention, discount, horizon, timing="start") / (1.0 + discount)
+        - acquisition
+    )
 
 
 # --------------------------------------------------------------------------- scenarios
@@ -170,7 +185,11 @@ def _mean_wallet(config: ExperimentConfig) -> float:
 def _exploration_reward(config: ExperimentConfig, spend: float) -> float:
     """Expected cash per active period of a customer who stays in exploration (constant)."""
     eco = config.economics
-    return _mean_wallet(config) * eco.share_of_wallet.exploration * eco.margin.exploration - eco.cost_to_serve - spend
+    return (
+        _mean_wallet(config) * eco.share_of_wallet.exploration * eco.margin.exploration
+        - eco.cost_to_serve
+        - spend
+    )
 
 
 def _share(result, policy: str, stage: str, period: int) -> float:
@@ -198,7 +217,9 @@ def _row(group, check, closed_form, exact, simulated, se, n) -> dict:
 
 
 def _share_row(group, check, closed_form, exact, simulated, n) -> dict:
-    return _row(group, check, closed_form, exact, simulated, math.sqrt(max(exact * (1.0 - exact), 0.0) / n), n)
+    return _row(
+        group, check, closed_form, exact, simulated, math.sqrt(max(exact * (1.0 - exact), 0.0) / n), n
+    )
 
 
 def _clv_rows(group, result, exact_by_policy: dict, closed_form: str, label: str) -> list[dict]:
@@ -206,15 +227,24 @@ def _clv_rows(group, result, exact_by_policy: dict, closed_form: str, label: str
     summary = result.summary.set_index("policy")
     n = int(summary["customers"].iloc[0] * summary["replications"].iloc[0])
     for policy, exact in exact_by_policy.items():
-        rows.append(_row(group, f"{label}: mean CLV, policy {policy}", closed_form, exact,
-                         summary.loc[policy, "clv_mean"], summary.loc[policy, "clv_se"], n))
+        rows.append(
+            _row(
+                group,
+                f"{label}: mean CLV, policy {policy}",
+                closed_form,
+                exact,
+                summary.loc[policy, "clv_mean"],
+                summary.loc[policy, "clv_se"],
+                n,
+            )
+        )
     return rows
 
 
 def _chain_occupancy(config: ExperimentConfig, policy: str, period: int) -> np.ndarray:
     """Exact share of the cohort in each of the 5 states at the start of ``period``."""
-    from sim.model.names import SEGMENTS
     from sim.analytic.lifecycle_chain import lifecycle_chain
+    from sim.model.names import SEGMENTS
 
     shares = (config.population.relationship_share, 1.0 - config.population.relationship_share)
     occupancy = np.zeros(5)
@@ -232,7 +262,11 @@ def _markov_scenarios() -> list[tuple[str, ExperimentConfig, list[tuple[str, int
         run={"horizon": 60, "replications": 1},
         policies=[
             {"name": "none", "kind": "none"},
-            {"name": "stage", "kind": "stage", "spend": {"exploration": 1.0, "formation": 3.0, "stability": 2.0, "decline": 5.0}},
+            {
+                "name": "stage",
+                "kind": "stage",
+                "spend": {"exploration": 1.0, "formation": 3.0, "stability": 2.0, "decline": 5.0},
+            },
             {"name": "value", "kind": "value", "tier_spend": {"A": 5.0, "B": 2.0, "C": 0.5}},
         ],
     )
@@ -250,20 +284,36 @@ def _markov_scenarios() -> list[tuple[str, ExperimentConfig, list[tuple[str, int
         run={"horizon": 40, "replications": 1},
         policies=[
             {"name": "uniform", "kind": "uniform", "spend": 2.5},
-            {"name": "table", "kind": "table",
-             "relationship": {"exploration": 1.0, "formation": 2.0, "stability": 3.0, "decline": 0.0},
-             "transactional": {"exploration": 0.0, "formation": 1.0, "stability": 0.5, "decline": 4.0}},
+            {
+                "name": "table",
+                "kind": "table",
+                "relationship": {"exploration": 1.0, "formation": 2.0, "stability": 3.0, "decline": 0.0},
+                "transactional": {"exploration": 0.0, "formation": 1.0, "stability": 0.5, "decline": 4.0},
+            },
         ],
     )
     return [
-        ("lifecycle chain, baseline rates, monthly", baseline_rates, [("ended", 12), ("stability", 24), ("decline", 36)]),
-        ("lifecycle chain, fast churn, quarterly", fast_quarterly, [("ended", 8), ("decline", 4), ("formation", 2)]),
+        (
+            "lifecycle chain, baseline rates, monthly",
+            baseline_rates,
+            [("ended", 12), ("stability", 24), ("decline", 36)],
+        ),
+        (
+            "lifecycle chain, fast churn, quarterly",
+            fast_quarterly,
+            [("ended", 8), ("decline", 4), ("formation", 2)],
+        ),
     ]
 
 
-_EXPLORATION_ECONOMICS = {"share_of_wallet": {"exploration": 0.2, "formation": 0.25, "stability": 0.45, "decline": 0.15},
-                          "margin": {"exploration": 0.4, "formation": 0.25, "stability": 0.3, "decline": 0.2}}
-_EXPLORATION_POLICIES = [{"name": "none", "kind": "none"}, {"name": "uniform", "kind": "uniform", "spend": 1.0}]
+_EXPLORATION_ECONOMICS = {
+    "share_of_wallet": {"exploration": 0.2, "formation": 0.25, "stability": 0.45, "decline": 0.15},
+    "margin": {"exploration": 0.4, "formation": 0.25, "stability": 0.3, "decline": 0.2},
+}
+_EXPLORATION_POLICIES = [
+    {"name": "none", "kind": "none"},
+    {"name": "uniform", "kind": "uniform", "spend": 1.0},
+]
 
 
 def _constant_retention_scenarios():
@@ -278,37 +328,49 @@ def _constant_retention_scenarios():
     transactional = markov_reducible_config(
         name="validate_constant_transactional",
         population={"relationship_share": 0.0, "wallet_sigma": 0.5},
-        transitions={"advance": {"exploration": 0.0, "formation": 0.1}, "exit": {"exploration": 0.05},
-                     "exit_odds": {"relationship": 1.0, "transactional": 2.0}},
+        transitions={
+            "advance": {"exploration": 0.0, "formation": 0.1},
+            "exit": {"exploration": 0.05},
+            "exit_odds": {"relationship": 1.0, "transactional": 2.0},
+        },
         economics={**_EXPLORATION_ECONOMICS, "annual_discount_rate": 0.15, "period_months": 3.0},
         run={"horizon": 40, "replications": 1},
         policies=_EXPLORATION_POLICIES,
     )
-    return [("constant retention r = 0.9, monthly", monthly, "relationship", (1, 6, 24)),
-            ("constant retention, transactional odds x2, quarterly", transactional, "transactional", (1, 4, 16))]
+    return [
+        ("constant retention r = 0.9, monthly", monthly, "relationship", (1, 6, 24)),
+        ("constant retention, transactional odds x2, quarterly", transactional, "transactional", (1, 4, 16)),
+    ]
 
 
 def _beta_scenarios():
     exits_off = {"exit": {"exploration": 0.0, "formation": 0.0, "stability": 0.0}, "churn": 0.0}
     constant_reward = markov_reducible_config(
         name="validate_sbg_constant_reward",
-        population={"relationship_share": 1.0, "wallet_sigma": 0.5, "churn_propensity": {"alpha": 0.8, "beta": 2.5}},
+        population={
+            "relationship_share": 1.0,
+            "wallet_sigma": 0.5,
+            "churn_propensity": {"alpha": 0.8, "beta": 2.5},
+        },
         transitions={**exits_off, "advance": {"exploration": 0.0, "formation": 0.1}},
         economics=_EXPLORATION_ECONOMICS,
         run={"horizon": 60, "replications": 1},
         policies=_EXPLORATION_POLICIES,
     )
-    full_dynamics = config_from_dict({
-        "name": "validate_sbg_full_dynamics",
-        "population": {"churn_propensity": {"alpha": 2.0, "beta": 6.0}},
-        "transitions": exits_off,
-        "run": {"horizon": 36, "replications": 1},
-    })
+    full_dynamics = config_from_dict(
+        {
+            "name": "validate_sbg_full_dynamics",
+            "population": {"churn_propensity": {"alpha": 2.0, "beta": 6.0}},
+            "transitions": exits_off,
+            "run": {"horizon": 36, "replications": 1},
+        }
+    )
     return constant_reward, full_dynamics
 
 
-def run_checks(quick: bool = True, *, seed: int = DEFAULT_SEED, threads: int | None = None,
-               customers: int | None = None) -> pd.DataFrame:
+def run_checks(
+    quick: bool = True, *, seed: int = DEFAULT_SEED, threads: int | None = None, customers: int | None = None
+) -> pd.DataFrame:
     """Run every closed-form check and return one row per check.
 
     Parameters
@@ -355,8 +417,16 @@ def run_checks(quick: bool = True, *, seed: int = DEFAULT_SEED, threads: int | N
         policy = config.policy_names[0]
         for state, period in occupancy_checks:
             share = _chain_occupancy(config, policy, period)[LIFECYCLE_STATES.index(state)]
-            rows.append(_share_row("markov", f"{label}: share {state} at period {period}", "e_0 P^t (5-state chain)",
-                                   share, _share(result, policy, state, period), n))
+            rows.append(
+                _share_row(
+                    "markov",
+                    f"{label}: share {state} at period {period}",
+                    "e_0 P^t (5-state chain)",
+                    share,
+                    _share(result, policy, state, period),
+                    n,
+                )
+            )
         tag(config)
 
     # Constant retention (Gupta & Lehmann margin multiple; two-state Pfeifer-Carraway chain)
@@ -369,45 +439,110 @@ def run_checks(quick: bool = True, *, seed: int = DEFAULT_SEED, threads: int | N
         horizon = config.run.horizon
         acquisition = getattr(config.economics.acquisition_cost, segment)
         for t in periods:
-            rows.append(_share_row("constant_retention", f"{label}: survival S({t})", "r^t", retention**t,
-                                   1.0 - _share(result, config.policy_names[0], "ended", t), n))
+            rows.append(
+                _share_row(
+                    "constant_retention",
+                    f"{label}: survival S({t})",
+                    "r^t",
+                    retention**t,
+                    1.0 - _share(result, config.policy_names[0], "ended", t),
+                    n,
+                )
+            )
         spends = {"none": 0.0, "uniform": 1.0}
-        exact_mm = {p: constant_retention_clv(_exploration_reward(config, spends[p]), retention, d, horizon, acquisition)
-                    for p in config.policy_names}
-        rows += _clv_rows("constant_retention", result, exact_mm,
-                          "R margin_multiple(r, d, H, 'start')/(1+d) - acq (Gupta & Lehmann)", f"{label}, vs margin multiple")
+        exact_mm = {
+            p: constant_retention_clv(
+                _exploration_reward(config, spends[p]), retention, d, horizon, acquisition
+            )
+            for p in config.policy_names
+        }
+        rows += _clv_rows(
+            "constant_retention",
+            result,
+            exact_mm,
+            "R margin_multiple(r, d, H, 'start')/(1+d) - acq (Gupta & Lehmann)",
+            f"{label}, vs margin multiple",
+        )
         chain = np.array([[retention, 1.0 - retention], [0.0, 1.0]])
-        exact_chain = {p: float(markov_clv(chain, [_exploration_reward(config, spends[p]), 0.0], d, horizon, "end")[0])
-                       - acquisition for p in config.policy_names}
-        rows += _clv_rows("constant_retention", result, exact_chain,
-                          "markov_clv([[r, 1-r], [0, 1]], timing='end') - acq", f"{label}, vs 2-state chain")
+        exact_chain = {
+            p: float(markov_clv(chain, [_exploration_reward(config, spends[p]), 0.0], d, horizon, "end")[0])
+            - acquisition
+            for p in config.policy_names
+        }
+        rows += _clv_rows(
+            "constant_retention",
+            result,
+            exact_chain,
+            "markov_clv([[r, 1-r], [0, 1]], timing='end') - acq",
+            f"{label}, vs 2-state chain",
+        )
         tag(config)
 
     # Beta-heterogeneous churn (shifted-beta-geometric, Fader & Hardie 2007, 2010)
     constant_reward, full_dynamics = _beta_scenarios()
     result = simulate(constant_reward)
-    alpha, beta = constant_reward.population.churn_propensity.alpha, constant_reward.population.churn_propensity.beta
+    alpha, beta = (
+        constant_reward.population.churn_propensity.alpha,
+        constant_reward.population.churn_propensity.beta,
+    )
     label = f"sBG alpha = {alpha:g}, beta = {beta:g}, constant reward"
     for t in (1, 3, 12, 48):
-        rows.append(_share_row("beta_heterogeneous", f"{label}: survival S({t})", "sbg_survival",
-                               sbg_survival(alpha, beta, t), 1.0 - _share(result, "none", "ended", t), n))
+        rows.append(
+            _share_row(
+                "beta_heterogeneous",
+                f"{label}: survival S({t})",
+                "sbg_survival",
+                sbg_survival(alpha, beta, t),
+                1.0 - _share(result, "none", "ended", t),
+                n,
+            )
+        )
     d = constant_reward.economics.period_discount_rate
     periods_value = sbg_discounted_periods(alpha, beta, d, constant_reward.run.horizon)
     acquisition = constant_reward.economics.acquisition_cost.relationship
-    exact = {"none": _exploration_reward(constant_reward, 0.0) * periods_value - acquisition,
-             "uniform": _exploration_reward(constant_reward, 1.0) * periods_value - acquisition}
-    rows += _clv_rows("beta_heterogeneous", result, exact,
-                      "R delta [DEL - delta^H S(H)(1 + delta DERL(H))] - acq (Fader & Hardie 2010)", label)
+    exact = {
+        "none": _exploration_reward(constant_reward, 0.0) * periods_value - acquisition,
+        "uniform": _exploration_reward(constant_reward, 1.0) * periods_value - acquisition,
+    }
+    rows += _clv_rows(
+        "beta_heterogeneous",
+        result,
+        exact,
+        "R delta [DEL - delta^H S(H)(1 + delta DERL(H))] - acq (Fader & Hardie 2010)",
+        label,
+    )
     tag(constant_reward)
 
     result = simulate(full_dynamics)
-    alpha, beta = full_dynamics.population.churn_propensity.alpha, full_dynamics.population.churn_propensity.beta
+    alpha, beta = (
+        full_dynamics.population.churn_propensity.alpha,
+        full_dynamics.population.churn_propensity.beta,
+    )
     label = f"sBG alpha = {alpha:g}, beta = {beta:g}, full lifecycle dynamics"
     for t in (1, 6, 24, 36):
-        rows.append(_share_row("beta_heterogeneous", f"{label}: survival S({t})", "sbg_survival",
-                               sbg_survival(alpha, beta, t), 1.0 - _share(result, full_dynamics.policy_names[0], "ended", t), n))
+        rows.append(
+            _share_row(
+                "beta_heterogeneous",
+                f"{label}: survival S({t})",
+                "sbg_survival",
+                sbg_survival(alpha, beta, t),
+                1.0 - _share(result, full_dynamics.policy_names[0], "ended", t),
+                n,
+            )
+        )
     tag(full_dynamics)
-    columns = ["group", "scenario", "check", "closed_form", "exact", "simulated", "se", "z", "customers", "passed"]
+    columns = [
+        "group",
+        "scenario",
+        "check",
+        "closed_form",
+        "exact",
+        "simulated",
+        "se",
+        "z",
+        "customers",
+        "passed",
+    ]
     return pd.DataFrame(rows)[columns]
 
 
@@ -420,5 +555,3 @@ def scenarios() -> dict[str, ExperimentConfig]:
 
 
 # --------------------------------------------------------------------------- command line
-
-

@@ -1,5 +1,6 @@
 """What every command shares: exit statuses, argument types, the command line as recorded in
-manifests, and the figure backend of a command (files, never a window)."""
+manifests, and the figure backend of a command (files, never a window).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +8,14 @@ import argparse
 import shlex
 import sys
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_INTERRUPTED", "positive_int", "non_negative_int", "command_line", "use_file_backend"]
+__all__ = [
+    "EXIT_BAD_INPUT",
+    "EXIT_INTERRUPTED",
+    "positive_int",
+    "non_negative_int",
+    "command_line",
+    "use_file_backend",
+]
 
 #: Exit status for bad input (configuration, data or arguments).
 EXIT_BAD_INPUT = 2
@@ -17,7 +25,7 @@ EXIT_INTERRUPTED = 130
 
 
 def positive_int(text: str) -> int:
-    """argparse type: a whole number >= 1."""
+    """Argparse type: a whole number >= 1."""
     try:
         value = int(text)
     except ValueError:
@@ -28,7 +36,7 @@ def positive_int(text: str) -> int:
 
 
 def non_negative_int(text: str) -> int:
-    """argparse type: a whole number >= 0."""
+    """Argparse type: a whole number >= 0."""
     try:
         value = int(text)
     except ValueError:
@@ -45,7 +53,8 @@ def command_line() -> str:
 
 def use_file_backend() -> None:
     """Draw figures to files only (matplotlib's Agg backend), whatever ``MPLBACKEND`` says:
-    a command never opens a window."""
+    a command never opens a window.
+    """
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,14 +1,15 @@
 """``sim bench``: measure the engines' speed, compile time and memory; print the table and
-write the JSON report under ``results/benchmarks/``."""
+write the JSON report under ``results/benchmarks/``.
+"""
 
 from __future__ import annotations
-
-from sim.cli._common import EXIT_BAD_INPUT
 
 import argparse
 import sys
 from pathlib import Path
-from sim.checks.bench import write_report, format_table, run_benchmarks
+
+from sim.checks.bench import format_table, run_benchmarks, write_report
+from sim.cli._common import EXIT_BAD_INPUT
 
 
 def _handle(args) -> int:
@@ -18,8 +19,13 @@ def _handle(args) -> int:
     if args.json is not None and args.json.exists() and args.json.is_dir():
         print(f"sim: --json {args.json} is a folder; give a file name", file=sys.stderr)
         return EXIT_BAD_INPUT
-    report = run_benchmarks(args.quick, include_compile=not args.no_compile, include_memory=not args.no_memory,
-                            include_abm=not args.no_abm, repeats=args.repeats)
+    report = run_benchmarks(
+        args.quick,
+        include_compile=not args.no_compile,
+        include_memory=not args.no_memory,
+        include_abm=not args.no_abm,
+        repeats=args.repeats,
+    )
     written = write_report(report, args.json)
     print(format_table(report))
     print("\nwrote " + ", ".join(str(path) for path in written))
@@ -28,9 +34,15 @@ def _handle(args) -> int:
 
 def register(subparsers) -> None:
     """Add ``sim bench`` to the ``sim`` command line."""
-    parser = subparsers.add_parser("bench", help="measure the engines' speed, compile time and memory (results/benchmarks/)")
-    parser.add_argument("--quick", action="store_true", help="smaller sizes and 3 repetitions (about a minute)")
-    parser.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the report to FILE")
+    parser = subparsers.add_parser(
+        "bench", help="measure the engines' speed, compile time and memory (results/benchmarks/)"
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="smaller sizes and 3 repetitions (about a minute)"
+    )
+    parser.add_argument(
+        "--json", type=Path, default=None, metavar="FILE", help="also write the report to FILE"
+    )
     parser.add_argument("--repeats", type=int, default=None, help="repetitions of the speed measurements")
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time measurement")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")

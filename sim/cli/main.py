@@ -45,8 +45,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         # Completed chunks and every finished file are already on disk (written atomically);
         # a folder without manifest.json is an unfinished run that ``--resume`` continues.
-        print("\ninterrupted: nothing written so far is lost; a run continues with the same command "
-              "plus --resume", file=sys.stderr)
+        print(
+            "\ninterrupted: nothing written so far is lost; a run continues with the same command "
+            "plus --resume",
+            file=sys.stderr,
+        )
         return EXIT_INTERRUPTED
 
 

@@ -28,15 +28,63 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from sim.model.streams import next_normal, next_uniform, seed_stream
-from sim.model.names import N_STAGES
-from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_DEFECTION_THRESHOLD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_SAT_SCALE, S_SAT_TOLERANCE, S_TENURE_SCALE
-from sim.model.equations import care_response, customer_clv, lifecycle_pattern, loyalty_from_satisfaction, next_stage, perceived_performance, propensity_ends_relationship, satisfaction_type, tenure_ramp, transition_probabilities, update_expectation, update_satisfaction
-from sim.tables.partials import BLOCK, ChunkPartials
-from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY
-from sim.model.streams import COMPONENT_CHURN, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS
+from sim.model.arrays import (
+    ROW_ACQUISITION,
+    ROW_ADVANCE,
+    ROW_BASE_PERFORMANCE,
+    ROW_CROSS_SELL,
+    ROW_EFFECTIVENESS,
+    ROW_EXIT,
+    ROW_EXIT_ODDS,
+    ROW_MARGIN,
+    ROW_PRICE_PREMIUM,
+    ROW_SOW,
+    S_ADAPTATION,
+    S_AFFECTION_THRESHOLD,
+    S_ANCHOR,
+    S_ANNOYANCE,
+    S_BETA_ADVANCE,
+    S_BETA_EXIT,
+    S_CARE_GAIN,
+    S_CARE_SCALE,
+    S_CHURN_ALPHA,
+    S_DEFECTION_THRESHOLD,
+    S_INDIFFERENCE_HIGH,
+    S_INDIFFERENCE_LOW,
+    S_INITIAL_EXPECTATION,
+    S_LONG_TERM,
+    S_MEMORY,
+    S_NEUTRAL_LOYALTY,
+    S_NOISE,
+    S_SAT_SCALE,
+    S_SAT_TOLERANCE,
+    S_TENURE_SCALE,
+)
+from sim.model.equations import (
+    care_response,
+    customer_clv,
+    lifecycle_pattern,
+    loyalty_from_satisfaction,
+    next_stage,
+    perceived_performance,
+    propensity_ends_relationship,
+    satisfaction_type,
+    tenure_ramp,
+    transition_probabilities,
+    update_expectation,
+    update_satisfaction,
+)
+from sim.model.names import DECLINE, ENDED, EXPLORATION, N_STAGES, STABILITY
 from sim.model.step import account_period, cash_parameters, customer_attributes, opening_accounts
-from sim.tables.partials import add_customer, add_period, add_satisfaction
+from sim.model.streams import (
+    COMPONENT_CHURN,
+    COMPONENT_PERFORMANCE,
+    COMPONENT_TRANSITIONS,
+    next_normal,
+    next_uniform,
+    seed_stream,
+)
+from sim.tables.partials import BLOCK, ChunkPartials, add_customer, add_period, add_satisfaction
 
 __all__ = [
     "ATTRIBUTE_COLUMNS",
@@ -49,16 +97,30 @@ __all__ = [
 ]
 
 
-
 #: Columns of the customer-attribute array ``attributes[customer, A_*]``.
 ATTRIBUTE_COLUMNS = ("segment", "wallet", "fit", "tier", "propensity")
 A_SEGMENT, A_WALLET, A_FIT, A_TIER, A_PROPENSITY = range(5)
 #: Columns of the start-state array ``start[customer, START_*]``: stage, satisfaction,
 #: previous satisfaction, expectation, tenure, highest stage reached, acquisition cost paid
 #: at the start.
-START_COLUMNS = ("stage", "satisfaction", "previous_satisfaction", "expectation", "tenure", "highest_stage", "acquisition")
-(START_STAGE, START_SATISFACTION, START_PREVIOUS_SATISFACTION, START_EXPECTATION, START_TENURE, START_HIGHEST_STAGE,
- START_ACQUISITION) = range(7)
+START_COLUMNS = (
+    "stage",
+    "satisfaction",
+    "previous_satisfaction",
+    "expectation",
+    "tenure",
+    "highest_stage",
+    "acquisition",
+)
+(
+    START_STAGE,
+    START_SATISFACTION,
+    START_PREVIOUS_SATISFACTION,
+    START_EXPECTATION,
+    START_TENURE,
+    START_HIGHEST_STAGE,
+    START_ACQUISITION,
+) = range(7)
 
 #: Periods of random draws generated at a time per customer (shared by all policies).
 DRAW_BATCH = 16
@@ -74,7 +136,8 @@ def _fill_draws(draws, streams, start, horizon, beta_churn):
 
     The draws of period ``t`` are the ``t``-th variates of each stream, whichever policy
     asks first, so buffering them changes no number; it only lets every policy of an
-    experiment reuse them and keeps the generator out of the model's inner loop."""
+    experiment reuse them and keeps the generator out of the model's inner loop.
+    """
     stop = min(start + DRAW_BATCH, horizon)
     s0 = streams[0]
     s1 = streams[1]
@@ -211,7 +274,11 @@ def _simulate_block(
                 # retention spend, decided on what the firm observed up to last period; (M1)
                 spend = spend_tables[policy, stage, segment, tier]
                 care = care_tables[policy, stage, segment, tier]
-                if drop_trigger > 0.0 and stage != DECLINE and previous_satisfaction - satisfaction <= drop_trigger:
+                if (
+                    drop_trigger > 0.0
+                    and stage != DECLINE
+                    and previous_satisfaction - satisfaction <= drop_trigger
+                ):
                     spend = 0.0
                     care = care_without_spend
                 # (M2)-(M6): perceived performance, satisfaction, loyalty, expectations
@@ -222,9 +289,12 @@ def _simulate_block(
                 previous_satisfaction = satisfaction
                 satisfaction = update_satisfaction(satisfaction, disconfirmation, memory, satisfaction_scale)
                 kind = satisfaction_type(disconfirmation, tolerance)
-                loyalty = loyalty_from_satisfaction(satisfaction, defection, affection, indifference_low,
-                                                    indifference_high)
-                expectation = update_expectation(expectation, performance, initial_expectation, adaptation, anchor)
+                loyalty = loyalty_from_satisfaction(
+                    satisfaction, defection, affection, indifference_low, indifference_high
+                )
+                expectation = update_expectation(
+                    expectation, performance, initial_expectation, adaptation, anchor
+                )
                 # (C1)-(C6): this period's cash, received at the end of the period (sim.model.step)
                 tenure = start_tenure + t
                 ramp = ramps[tenure] if tenure < n_ramps else tenure_ramp(float(tenure), tenure_scale)
@@ -243,8 +313,19 @@ def _simulate_block(
                     spend,
                     1.0,
                 )
-                add_period(stage_periods, stage_sums, period_sums, block, policy, stage, t, profit, satisfaction,
-                           loyalty, spend)
+                add_period(
+                    stage_periods,
+                    stage_sums,
+                    period_sums,
+                    block,
+                    policy,
+                    stage,
+                    t,
+                    profit,
+                    satisfaction,
+                    loyalty,
+                    spend,
+                )
                 # (M7): the stage transition, from one uniform draw
                 uniform = draws[1, t]
                 if uniform >= stay_bounds[stage, segment]:
@@ -264,8 +345,14 @@ def _simulate_block(
                 # (M8): one churn draw per period while the option is on
                 if beta_churn and propensity > 0.0 and propensity_ends_relationship(propensity, draws[2, t]):
                     new_stage = ENDED
-                add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction,
-                                 new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE))
+                add_satisfaction(
+                    satisfaction_bins,
+                    block,
+                    policy,
+                    stage,
+                    satisfaction,
+                    new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE),
+                )
                 stage = new_stage
                 if stage <= STABILITY and stage > highest_stage:
                     highest_stage = stage
@@ -279,8 +366,16 @@ def _simulate_block(
             if traced:
                 for t in range(end_period if end_period >= 0 else horizon, horizon + 1):
                     stage_trace[policy, local, t] = stage
-            value = customer_clv(accounts.clv1, accounts.clv2, accounts.clv3, accounts.clv4, accounts.clv5,
-                                 accounts.clv6, accounts.spend, acquisition)
+            value = customer_clv(
+                accounts.clv1,
+                accounts.clv2,
+                accounts.clv3,
+                accounts.clv4,
+                accounts.clv5,
+                accounts.clv6,
+                accounts.spend,
+                acquisition,
+            )
             add_customer(money, block, policy, accounts, acquisition, value)
             pattern = lifecycle_pattern(highest_stage, end_period, start_tenure, long_term)
             pattern_count[block, policy, pattern] += 1
@@ -303,7 +398,8 @@ def _new_customers(seed, replication, first_customer, scalars, segment_table, at
     tenure 0, paying the acquisition cost of their segment.
 
     ``attributes[:, :]`` columns: segment, wallet, fit, tier, propensity;
-    ``start[:, :]`` columns: see :data:`START_COLUMNS`."""
+    ``start[:, :]`` columns: see :data:`START_COLUMNS`.
+    """
     for local in prange(attributes.shape[0]):
         segment, wallet, fit, tier, propensity = customer_attributes(
             seed, replication, first_customer + local, scalars
@@ -320,8 +416,6 @@ def _new_customers(seed, replication, first_customer, scalars, segment_table, at
         start[local, START_TENURE] = 0
         start[local, START_HIGHEST_STAGE] = EXPLORATION
         start[local, START_ACQUISITION] = segment_table[ROW_ACQUISITION, segment]
-
-
 
 
 @njit(cache=True, parallel=True)
@@ -361,7 +455,8 @@ def _simulate_customers(
     streams of ``customer_ids[i]``. Writes block partials and per-customer CLVs in place.
 
     Used for new cohorts (states from :func:`_new_customers`) and for snapshots of live
-    customers (:func:`sim.project_from`) alike: one per-customer simulation for both."""
+    customers (:func:`sim.project_from`) alike: one per-customer simulation for both.
+    """
     n_customers = clv.shape[1]
     n_blocks = (n_customers + BLOCK - 1) // BLOCK
     for block in prange(n_blocks):
@@ -435,7 +530,8 @@ def stay_bounds(arrays) -> np.ndarray:
     scaling-down of a sum above 1, which only lowers them), so its largest value is at an
     end of that range. ``1e-12`` is added for the rounding of ``exp`` and the divisions
     (a few ulp). A uniform at or above the bound keeps the stage for every loyalty, so the
-    kernel need not evaluate the probabilities (:func:`_simulate_block`)."""
+    kernel need not evaluate the probabilities (:func:`_simulate_block`).
+    """
     scalars = arrays.scalars
     low = min(0.0, scalars[S_INDIFFERENCE_LOW], scalars[S_INDIFFERENCE_HIGH])
     high = max(1.0, scalars[S_INDIFFERENCE_LOW], scalars[S_INDIFFERENCE_HIGH])
@@ -461,16 +557,33 @@ def stay_bounds(arrays) -> np.ndarray:
     return bounds
 
 
-def run_customers(arrays, tables, seed: int, replication: int, customer_ids: np.ndarray, attributes: np.ndarray,
-                  start: np.ndarray, horizon: int, trace_customers: int = 0) -> "ChunkPartials":
+def run_customers(
+    arrays,
+    tables,
+    seed: int,
+    replication: int,
+    customer_ids: np.ndarray,
+    attributes: np.ndarray,
+    start: np.ndarray,
+    horizon: int,
+    trace_customers: int = 0,
+) -> "ChunkPartials":
     """Simulate the given customers from their start states (checked wrapper of
-    :func:`_simulate_customers`) and return their :class:`ChunkPartials`."""
+    :func:`_simulate_customers`) and return their :class:`ChunkPartials`.
+    """
     n_customers = len(customer_ids)
-    if attributes.shape != (n_customers, len(ATTRIBUTE_COLUMNS)) or start.shape != (n_customers, len(START_COLUMNS)):
-        raise ValueError(f"attributes must be ({n_customers}, {len(ATTRIBUTE_COLUMNS)}) and start "
-                         f"({n_customers}, {len(START_COLUMNS)})")
+    if attributes.shape != (n_customers, len(ATTRIBUTE_COLUMNS)) or start.shape != (
+        n_customers,
+        len(START_COLUMNS),
+    ):
+        raise ValueError(
+            f"attributes must be ({n_customers}, {len(ATTRIBUTE_COLUMNS)}) and start "
+            f"({n_customers}, {len(START_COLUMNS)})"
+        )
     partials = ChunkPartials((n_customers + BLOCK - 1) // BLOCK, len(tables.names), horizon, n_customers)
-    partials.stage_trace = np.zeros((len(tables.names), min(trace_customers, n_customers), horizon + 1), dtype=np.int8)
+    partials.stage_trace = np.zeros(
+        (len(tables.names), min(trace_customers, n_customers), horizon + 1), dtype=np.int8
+    )
     scalars = arrays.scalars
     gain, scale, annoyance = scalars[S_CARE_GAIN], scalars[S_CARE_SCALE], scalars[S_ANNOYANCE]
     oldest = int(start[:, START_TENURE].max()) if n_customers else 0
@@ -499,8 +612,16 @@ def run_customers(arrays, tables, seed: int, replication: int, customer_ids: np.
     return partials
 
 
-def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: int, n_customers: int,
-                   horizon: int, trace_customers: int = 0) -> ChunkPartials:
+def simulate_chunk(
+    arrays,
+    tables,
+    seed: int,
+    replication: int,
+    first_customer: int,
+    n_customers: int,
+    horizon: int,
+    trace_customers: int = 0,
+) -> ChunkPartials:
     """Simulate the new customers ``first_customer .. first_customer + n_customers - 1`` of one
     replication under every policy and return their :class:`ChunkPartials`.
 
@@ -513,7 +634,16 @@ def simulate_chunk(arrays, tables, seed: int, replication: int, first_customer: 
         raise ValueError(f"first_customer = {first_customer} must be a multiple of BLOCK = {BLOCK}")
     attributes = np.empty((n_customers, len(ATTRIBUTE_COLUMNS)))
     start = np.empty((n_customers, len(START_COLUMNS)))
-    _new_customers(np.uint64(seed), np.uint64(replication), np.int64(first_customer), arrays.scalars,
-                   arrays.segment, attributes, start)
+    _new_customers(
+        np.uint64(seed),
+        np.uint64(replication),
+        np.int64(first_customer),
+        arrays.scalars,
+        arrays.segment,
+        attributes,
+        start,
+    )
     customer_ids = np.arange(first_customer, first_customer + n_customers, dtype=np.int64)
-    return run_customers(arrays, tables, seed, replication, customer_ids, attributes, start, horizon, trace_customers)
+    return run_customers(
+        arrays, tables, seed, replication, customer_ids, attributes, start, horizon, trace_customers
+    )

@@ -82,17 +82,68 @@ from collections.abc import Mapping
 import numpy as np
 from numba import njit
 
-from sim.model.streams import MAX_CUSTOMER, MAX_REPLICATION, checked_int, next_beta, next_normal, next_uniform, seed_stream, stream_normals, stream_uniforms
 from sim.model import equations as _model
 from sim.model import step as _step
-from sim.tables import partials as _partials
+from sim.model.arrays import (
+    ROW_ACQUISITION,
+    ROW_ADVANCE,
+    ROW_BASE_PERFORMANCE,
+    ROW_CROSS_SELL,
+    ROW_EFFECTIVENESS,
+    ROW_EXIT,
+    ROW_EXIT_ODDS,
+    ROW_MARGIN,
+    ROW_PRICE_PREMIUM,
+    ROW_SOW,
+    S_ADAPTATION,
+    S_AFFECTION_THRESHOLD,
+    S_ANCHOR,
+    S_ANNOYANCE,
+    S_BETA_ADVANCE,
+    S_BETA_EXIT,
+    S_CARE_GAIN,
+    S_CARE_SCALE,
+    S_CHURN_ALPHA,
+    S_CHURN_BETA,
+    S_DEFECTION_THRESHOLD,
+    S_FIT_SD,
+    S_INDIFFERENCE_HIGH,
+    S_INDIFFERENCE_LOW,
+    S_INITIAL_EXPECTATION,
+    S_LONG_TERM,
+    S_MEMORY,
+    S_NEUTRAL_LOYALTY,
+    S_NOISE,
+    S_RELATIONSHIP_SHARE,
+    S_SAT_SCALE,
+    S_SAT_TOLERANCE,
+    S_TENURE_SCALE,
+    S_TIER_A_WALLET,
+    S_TIER_B_WALLET,
+    S_WALLET_MEDIAN,
+    S_WALLET_SIGMA,
+    model_arrays,
+)
 from sim.model.config import ExperimentConfig
-from sim.model.streams import COMPONENT_ATTRIBUTES, COMPONENT_CHURN, COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS
-from sim.tables.partials import K_LOYALTY, K_PROFIT, K_SATISFACTION, K_SPEND, N_PERIOD_SUMS, SATISFACTION_BINS
-from sim.model.names import N_STAGES
-from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_CHURN_ALPHA, S_CHURN_BETA, S_DEFECTION_THRESHOLD, S_FIT_SD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_LONG_TERM, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_RELATIONSHIP_SHARE, S_SAT_SCALE, S_SAT_TOLERANCE, S_TENURE_SCALE, S_TIER_A_WALLET, S_TIER_B_WALLET, S_WALLET_MEDIAN, S_WALLET_SIGMA, model_arrays
+from sim.model.names import DECLINE, ENDED, EXPLORATION, N_STAGES, STABILITY
 from sim.model.policies import policy_tables
-from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY
+from sim.model.streams import (
+    COMPONENT_ATTRIBUTES,
+    COMPONENT_CHURN,
+    COMPONENT_PERFORMANCE,
+    COMPONENT_TRANSITIONS,
+    MAX_CUSTOMER,
+    MAX_REPLICATION,
+    checked_int,
+    next_beta,
+    next_normal,
+    next_uniform,
+    seed_stream,
+    stream_normals,
+    stream_uniforms,
+)
+from sim.tables import partials as _partials
+from sim.tables.partials import K_LOYALTY, K_PROFIT, K_SATISFACTION, K_SPEND, N_PERIOD_SUMS, SATISFACTION_BINS
 
 __all__ = ["DEFAULT_BLOCK_CUSTOMERS", "PART_NAMES", "simulate_reference"]
 
@@ -135,7 +186,8 @@ def _attribute_draws(seed, replication, customers, component, churn_alpha, churn
     """Fill ``out[row] = (u, z1, z2, theta)``: the first uniform, then two normals, then
     (when ``churn_alpha > 0``) the Beta churn propensity, of the attribute stream of
     customer ``customers[row]`` (the draws of ``sim.engines.core.customer_attributes``, in the
-    same order). Jit-compiled; ``customers`` is a ``uint64`` array."""
+    same order). Jit-compiled; ``customers`` is a ``uint64`` array.
+    """
     for row in range(customers.shape[0]):
         s0, s1 = seed_stream(seed, replication, customers[row], component)
         u, s0, s1 = next_uniform(s0, s1)
@@ -158,17 +210,37 @@ def _checked_count(name: str, value, minimum: int, maximum: int) -> int:
 class _Block:
     """The customers of one block: attributes and pre-drawn randoms (shared by all policies)."""
 
-    __slots__ = ("size", "segment", "wallet", "fit", "tier", "propensity", "noise", "uniforms", "churn_uniforms")
+    __slots__ = (
+        "size",
+        "segment",
+        "wallet",
+        "fit",
+        "tier",
+        "propensity",
+        "noise",
+        "uniforms",
+        "churn_uniforms",
+    )
 
     def __init__(self, seed: int, replication: int, first: int, size: int, horizon: int, scalars: np.ndarray):
         customers = np.arange(first, first + size, dtype=np.uint64)
         draws = np.empty((size, 4))
-        _attribute_draws(np.uint64(seed), np.uint64(replication), customers, np.uint64(COMPONENT_ATTRIBUTES),
-                         scalars[S_CHURN_ALPHA], scalars[S_CHURN_BETA], draws)
+        _attribute_draws(
+            np.uint64(seed),
+            np.uint64(replication),
+            customers,
+            np.uint64(COMPONENT_ATTRIBUTES),
+            scalars[S_CHURN_ALPHA],
+            scalars[S_CHURN_BETA],
+            draws,
+        )
         self.size = size
-        # The attribute equations (A1)-(A3) of sim.model.equations, as sim.engines.core.customer_attributes uses them.
+        # The attribute equations (A1)-(A3) of sim.model.equations, as sim.engines.core.customer_attributes
+        # uses them.
         self.segment = _model.customer_segment.py_func(draws[:, 0], scalars[S_RELATIONSHIP_SHARE])
-        self.wallet = _model.customer_wallet.py_func(draws[:, 1], scalars[S_WALLET_MEDIAN], scalars[S_WALLET_SIGMA])
+        self.wallet = _model.customer_wallet.py_func(
+            draws[:, 1], scalars[S_WALLET_MEDIAN], scalars[S_WALLET_SIGMA]
+        )
         self.fit = scalars[S_FIT_SD] * draws[:, 2]
         self.tier = _model.value_tier.py_func(self.wallet, scalars[S_TIER_A_WALLET], scalars[S_TIER_B_WALLET])
         self.propensity = draws[:, 3]
@@ -193,7 +265,12 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     The body is ``sim.engines.core._simulate_block`` turned inside out: one pass per period over
     the compact arrays of the customers still active.
     """
-    stage_table, segment_table, referral, scalars = arrays.stage, arrays.segment, arrays.referral, arrays.scalars
+    stage_table, segment_table, referral, scalars = (
+        arrays.stage,
+        arrays.segment,
+        arrays.referral,
+        arrays.scalars,
+    )
     # Spend of this policy by (stage, cell), cell = segment * 3 + tier.
     spend_by_cell = tables.spend[policy].reshape(N_STAGES, -1)
     n_cells = spend_by_cell.shape[1]
@@ -201,11 +278,24 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     drop_trigger = float(tables.reactive_drop[policy])
 
     gain, care_scale, annoyance = scalars[S_CARE_GAIN], scalars[S_CARE_SCALE], scalars[S_ANNOYANCE]
-    noise_sd, memory, sat_scale, tolerance = scalars[S_NOISE], scalars[S_MEMORY], scalars[S_SAT_SCALE], scalars[S_SAT_TOLERANCE]
+    noise_sd, memory, sat_scale, tolerance = (
+        scalars[S_NOISE],
+        scalars[S_MEMORY],
+        scalars[S_SAT_SCALE],
+        scalars[S_SAT_TOLERANCE],
+    )
     defection, affection = scalars[S_DEFECTION_THRESHOLD], scalars[S_AFFECTION_THRESHOLD]
     low, high = scalars[S_INDIFFERENCE_LOW], scalars[S_INDIFFERENCE_HIGH]
-    initial_expectation, adaptation, anchor = scalars[S_INITIAL_EXPECTATION], scalars[S_ADAPTATION], scalars[S_ANCHOR]
-    neutral, beta_forward, beta_exit = scalars[S_NEUTRAL_LOYALTY], scalars[S_BETA_ADVANCE], scalars[S_BETA_EXIT]
+    initial_expectation, adaptation, anchor = (
+        scalars[S_INITIAL_EXPECTATION],
+        scalars[S_ADAPTATION],
+        scalars[S_ANCHOR],
+    )
+    neutral, beta_forward, beta_exit = (
+        scalars[S_NEUTRAL_LOYALTY],
+        scalars[S_BETA_ADVANCE],
+        scalars[S_BETA_EXIT],
+    )
     tenure_scale = scalars[S_TENURE_SCALE]
     cash = _cash_parameters(scalars)
     effectiveness = stage_table[ROW_EFFECTIVENESS]
@@ -250,7 +340,9 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         # (M1)-(M6): perceived performance, satisfaction, loyalty, expectations
         noise = block.noise[t][active]
         care = _care_response(spend, gain, care_scale, annoyance)
-        performance = _perceived_performance(base_performance, fit, effectiveness[stage], care, noise_sd, noise)
+        performance = _perceived_performance(
+            base_performance, fit, effectiveness[stage], care, noise_sd, noise
+        )
         disconfirmation = performance - expectation
         previous_satisfaction = satisfaction
         satisfaction = _update_satisfaction(satisfaction, disconfirmation, memory, sat_scale)
@@ -258,10 +350,27 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         loyalty = _loyalty_from_satisfaction(satisfaction, defection, affection, low, high)
         expectation = _update_expectation(expectation, performance, initial_expectation, adaptation, anchor)
         # (C1)-(C6): this period's cash, received at the end of the period (sim.model.step)
-        accounts, profit = _account_period(accounts, cash, t == 0, wallet, _tenure_ramp(float(t), tenure_scale),
-                                           sow[stage], margin[stage], cross_sell[stage], referral[kind], premium_rate,
-                                           loyalty, spend, 1.0)
-        for column, values in ((K_PROFIT, profit), (K_SATISFACTION, satisfaction), (K_LOYALTY, loyalty), (K_SPEND, spend)):
+        accounts, profit = _account_period(
+            accounts,
+            cash,
+            t == 0,
+            wallet,
+            _tenure_ramp(float(t), tenure_scale),
+            sow[stage],
+            margin[stage],
+            cross_sell[stage],
+            referral[kind],
+            premium_rate,
+            loyalty,
+            spend,
+            1.0,
+        )
+        for column, values in (
+            (K_PROFIT, profit),
+            (K_SATISFACTION, satisfaction),
+            (K_LOYALTY, loyalty),
+            (K_SPEND, spend),
+        ):
             values = np.broadcast_to(values, stage.shape)
             stage_sums[:, column] += np.bincount(stage, weights=values, minlength=N_STAGES)
             period_sums[t, column] += values.sum()
@@ -276,9 +385,13 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         in_bin = _satisfaction_bin(satisfaction)  # -1 for NaN: counted in no bin, as in the core
         counted = in_bin >= 0
         satisfaction_bin = stage * SATISFACTION_BINS + in_bin
-        satisfaction_bins[:, 0] += np.bincount(satisfaction_bin[counted], minlength=N_STAGES * SATISFACTION_BINS)
+        satisfaction_bins[:, 0] += np.bincount(
+            satisfaction_bin[counted], minlength=N_STAGES * SATISFACTION_BINS
+        )
         exits = counted & ((new_stage == ENDED) | ((new_stage == DECLINE) & (stage != DECLINE)))
-        satisfaction_bins[:, 1] += np.bincount(satisfaction_bin[exits], minlength=N_STAGES * SATISFACTION_BINS)
+        satisfaction_bins[:, 1] += np.bincount(
+            satisfaction_bin[exits], minlength=N_STAGES * SATISFACTION_BINS
+        )
         stage = new_stage
         np.copyto(highest, stage, where=(stage <= STABILITY) & (stage > highest))
         # customers who ended: write them out, then drop them from every working array
@@ -292,10 +405,18 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
                 final_parts[row, positions] = getattr(accounts, part)[ended]
             keep = ~ended
             active, stage, highest = active[keep], stage[keep], highest[keep]
-            satisfaction, previous_satisfaction, expectation = satisfaction[keep], previous_satisfaction[keep], expectation[keep]
+            satisfaction, previous_satisfaction, expectation = (
+                satisfaction[keep],
+                previous_satisfaction[keep],
+                expectation[keep],
+            )
             accounts = type(accounts)(*(field[keep] for field in accounts))
             cell, wallet, fit, propensity = cell[keep], wallet[keep], fit[keep], propensity[keep]
-            base_performance, exit_odds, premium_rate = base_performance[keep], exit_odds[keep], premium_rate[keep]
+            base_performance, exit_odds, premium_rate = (
+                base_performance[keep],
+                exit_odds[keep],
+                premium_rate[keep],
+            )
             if active.size == 0:
                 break
     # customers still active at the horizon
@@ -313,7 +434,8 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         out[name][policy, columns] = final_parts[row]
     out["acquisition_cost"][policy, columns] = acquisition
     out["clv"][policy, columns] = _customer_clv(
-        *final_parts, acquisition,
+        *final_parts,
+        acquisition,
     )
     out["pattern"][policy, columns] = _lifecycle_pattern(final_highest, end_period, 0, scalars[S_LONG_TERM])
     out["end_period"][policy, columns] = end_period
@@ -419,12 +541,15 @@ def simulate_reference(
     """
     if not isinstance(config, ExperimentConfig):
         hint = " (for a dict use sim.config_from_dict(data))" if isinstance(config, Mapping) else ""
-        raise TypeError(f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
-                        f"got {type(config).__name__}{hint}")
+        raise TypeError(
+            f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
+            f"got {type(config).__name__}{hint}"
+        )
     replication = _checked_count("replication", replication, 0, MAX_REPLICATION)
     first_customer = _checked_count("first_customer", first_customer, 0, MAX_CUSTOMER)
-    n_customers = _checked_count("customers", config.population.customers if customers is None else customers, 1,
-                                 MAX_CUSTOMER + 1)
+    n_customers = _checked_count(
+        "customers", config.population.customers if customers is None else customers, 1, MAX_CUSTOMER + 1
+    )
     horizon = _checked_count("horizon", config.run.horizon if horizon is None else horizon, 1, MAX_HORIZON)
     block_customers = _checked_count("block_customers", block_customers, 1, MAX_CUSTOMER + 1)
     if first_customer + n_customers - 1 > MAX_CUSTOMER:

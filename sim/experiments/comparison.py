@@ -37,10 +37,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from sim.model.config import ExperimentConfig
-from sim.tables.result import ProjectionResult, Z95
-from sim.model.config import with_run_overrides
+from sim.model.config import ExperimentConfig, with_run_overrides
 from sim.runs.projection import project, set_threads
+from sim.tables.result import Z95, ProjectionResult
 
 __all__ = [
     "ExperimentResult",
@@ -65,7 +64,9 @@ def restrict_comparison(comparison: pd.DataFrame, reference: str) -> pd.DataFram
     """
     references = list(dict.fromkeys(comparison["reference"])) if "reference" in comparison else []
     if reference not in references:
-        raise ValueError(f"reference = {reference!r} is not in the comparison table; references: {', '.join(references)}")
+        raise ValueError(
+            f"reference = {reference!r} is not in the comparison table; references: {', '.join(references)}"
+        )
     return comparison[comparison["reference"] == reference].reset_index(drop=True)
 
 
@@ -73,10 +74,13 @@ def with_unpaired_se(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
     """The comparison table with ``se_unpaired = sqrt(se_A^2 + se_B^2)`` and ``se_ratio =
     se_unpaired / se``: what the standard error of ΔCLV would be without common random
     numbers (two independent samples of the same size), and how many times smaller the
-    paired one is. ``se_ratio`` is NaN when the paired ``se`` is 0 (identical policies)."""
+    paired one is. ``se_ratio`` is NaN when the paired ``se`` is 0 (identical policies).
+    """
     se = summary.set_index("policy")["clv_se"]
     table = comparison.copy()
-    table["se_unpaired"] = np.hypot(se.reindex(table["policy"]).to_numpy(), se.reindex(table["reference"]).to_numpy())
+    table["se_unpaired"] = np.hypot(
+        se.reindex(table["policy"]).to_numpy(), se.reindex(table["reference"]).to_numpy()
+    )
     with np.errstate(divide="ignore", invalid="ignore"):
         table["se_ratio"] = np.where(table["se"] > 0, table["se_unpaired"] / table["se"], np.nan)
     return table
@@ -84,7 +88,8 @@ def with_unpaired_se(comparison: pd.DataFrame, summary: pd.DataFrame) -> pd.Data
 
 def ci_halfwidth(comparison: pd.DataFrame) -> float:
     """Largest 95 % CI half-width (``1.96 se``) of ΔCLV over the rows of a comparison table
-    (0 for an empty table)."""
+    (0 for an empty table).
+    """
     if comparison.empty:
         return 0.0
     return float(Z95 * comparison["se"].max())
@@ -145,9 +150,16 @@ class ExperimentResult(ProjectionResult):
     def from_projection(cls, result: ProjectionResult, precision: dict | None = None) -> "ExperimentResult":
         """Wrap a projection: add the frontier and the unpaired SEs (no simulation)."""
         values = {item.name: getattr(result, item.name) for item in dataclasses.fields(ProjectionResult)}
-        values["comparison"] = with_unpaired_se(result.comparison, result.summary) if len(result.comparison) else result.comparison
-        return cls(**values, frontier=frontier_table(result.summary, result.config.population.customers),
-                   precision=dict(precision or {}))
+        values["comparison"] = (
+            with_unpaired_se(result.comparison, result.summary)
+            if len(result.comparison)
+            else result.comparison
+        )
+        return cls(
+            **values,
+            frontier=frontier_table(result.summary, result.config.population.customers),
+            precision=dict(precision or {}),
+        )
 
     def manifest_extra(self) -> dict:
         """Entries for ``manifest.json``: the comparison reference and precision control."""
@@ -157,14 +169,20 @@ class ExperimentResult(ProjectionResult):
         return extra
 
 
-def _add_replications(config: ExperimentConfig, reducer, first: int, stop: int, keep_clv: bool,
-                      progress: bool = False) -> None:
+def _add_replications(
+    config: ExperimentConfig, reducer, first: int, stop: int, keep_clv: bool, progress: bool = False
+) -> None:
     """Simulate replications ``first .. stop-1`` and add their chunks to ``reducer``, in the
     work-item order of :func:`sim.project` (replications, then chunks), so the reduction is
-    the same as a single run of ``stop`` replications."""
+    the same as a single run of ``stop`` replications.
+    """
     from sim.runs.executors import config_data, plan_work, simulate_work_item
 
-    items = [item for item in plan_work(config.with_overrides(run={"replications": stop})) if item.replication >= first]
+    items = [
+        item
+        for item in plan_work(config.with_overrides(run={"replications": stop}))
+        if item.replication >= first
+    ]
     if progress:
         from tqdm.auto import tqdm
 
@@ -174,7 +192,9 @@ def _add_replications(config: ExperimentConfig, reducer, first: int, stop: int, 
         reducer.add(simulate_work_item(config_json, item, keep_clv))
 
 
-def project_to_precision(config: ExperimentConfig, *, progress: bool = False) -> tuple[ProjectionResult, dict]:
+def project_to_precision(
+    config: ExperimentConfig, *, progress: bool = False
+) -> tuple[ProjectionResult, dict]:
     """Project ``config``, adding replications until ΔCLV is known to the target precision.
 
     Starts with ``run.replications``; after each round computes the largest 95 % CI
@@ -244,7 +264,11 @@ def project_to_precision(config: ExperimentConfig, *, progress: bool = False) ->
         "replications": replications,
         "max_replications": cap,
         "met": bool(halfwidth <= target),
-        "pairs": (f"every policy vs {config.comparison.reference}" if config.comparison.reference else "every ordered pair"),
+        "pairs": (
+            f"every policy vs {config.comparison.reference}"
+            if config.comparison.reference
+            else "every ordered pair"
+        ),
         "rounds": rounds,
     }
     return result, record
@@ -273,7 +297,9 @@ def run_experiment(
     ExperimentResult
     """
     if config.sweep:
-        raise ValueError("the config has a [sweep]: run it with sim.experiments.comparison.run_sweep (or sim run)")
+        raise ValueError(
+            "the config has a [sweep]: run it with sim.experiments.comparison.run_sweep (or sim run)"
+        )
     config = with_run_overrides(config, customers, replications, horizon, seed, threads)
     if config.precision.target_ci_halfwidth is not None:
         result, record = project_to_precision(config, progress=progress)
@@ -282,5 +308,3 @@ def run_experiment(
 
 
 # --------------------------------------------------------------------------- figures + report
-
-

@@ -1,4 +1,4 @@
-"""The retention spend that maximises expected CLV: ``sim optimize CONFIG``.
+r"""The retention spend that maximises expected CLV: ``sim optimize CONFIG``.
 
 MODEL.md §4–5 asks how much to invest in each customer at each lifecycle stage, and notes
 that too little and too much spend both lose. This module searches the per-stage
@@ -49,26 +49,22 @@ known exactly (:func:`referral_case_optimum`) and checks that the optimiser find
 
 from __future__ import annotations
 
-from sim.io.progress import Progress, report_status
-
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
+from sim.exceptions import ConfigError
+from sim.experiments.spend_search import SpendLayout, SpendSearch, _objective_config, search_spend
+from sim.io.progress import Progress, report_status
 from sim.model.config import ExperimentConfig
 from sim.model.names import SEGMENTS, STAGES
-from sim.exceptions import ConfigError
-from sim.tables.result import Z95
 from sim.runs.projection import project
+from sim.tables.result import Z95
 
 __all__ = [
-    "SpendLayout",
-    "CRNObjective",
-    "SpendSearch",
     "OptimizationResult",
-    "search_spend",
     "response_curves",
     "optimize_spend",
     "optimum_policy_toml",
@@ -76,246 +72,9 @@ __all__ = [
 
 #: Name of the optimised policy in the output tables.
 OPTIMUM = "optimized"
-#: Most policies per kernel call (the experiment config's limit).
-_MAX_BATCH = 64
 
 
 # --------------------------------------------------------------------------- search space
-
-
-@dataclass(frozen=True)
-class SpendLayout:
-    """How a vector ``x`` of searched spends maps onto a spend table ``a[stage, segment]``.
-
-    Attributes
-    ----------
-    stages : tuple of str
-        The stages whose spend is searched (the others keep ``start``).
-    per_segment : bool
-        One coordinate per (stage, segment) instead of per stage.
-    start : ndarray, shape (4,)
-        Spend per stage before the search, and of the stages not searched.
-    max_spend : float
-        Upper bound of every coordinate (the lower bound is 0).
-    """
-
-    stages: tuple
-    per_segment: bool
-    start: tuple
-    max_spend: float
-
-    @classmethod
-    def from_config(cls, config: ExperimentConfig) -> "SpendLayout":
-        """The layout of ``config.optimize``."""
-        settings = config.optimize
-        return cls(tuple(settings.stages), settings.per_segment, tuple(settings.start.as_tuple()), settings.max_spend)
-
-    @property
-    def coordinates(self) -> list[tuple[str, str]]:
-        """``(stage, segment)`` of each coordinate; segment ``"all"`` without ``per_segment``."""
-        if self.per_segment:
-            return [(stage, segment) for stage in self.stages for segment in SEGMENTS]
-        return [(stage, "all") for stage in self.stages]
-
-    def initial(self) -> np.ndarray:
-        """The starting vector (``start`` of each searched stage)."""
-        return np.array([self.start[STAGES.index(stage)] for stage, _ in self.coordinates])
-
-    def table(self, x) -> np.ndarray:
-        """The spend table ``a[stage, segment]`` (shape (4, 2)) of the vector ``x``."""
-        table = np.repeat(np.asarray(self.start, dtype=float)[:, None], len(SEGMENTS), axis=1)
-        for value, (stage, segment) in zip(np.asarray(x, dtype=float), self.coordinates):
-            columns = slice(None) if segment == "all" else SEGMENTS.index(segment)
-            table[STAGES.index(stage), columns] = value
-        return table
-
-    def policy(self, name: str, x) -> dict:
-        """A ``kind = "table"`` policy (as config data) spending ``table(x)``."""
-        table = self.table(x)
-        return {"name": name, "kind": "table",
-                **{segment: {stage: float(table[s, g]) for s, stage in enumerate(STAGES)} for g, segment in enumerate(SEGMENTS)}}
-
-    def frame(self, x) -> pd.DataFrame:
-        """The searched spends as a tidy table ``stage, segment, spend``."""
-        return pd.DataFrame([{"stage": stage, "segment": segment, "spend": float(value)}
-                             for value, (stage, segment) in zip(np.asarray(x, dtype=float), self.coordinates)])
-
-    def names(self) -> list[str]:
-        """Column names of the coordinates (``"formation"`` or ``"formation.relationship"``)."""
-        return [stage if segment == "all" else f"{stage}.{segment}" for stage, segment in self.coordinates]
-
-
-def _objective_config(config: ExperimentConfig) -> ExperimentConfig:
-    """``config`` without the parts that would change how one evaluation is simulated (a
-    sweep is dropped: ``with_overrides`` merges tables, so it is removed by copy first)."""
-    return config.model_copy(update={"sweep": {}}).with_overrides(
-        precision={"target_ci_halfwidth": None}, comparison={"reference": None}, optimize={"reference": None})
-
-
-class CRNObjective:
-    """Mean CLV of candidate spend tables on a fixed set of customers and random streams.
-
-    Every evaluation simulates ``customers`` x ``replications`` customers with the same
-    ``seed``, so two candidates differ only through their spend (common random numbers).
-    A batch of candidates is simulated in one kernel call; a policy's numbers do not
-    depend on the other policies of the batch, so batching never changes a value.
-    Results are cached by candidate.
-
-    Attributes
-    ----------
-    trace : list of dict
-        Every distinct evaluation: ``evaluation``, the coordinates, ``clv_mean``,
-        ``clv_se``, ``retention_spend``.
-    """
-
-    def __init__(self, config: ExperimentConfig, layout: SpendLayout, *, customers: int, replications: int, seed: int):
-        self.base = _objective_config(config)
-        self.layout = layout
-        self.customers = customers
-        self.replications = replications
-        self.seed = seed
-        self.kernel_calls = 0
-        self.trace: list[dict] = []
-        self._cache: dict[tuple, float] = {}
-
-    def _key(self, x) -> tuple:
-        return tuple(float(v) for v in np.asarray(x, dtype=float))
-
-    def batch(self, candidates) -> np.ndarray:
-        """Mean CLV of every candidate vector (simulating only those not seen before)."""
-        keys = [self._key(x) for x in candidates]
-        missing = list(dict.fromkeys(key for key in keys if key not in self._cache))
-        for start in range(0, len(missing), _MAX_BATCH):
-            chunk = missing[start:start + _MAX_BATCH]
-            policies = [self.layout.policy(f"c{i}", key) for i, key in enumerate(chunk)]
-            config = self.base.with_overrides(policies=policies)
-            summary = project(config, customers=self.customers, replications=self.replications, seed=self.seed).summary
-            self.kernel_calls += 1
-            for key, row in zip(chunk, summary.itertuples()):
-                self._cache[key] = float(row.clv_mean)
-                self.trace.append({"evaluation": len(self.trace) + 1,
-                                   **dict(zip(self.layout.names(), key)),
-                                   "clv_mean": row.clv_mean, "clv_se": row.clv_se,
-                                   "retention_spend": row.retention_spend})
-        return np.array([self._cache[key] for key in keys])
-
-    def __call__(self, x) -> float:
-        """Mean CLV of one candidate vector."""
-        return float(self.batch([x])[0])
-
-
-@dataclass
-class SpendSearch:
-    """Outcome of :func:`search_spend`.
-
-    Attributes
-    ----------
-    layout : SpendLayout
-    x : ndarray
-        The best spends found, one per coordinate.
-    clv : float
-        The CRN objective (mean CLV, in-sample) at ``x``.
-    optimum : DataFrame
-        ``stage, segment, spend``.
-    trace : DataFrame
-        Every distinct evaluation (see :class:`CRNObjective`).
-    evaluations, kernel_calls, cycles : int
-    """
-
-    layout: SpendLayout
-    x: np.ndarray
-    clv: float
-    optimum: pd.DataFrame
-    trace: pd.DataFrame
-    evaluations: int
-    kernel_calls: int
-    cycles: int
-
-
-def _coordinate_search(objective: CRNObjective, layout: SpendLayout, settings) -> tuple[np.ndarray, int]:
-    from scipy.optimize import minimize_scalar
-
-    x = np.clip(layout.initial(), 0.0, layout.max_spend)
-    grid = np.linspace(0.0, layout.max_spend, settings.grid_points)
-    tolerance = settings.spend_tolerance
-    cycles = 0
-    spacing = grid[1] - grid[0]
-    for cycles in range(1, settings.max_cycles + 1):
-        previous = x.copy()
-        for j in range(len(x)):
-            if cycles == 1:  # the whole range, on the coarse grid, in one kernel call
-                candidates = []
-                for value in grid:
-                    candidate = x.copy()
-                    candidate[j] = value
-                    candidates.append(candidate)
-                values = objective.batch(candidates)
-                best = int(np.argmax(values))
-                best_value, best_spend = values[best], grid[best]
-                low, high = grid[max(best - 1, 0)], grid[min(best + 1, len(grid) - 1)]
-            else:  # later cycles: re-tune within one grid step of the current spend
-                best_value, best_spend = objective(x), x[j]
-                low, high = max(x[j] - spacing, 0.0), min(x[j] + spacing, layout.max_spend)
-
-            def negative(value, j=j):
-                candidate = x.copy()
-                candidate[j] = value
-                return -objective(candidate)
-
-            refined = minimize_scalar(negative, bounds=(low, high), method="bounded", options={"xatol": tolerance})
-            options = [(best_value, best_spend), (-float(refined.fun), float(refined.x)), (objective(x), x[j])]
-            x[j] = max(options, key=lambda item: item[0])[1]
-        if np.max(np.abs(x - previous)) <= tolerance:
-            break
-    return x, cycles
-
-
-def _powell_search(objective: CRNObjective, layout: SpendLayout, settings) -> tuple[np.ndarray, int]:
-    from scipy.optimize import minimize
-
-    x0 = np.clip(layout.initial(), 0.0, layout.max_spend)
-    outcome = minimize(lambda x: -objective(np.clip(x, 0.0, layout.max_spend)), x0, method="Powell",
-                       bounds=[(0.0, layout.max_spend)] * len(x0),
-                       options={"xtol": settings.spend_tolerance, "ftol": 1e-10, "maxfev": 400 * len(x0)})
-    return np.clip(outcome.x, 0.0, layout.max_spend), int(outcome.nit)
-
-
-def search_spend(
-    config: ExperimentConfig,
-    *,
-    customers: int | None = None,
-    replications: int | None = None,
-    seed: int | None = None,
-) -> SpendSearch:
-    """Search the spend table maximising the CRN objective (mean CLV net of spend).
-
-    Parameters
-    ----------
-    config
-        A validated experiment; its ``[optimize]`` section sets the search (stages,
-        per-segment, bounds, start, method, tolerance). Its policies are not used.
-    customers, replications, seed
-        Size and seed of the objective; default ``optimize.customers`` (else
-        ``population.customers``), ``optimize.replications`` (else ``run.replications``)
-        and ``run.seed``.
-
-    Returns
-    -------
-    SpendSearch
-    """
-    settings = config.optimize
-    layout = SpendLayout.from_config(config)
-    objective = CRNObjective(
-        config, layout,
-        customers=customers or settings.customers or config.population.customers,
-        replications=replications or settings.replications or config.run.replications,
-        seed=config.run.seed if seed is None else seed,
-    )
-    search = _powell_search if settings.method == "powell" else _coordinate_search
-    x, cycles = search(objective, layout, settings)
-    value = objective(x)
-    return SpendSearch(layout=layout, x=x, clv=value, optimum=layout.frame(x), trace=pd.DataFrame(objective.trace),
-                       evaluations=len(objective.trace), kernel_calls=objective.kernel_calls, cycles=cycles)
 
 
 # --------------------------------------------------------------------------- response + evaluation
@@ -362,25 +121,31 @@ def response_curves(
         comparison = result.comparison.set_index("policy")
         for i, value in enumerate(list(grid) + [x[j]]):
             name = f"p{i}" if i < len(grid) else OPTIMUM
-            frames.append({
-                "stage": stage,
-                "segment": segment,
-                "spend": float(value),
-                "clv_mean": summary.loc[name, "clv_mean"],
-                "clv_se": summary.loc[name, "clv_se"],
-                "delta_clv": comparison.loc[name, "delta_clv"] if name != OPTIMUM else 0.0,
-                "delta_se": comparison.loc[name, "se"] if name != OPTIMUM else 0.0,
-                "retention_spend": summary.loc[name, "retention_spend"],
-                "satisfaction_mean": summary.loc[name, "satisfaction_mean"],
-                "is_optimum": name == OPTIMUM,
-            })
+            frames.append(
+                {
+                    "stage": stage,
+                    "segment": segment,
+                    "spend": float(value),
+                    "clv_mean": summary.loc[name, "clv_mean"],
+                    "clv_se": summary.loc[name, "clv_se"],
+                    "delta_clv": comparison.loc[name, "delta_clv"] if name != OPTIMUM else 0.0,
+                    "delta_se": comparison.loc[name, "se"] if name != OPTIMUM else 0.0,
+                    "retention_spend": summary.loc[name, "retention_spend"],
+                    "satisfaction_mean": summary.loc[name, "satisfaction_mean"],
+                    "is_optimum": name == OPTIMUM,
+                }
+            )
     return _stage_order(pd.DataFrame(frames))
 
 
 def _stage_order(table: pd.DataFrame) -> pd.DataFrame:
     order = {stage: i for i, stage in enumerate(STAGES)}
-    return table.sort_values(["stage", "segment", "spend"], key=lambda c: c.map(order) if c.name == "stage" else c,
-                             kind="stable", ignore_index=True)
+    return table.sort_values(
+        ["stage", "segment", "spend"],
+        key=lambda c: c.map(order) if c.name == "stage" else c,
+        kind="stable",
+        ignore_index=True,
+    )
 
 
 @dataclass
@@ -439,28 +204,55 @@ class OptimizationResult:
     def manifest_extra(self) -> dict:
         """Entries for ``manifest.json``: the optimum, its CI and the optimiser's settings."""
         row = self.evaluation.set_index("policy").loc[OPTIMUM]
-        versus = self.comparison.set_index("policy").loc[OPTIMUM] if OPTIMUM in set(self.comparison["policy"]) else None
+        versus = (
+            self.comparison.set_index("policy").loc[OPTIMUM]
+            if OPTIMUM in set(self.comparison["policy"])
+            else None
+        )
         return {
             "optimize": {
                 **self.settings,
                 "optimum": self.optimum.to_dict(orient="records"),
                 "in_sample_clv": self.search.clv,
-                "clv_mean": row["clv_mean"], "ci_low": row["ci_low"], "ci_high": row["ci_high"],
+                "clv_mean": row["clv_mean"],
+                "ci_low": row["ci_low"],
+                "ci_high": row["ci_high"],
                 "reference": self.reference,
-                "delta_vs_reference": None if versus is None else {
-                    "delta_clv": versus["delta_clv"], "ci_low": versus["ci_low"], "ci_high": versus["ci_high"]},
-                "evaluations": self.search.evaluations, "kernel_calls": self.search.kernel_calls,
+                "delta_vs_reference": None
+                if versus is None
+                else {
+                    "delta_clv": versus["delta_clv"],
+                    "ci_low": versus["ci_low"],
+                    "ci_high": versus["ci_high"],
+                },
+                "evaluations": self.search.evaluations,
+                "kernel_calls": self.search.kernel_calls,
                 "cycles": self.search.cycles,
             }
         }
 
-    def save(self, directory, *, command: str | None = None, force: bool = False,
-             extra_manifest: dict | None = None, figures: dict | None = None):
-        """Write the tables as CSV, the figures, then ``manifest.json`` (see :func:`sim.io.results.save_result`)."""
+    def save(
+        self,
+        directory,
+        *,
+        command: str | None = None,
+        force: bool = False,
+        extra_manifest: dict | None = None,
+        figures: dict | None = None,
+    ):
+        """Write the tables as CSV, the figures, then ``manifest.json``
+        (:func:`sim.io.results.save_result`).
+        """
         from sim.io.results import save_result
 
-        return save_result(self, directory, command=command, force=force,
-                           extra_manifest={**self.manifest_extra(), **(extra_manifest or {})}, figures=figures)
+        return save_result(
+            self,
+            directory,
+            command=command,
+            force=force,
+            extra_manifest={**self.manifest_extra(), **(extra_manifest or {})},
+            figures=figures,
+        )
 
 
 def _max_policies() -> int:
@@ -473,24 +265,44 @@ def optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
     """The name of the optimised policy, once every check :func:`optimize_spend` can make
     before any work has passed: the name is free, the config leaves room for one more
     policy, and the evaluation seed differs from the objective's (``seed``, default
-    ``run.seed``). Raises :class:`ConfigError` listing every problem."""
+    ``run.seed``). Raises :class:`ConfigError` listing every problem.
+    """
     problems = []
     if OPTIMUM in config.policy_names:
-        problems.append((f"policies ({OPTIMUM!r})", (f"the name {OPTIMUM!r} is reserved for the optimised policy "
-                                                     "in sim optimize; rename that policy")))
+        problems.append(
+            (
+                f"policies ({OPTIMUM!r})",
+                (
+                    f"the name {OPTIMUM!r} is reserved for the optimised policy "
+                    "in sim optimize; rename that policy"
+                ),
+            )
+        )
     limit = _max_policies()
     if len(config.policies) >= limit:
-        problems.append((f"policies ({len(config.policies)} policies)",
-                         (f"sim optimize adds the policy {OPTIMUM!r} and a config holds at most {limit}, "
-                          f"so at most {limit - 1} may be given; remove {len(config.policies) - limit + 1}")))
+        problems.append(
+            (
+                f"policies ({len(config.policies)} policies)",
+                (
+                    f"sim optimize adds the policy {OPTIMUM!r} and a config holds at most {limit}, "
+                    f"so at most {limit - 1} may be given; remove {len(config.policies) - limit + 1}"
+                ),
+            )
+        )
     evaluation_seed = config.optimize.evaluation_seed
     objective_seed = config.run.seed if seed is None else seed
     if evaluation_seed is not None and evaluation_seed == objective_seed:
         source = "run.seed (or --seed)" if seed is None else "the seed argument"
-        problems.append((f"optimize.evaluation_seed = {evaluation_seed}",
-                         (f"equals the search objective's seed, {source} = {objective_seed}: the optimum must be "
-                          "re-evaluated on fresh random numbers; choose another seed, or leave it unset "
-                          "(objective seed + 1)")))
+        problems.append(
+            (
+                f"optimize.evaluation_seed = {evaluation_seed}",
+                (
+                    f"equals the search objective's seed, {source} = {objective_seed}: the optimum must be "
+                    "re-evaluated on fresh random numbers; choose another seed, or leave it unset "
+                    "(objective seed + 1)"
+                ),
+            )
+        )
     if problems:
         raise ConfigError(problems)
     return OPTIMUM
@@ -547,24 +359,44 @@ def optimize_spend(
     objective_customers = customers or settings.customers or config.population.customers
     objective_replications = replications or settings.replications or config.run.replications
     objective_seed = config.run.seed if seed is None else seed
-    evaluation_seed = settings.evaluation_seed if settings.evaluation_seed is not None else (objective_seed + 1) % 2**63
+    evaluation_seed = (
+        settings.evaluation_seed if settings.evaluation_seed is not None else (objective_seed + 1) % 2**63
+    )
     evaluation_customers = settings.evaluation_customers or objective_customers
     evaluation_replications = settings.evaluation_replications or objective_replications
     timings = {}
 
     started = time.perf_counter()
-    report_status(f"  searching ({settings.method}) on {objective_customers:,} customers x {objective_replications} "
-                  f"replications, seed {objective_seed} ...", progress)
-    search = search_spend(config, customers=objective_customers, replications=objective_replications, seed=objective_seed)
+    report_status(
+        f"  searching ({settings.method}) on {objective_customers:,} customers x {objective_replications} "
+        f"replications, seed {objective_seed} ...",
+        progress,
+    )
+    search = search_spend(
+        config, customers=objective_customers, replications=objective_replications, seed=objective_seed
+    )
     timings["search_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    report_status(f"  evaluating on fresh seed {evaluation_seed} ({evaluation_customers:,} customers x "
-                  f"{evaluation_replications} replications) ...", progress)
-    policies = [policy.model_dump(mode="python") for policy in config.policies] + [search.layout.policy(name, search.x)]
-    evaluation_config = _objective_config(config).with_overrides(policies=policies, comparison={"reference": reference})
-    evaluated = ExperimentResult.from_projection(project(evaluation_config, customers=evaluation_customers,
-                                                         replications=evaluation_replications, seed=evaluation_seed))
+    report_status(
+        f"  evaluating on fresh seed {evaluation_seed} ({evaluation_customers:,} customers x "
+        f"{evaluation_replications} replications) ...",
+        progress,
+    )
+    policies = [policy.model_dump(mode="python") for policy in config.policies] + [
+        search.layout.policy(name, search.x)
+    ]
+    evaluation_config = _objective_config(config).with_overrides(
+        policies=policies, comparison={"reference": reference}
+    )
+    evaluated = ExperimentResult.from_projection(
+        project(
+            evaluation_config,
+            customers=evaluation_customers,
+            replications=evaluation_replications,
+            seed=evaluation_seed,
+        )
+    )
     evaluation = evaluated.summary.copy()
     evaluation["ci_low"] = evaluation["clv_mean"] - Z95 * evaluation["clv_se"]
     evaluation["ci_high"] = evaluation["clv_mean"] + Z95 * evaluation["clv_se"]
@@ -572,10 +404,20 @@ def optimize_spend(
     timings["evaluation_seconds"] = time.perf_counter() - started
 
     started = time.perf_counter()
-    report_status(f"  response curves ({settings.response_points} spends x {len(search.layout.coordinates)} "
-                  "coordinates) ...", progress)
-    response = response_curves(config, search.layout, search.x, points=settings.response_points,
-                               customers=objective_customers, replications=objective_replications, seed=evaluation_seed)
+    report_status(
+        f"  response curves ({settings.response_points} spends x {len(search.layout.coordinates)} "
+        "coordinates) ...",
+        progress,
+    )
+    response = response_curves(
+        config,
+        search.layout,
+        search.x,
+        points=settings.response_points,
+        customers=objective_customers,
+        replications=objective_replications,
+        seed=evaluation_seed,
+    )
     timings["response_seconds"] = time.perf_counter() - started
     return OptimizationResult(
         config=config,
@@ -588,11 +430,21 @@ def optimize_spend(
         trace=search.trace,
         reference=reference,
         settings={
-            "method": settings.method, "per_segment": settings.per_segment, "stages": list(settings.stages),
-            "max_spend": settings.max_spend, "spend_tolerance": settings.spend_tolerance,
-            "objective": {"customers": objective_customers, "replications": objective_replications, "seed": objective_seed},
-            "evaluation": {"customers": evaluation_customers, "replications": evaluation_replications,
-                           "seed": evaluation_seed},
+            "method": settings.method,
+            "per_segment": settings.per_segment,
+            "stages": list(settings.stages),
+            "max_spend": settings.max_spend,
+            "spend_tolerance": settings.spend_tolerance,
+            "objective": {
+                "customers": objective_customers,
+                "replications": objective_replications,
+                "seed": objective_seed,
+            },
+            "evaluation": {
+                "customers": evaluation_customers,
+                "replications": evaluation_replications,
+                "seed": evaluation_seed,
+            },
         },
         timings=timings,
     )
@@ -606,7 +458,8 @@ def optimize_spend(
 
 def optimum_policy_toml(result: OptimizationResult, name: str = OPTIMUM) -> str:
     """The optimised spend table as a ``[[policies]]`` TOML entry (``kind = "table"``), to
-    paste into an experiment config."""
+    paste into an experiment config.
+    """
     policy = result.search.layout.policy(name, result.search.x)
     lines = ["[[policies]]", f'name = "{name}"', 'kind = "table"']
     for segment in SEGMENTS:
@@ -615,40 +468,63 @@ def optimum_policy_toml(result: OptimizationResult, name: str = OPTIMUM) -> str:
     return "\n".join(lines)
 
 
-def optimize_problems(config: ExperimentConfig, *, customers: int | None = None,
-                      replications: int | None = None) -> list[tuple[str, str]]:
+def optimize_problems(
+    config: ExperimentConfig, *, customers: int | None = None, replications: int | None = None
+) -> list[tuple[str, str]]:
     """Sections of ``config`` that ``sim optimize`` would ignore (it searches one experiment on
     the core engine, with the replications of ``[optimize]``), and sizes of the objective or
     of the fresh-seed evaluation too large for this machine
-    (:func:`sim.runs.executors.run_size_problems`)."""
+    (:func:`sim.runs.executors.run_size_problems`).
+    """
     from sim.model.sections import PrecisionConfig
     from sim.runs.executors import run_size_problems
 
     settings = config.optimize
-    objective = (customers or settings.customers or config.population.customers,
-                 replications or settings.replications or config.run.replications)
-    evaluation = (settings.evaluation_customers or objective[0], settings.evaluation_replications or objective[1])
+    objective = (
+        customers or settings.customers or config.population.customers,
+        replications or settings.replications or config.run.replications,
+    )
+    evaluation = (
+        settings.evaluation_customers or objective[0],
+        settings.evaluation_replications or objective[1],
+    )
     size_problems = []
     for label, (size_customers, size_replications) in (("objective", objective), ("evaluation", evaluation)):
         sized = config.model_copy(update={"sweep": {}}).with_overrides(
-            population={"customers": size_customers}, run={"replications": size_replications})
-        size_problems += [(f"{field} (the optimize {label}: {size_customers:,} customers x {size_replications:,} "
-                           "replications, from [optimize] or the overrides)", message)
-                          for field, message in run_size_problems(sized)]
+            population={"customers": size_customers}, run={"replications": size_replications}
+        )
+        size_problems += [
+            (
+                f"{field} (the optimize {label}: {size_customers:,} customers x {size_replications:,} "
+                "replications, from [optimize] or the overrides)",
+                message,
+            )
+            for field, message in run_size_problems(sized)
+        ]
 
     problems = []
     if config.engine != "core":
-        problems.append((f"engine = {config.engine!r}",
-                         "sim optimize searches the spend on the core engine, not the agent engine's [market]; "
-                         "set engine = \"core\" (and switch the [market] interactions off) or use another config"))
+        problems.append(
+            (
+                f"engine = {config.engine!r}",
+                "sim optimize searches the spend on the core engine, not the agent engine's [market]; "
+                'set engine = "core" (and switch the [market] interactions off) or use another config',
+            )
+        )
     if config.sweep:
-        problems.append((f"sweep ({len(config.sweep)} swept path{'s' if len(config.sweep) != 1 else ''})",
-                         "sim optimize runs one experiment, not a [sweep] grid; remove the [sweep] section "
-                         "(run the sweep with sim run)"))
+        problems.append(
+            (
+                f"sweep ({len(config.sweep)} swept path{'s' if len(config.sweep) != 1 else ''})",
+                "sim optimize runs one experiment, not a [sweep] grid; remove the [sweep] section "
+                "(run the sweep with sim run)",
+            )
+        )
     if config.precision != PrecisionConfig():
-        problems.append(("precision",
-                         "sim optimize does not use [precision] control (its replications are optimize.replications "
-                         "and optimize.evaluation_replications); remove the [precision] section"))
+        problems.append(
+            (
+                "precision",
+                "sim optimize does not use [precision] control (its replications are optimize.replications "
+                "and optimize.evaluation_replications); remove the [precision] section",
+            )
+        )
     return problems + size_problems
-
-

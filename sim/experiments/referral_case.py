@@ -1,6 +1,7 @@
 """A case of the model whose optimal retention spend is known in closed form, to check the
 optimiser: the Markov-reducible lifecycle chain with referral value bought by spend
-(``docs/model.md`` §10.4)."""
+(``docs/model.md`` §10.4).
+"""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from sim.model.names import EXPLORATION, SEGMENTS, STAGES
+
+from sim.experiments.spend_search import SpendLayout, _objective_config
 from sim.model.config import ExperimentConfig
-from sim.experiments.optimize import SpendLayout, _objective_config
+from sim.model.names import EXPLORATION, SEGMENTS, STAGES
 
 
 def _referral_case_problems(config: ExperimentConfig) -> list[str]:
@@ -27,7 +29,8 @@ def _referral_case_problems(config: ExperimentConfig) -> list[str]:
 @dataclass(frozen=True)
 class _ReferralCase:
     """The exact pieces of a referral case: ``clv(a) = clv_zero + sum_{g,k} share_g
-    weight[g, k] (rho_{g,k}(a[k, g]) - a[k, g])``."""
+    weight[g, k] (rho_{g,k}(a[k, g]) - a[k, g])``.
+    """
 
     clv_zero: float
     shares: tuple
@@ -48,7 +51,10 @@ class _ReferralCase:
         gain = care_response.py_func(np.asarray(spend, dtype=float), *self.care)
         m = self.base[segment] + self.effectiveness[stage] * gain
         if self.spread > 0:
-            low, high = norm.cdf((-self.tolerance - m) / self.spread), norm.cdf((m - self.tolerance) / self.spread)
+            low, high = (
+                norm.cdf((-self.tolerance - m) / self.spread),
+                norm.cdf((m - self.tolerance) / self.spread),
+            )
         else:
             low, high = (m < -self.tolerance).astype(float), (m > self.tolerance).astype(float)
         return self.referral[0] * low + self.referral[2] * high + self.referral[1] * (1.0 - low - high)
@@ -56,20 +62,22 @@ class _ReferralCase:
     def term(self, spend, stage: int, segments) -> np.ndarray:
         """The CLV contribution of one stage's spend, summed over ``segments``."""
         spend = np.asarray(spend, dtype=float)
-        return sum(self.shares[g] * self.weight[g, stage] * (self.rho(spend, stage, g) - spend) for g in segments)
+        return sum(
+            self.shares[g] * self.weight[g, stage] * (self.rho(spend, stage, g) - spend) for g in segments
+        )
 
 
 def _referral_case(config: ExperimentConfig) -> _ReferralCase:
-    from sim.analytic.markov import markov_clv
     from sim.analytic.lifecycle_chain import lifecycle_chain, lifecycle_markov_clv
-
+    from sim.analytic.markov import markov_clv
 
     problems = _referral_case_problems(config)
     if problems:
         raise ValueError("not a referral case: " + "; ".join(problems))
     dyn, wom, eco = config.dynamics, config.word_of_mouth, config.economics
-    silent = _objective_config(config).with_overrides(word_of_mouth={"talk_probability": 0.0},
-                                                      policies=[{"name": "zero", "kind": "none"}])
+    silent = _objective_config(config).with_overrides(
+        word_of_mouth={"talk_probability": 0.0}, policies=[{"name": "zero", "kind": "none"}]
+    )
     shares = (config.population.relationship_share, 1.0 - config.population.relationship_share)
     weight = np.zeros((len(SEGMENTS), len(STAGES)))
     for g, segment in enumerate(SEGMENTS):
@@ -77,15 +85,21 @@ def _referral_case(config: ExperimentConfig) -> _ReferralCase:
         for k in range(len(STAGES)):
             unit = np.zeros(5)
             unit[k] = 1.0
-            weight[g, k] = markov_clv(P, unit, eco.period_discount_rate, horizon=config.run.horizon, timing="end")[EXPLORATION]
+            weight[g, k] = markov_clv(
+                P, unit, eco.period_discount_rate, horizon=config.run.horizon, timing="end"
+            )[EXPLORATION]
     return _ReferralCase(
         clv_zero=lifecycle_markov_clv(silent, "zero"),
         shares=shares,
         weight=weight,
         base=np.asarray(dyn.base_performance.as_tuple()) - dyn.initial_expectation,
         effectiveness=np.asarray(dyn.stage_effectiveness.as_tuple()),
-        referral=(wom.talk_probability * np.array(wom.people_told.as_tuple()) * np.array(wom.influence.as_tuple())
-                  * wom.referral_value),
+        referral=(
+            wom.talk_probability
+            * np.array(wom.people_told.as_tuple())
+            * np.array(wom.influence.as_tuple())
+            * wom.referral_value
+        ),
         spread=math.hypot(dyn.performance_fit_sd, dyn.performance_noise),
         tolerance=dyn.satisfaction_tolerance,
         care=(dyn.care_gain, dyn.care_scale, dyn.annoyance),
@@ -93,7 +107,7 @@ def _referral_case(config: ExperimentConfig) -> _ReferralCase:
 
 
 def referral_case_clv(config: ExperimentConfig, spend) -> float:
-    """Exact expected CLV of a spend table ``spend[stage, segment]`` in the *referral case*.
+    r"""Exact expected CLV of a spend table ``spend[stage, segment]`` in the *referral case*.
 
     The referral case is the Markov-reducible setting (:mod:`sim.analytic.lifecycle_chain`: no
     satisfaction feedback on transitions, no tenure or loyalty effects on cash) with word
@@ -108,7 +122,8 @@ def referral_case_clv(config: ExperimentConfig, spend) -> float:
 
     .. math:: \\rho_{g,k}(a) = r_d\\,\\Phi\\left(\\frac{-\\tau - m}{s}\\right)
               + r_h\\,\\Phi\\left(\\frac{m - \\tau}{s}\\right)
-              + r_s\\left(1 - \\Phi\\left(\\frac{-\\tau - m}{s}\\right) - \\Phi\\left(\\frac{m - \\tau}{s}\\right)\\right)
+              + r_s\\left(1 - \\Phi\\left(\\frac{-\\tau - m}{s}\\right)
+              - \\Phi\\left(\\frac{m - \\tau}{s}\\right)\\right)
 
     (``r`` the expected referral value of a dissatisfied, satisfied and highly satisfied
     period, C5; ``tau`` the tolerance, M3). The stage process does not depend on
@@ -170,7 +185,9 @@ def referral_case_optimum(config: ExperimentConfig) -> pd.DataFrame:
         values = term(fine)
         best = int(np.argmax(values))
         low, high = fine[max(best - 1, 0)], fine[min(best + 1, len(fine) - 1)]
-        refined = minimize_scalar(lambda v: -float(term(v)), bounds=(low, high), method="bounded", options={"xatol": 1e-10})
+        refined = minimize_scalar(
+            lambda v: -float(term(v)), bounds=(low, high), method="bounded", options={"xatol": 1e-10}
+        )
         x[j] = refined.x if -refined.fun >= values[best] else fine[best]
         h = 1e-3
         curvature[j] = float(term(x[j] + h) - 2 * term(x[j]) + term(max(x[j] - h, 0.0))) / h**2

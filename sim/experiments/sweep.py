@@ -1,17 +1,18 @@
 """Sweeps: one experiment per point of a ``[sweep]`` grid over parameter paths, with tidy rows
-keyed by the point (:func:`run_sweep`), every point size-checked before the first runs."""
+keyed by the point (:func:`run_sweep`), every point size-checked before the first runs.
+"""
 
 from __future__ import annotations
-
-from sim.io.progress import Progress, report_status
 
 import time
 from dataclasses import dataclass, field
 
 import pandas as pd
+
 from sim.exceptions import ConfigError
-from sim.model.config import ExperimentConfig, apply_overrides, sweep_grid
 from sim.experiments.comparison import run_experiment
+from sim.io.progress import Progress, report_status
+from sim.model.config import ExperimentConfig, apply_overrides, sweep_grid
 
 
 @dataclass
@@ -59,34 +60,54 @@ class SweepResult:
             extra["precision"] = self.precision
         return extra
 
-    def save(self, directory, *, command: str | None = None, force: bool = False,
-             extra_manifest: dict | None = None, figures: dict | None = None):
-        """Write the tables as CSV, the figures, then ``manifest.json`` (see :func:`sim.io.results.save_result`)."""
+    def save(
+        self,
+        directory,
+        *,
+        command: str | None = None,
+        force: bool = False,
+        extra_manifest: dict | None = None,
+        figures: dict | None = None,
+    ):
+        """Write the tables as CSV, the figures, then ``manifest.json``
+        (:func:`sim.io.results.save_result`).
+        """
         from sim.io.results import save_result
 
-        return save_result(self, directory, command=command, force=force,
-                           extra_manifest={**self.manifest_extra(), **(extra_manifest or {})}, figures=figures)
+        return save_result(
+            self,
+            directory,
+            command=command,
+            force=force,
+            extra_manifest={**self.manifest_extra(), **(extra_manifest or {})},
+            figures=figures,
+        )
 
 
 def _with_point(table: pd.DataFrame, number: int, point: dict) -> pd.DataFrame:
-    front = pd.DataFrame({"point": [number] * len(table), **{path: [value] * len(table) for path, value in point.items()}})
+    front = pd.DataFrame(
+        {"point": [number] * len(table), **{path: [value] * len(table) for path, value in point.items()}}
+    )
     return pd.concat([front, table.reset_index(drop=True)], axis=1)
 
 
 def sweep_point_configs(config: ExperimentConfig) -> tuple[list[dict], list[ExperimentConfig]]:
     """The points of the config's ``[sweep]`` grid and the config of each (the base with the
-    swept paths set by ``sim.model.config.apply_overrides``, each validated)."""
+    swept paths set by ``sim.model.config.apply_overrides``, each validated).
+    """
     base = config.model_copy(update={"sweep": {}})
     points = sweep_grid(config)
     return points, [apply_overrides(base, point) for point in points]
 
 
-def sweep_size_problems(config: ExperimentConfig, points: list[dict] | None = None,
-                        configs: list[ExperimentConfig] | None = None) -> list[tuple[str, str]]:
+def sweep_size_problems(
+    config: ExperimentConfig, points: list[dict] | None = None, configs: list[ExperimentConfig] | None = None
+) -> list[tuple[str, str]]:
     """Why a point of the ``[sweep]`` grid is too large to run on this machine
     (:func:`sim.runs.executors.run_size_problems` of each point, naming the point), checked
     before any work: a sweep over ``population.customers`` must not fail at its last point,
-    hours in. ``points, configs`` from :func:`sweep_point_configs` if already built."""
+    hours in. ``points, configs`` from :func:`sweep_point_configs` if already built.
+    """
     from sim.runs.executors import run_size_problems
 
     if points is None or configs is None:
@@ -97,9 +118,13 @@ def sweep_size_problems(config: ExperimentConfig, points: list[dict] | None = No
         failing += bool(point_problems)
         if point_problems and failing <= MAX_REPORTED_POINTS:
             where = ", ".join(f"{path} = {value}" for path, value in point.items())
-            problems += [(f"{field} (sweep point {number}: {where})", message) for field, message in point_problems]
+            problems += [
+                (f"{field} (sweep point {number}: {where})", message) for field, message in point_problems
+            ]
     if failing > MAX_REPORTED_POINTS:
-        problems.append(("sweep", f"and {failing - MAX_REPORTED_POINTS:,} more points too large (of {len(points):,})"))
+        problems.append(
+            ("sweep", f"and {failing - MAX_REPORTED_POINTS:,} more points too large (of {len(points):,})")
+        )
     return problems
 
 
@@ -132,7 +157,9 @@ def run_sweep(config: ExperimentConfig, *, progress: Progress = False) -> SweepR
     started = time.perf_counter()
     summaries, comparisons, frontiers, precision = [], [], [], []
     for number, (point, point_config) in enumerate(zip(points, configs), start=1):
-        report_status(f"  point {number}/{len(points)}: " + ", ".join(f"{k} = {v}" for k, v in point.items()), progress)
+        report_status(
+            f"  point {number}/{len(points)}: " + ", ".join(f"{k} = {v}" for k, v in point.items()), progress
+        )
         result = run_experiment(point_config)
         summaries.append(_with_point(result.summary, number, point))
         comparisons.append(_with_point(result.comparison, number, point))

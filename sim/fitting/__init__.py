@@ -1,3 +1,10 @@
-"""Models fitted to data: customer-base models of transaction logs and the simulator's calibration."""
+"""Models fitted to data: the simulator's calibration to observed survival or a transaction
+log (:mod:`sim.fitting.calibration`), and synthetic logs simulated from a config
+(:mod:`sim.fitting.synthetic`).
 
-from sim.fitting import calibration
+May import: :mod:`sim.runs` and everything below it, :mod:`sim.analytic`, :mod:`sim.data`.
+"""
+
+from sim.fitting import calibration, synthetic
+
+__all__ = ["calibration", "synthetic"]

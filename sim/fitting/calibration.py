@@ -49,46 +49,36 @@ Interactive Marketing, 21(1), 76-90.
 
 from __future__ import annotations
 
-import csv
-import datetime as _dt
-import io
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from sim.analytic.sbg import SBGFit, sbg_fit, sbg_retention, sbg_survival
-from sim.model.config import ExperimentConfig, config_from_dict
-from sim.model.config import config_to_toml, write_config
-from sim.analytic.sbg import sbg_fisher_information, sbg_standard_errors
+from sim.analytic.sbg import (
+    SBGFit,
+    sbg_fit,
+    sbg_retention,
+    sbg_standard_errors,
+    sbg_survival,
+)
+from sim.model.config import ExperimentConfig, config_from_dict, config_to_toml, write_config
 
 __all__ = [
     "MAX_BETA_PARAMETER",
     "SurvivalCalibration",
-    "CohortSurvival",
     "check_survivors",
     "parse_survivors",
-    "sbg_fisher_information",
-    "sbg_standard_errors",
     "survival_fit_table",
     "calibrated_config",
     "calibrate_survival",
-    "read_transaction_log",
-    "cohort_survival",
-    "simulated_revenue_per_active_period",
-    "calibrate_transactions",
 ]
 
 #: Largest ``alpha``/``beta`` a config accepts (``population.churn_propensity``).
 MAX_BETA_PARAMETER = 1e6
-#: Columns a transaction log must have.
-LOG_COLUMNS = ("customer_id", "date", "amount")
-#: Customers simulated to measure the model's revenue per active customer-period.
-PILOT_CUSTOMERS = 50_000
 
 
 # --------------------------------------------------------------------------- survivor counts
@@ -115,7 +105,10 @@ def check_survivors(values: Sequence, name: str = "survivors") -> np.ndarray:
     """
     values = list(values)
     if len(values) == 0:
-        raise ValueError(f"{name} is empty: give the cohort size followed by the survivors after each period, e.g. 1000,869,743")
+        raise ValueError(
+            f"{name} is empty: give the cohort size followed by the survivors after each period, e.g. "
+            "1000,869,743"
+        )
     counts = []
     for index, value in enumerate(values):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, np.floating)):
@@ -128,13 +121,16 @@ def check_survivors(values: Sequence, name: str = "survivors") -> np.ndarray:
             raise ValueError(f"{name}[{index}] = {value!r}: must be <= {MAX_COHORT:.0e} customers")
         counts.append(int(value))
     if len(counts) < 2:
-        raise ValueError(f"{name} = {counts}: needs at least 2 counts (the cohort size and the survivors after one period)")
+        raise ValueError(
+            f"{name} = {counts}: needs at least 2 counts (the cohort size and the survivors after one period)"
+        )
     if counts[0] == 0:
         raise ValueError(f"{name}[0] = 0: the cohort size must be >= 1")
     for index in range(1, len(counts)):
         if counts[index] > counts[index - 1]:
             raise ValueError(
-                f"{name}[{index}] = {counts[index]} > {name}[{index - 1}] = {counts[index - 1]}: survivor counts must be "
+                f"{name}[{index}] = {counts[index]} > {name}[{index - 1}] = {counts[index - 1]}: survivor "
+                "counts must be "
                 "non-increasing (customers who left cannot return to the cohort)"
             )
     if counts[-1] == counts[0]:
@@ -144,10 +140,6 @@ def check_survivors(values: Sequence, name: str = "survivors") -> np.ndarray:
         )
     return np.asarray(counts, dtype=np.int64)
 
-
-#: Longest span of a transaction log, in periods (100 years of months): a longer one is most
-#: likely a mistyped date, and calibrating it would simulate that many periods.
-MAX_LOG_PERIODS = 1200
 
 #: Largest survivor count accepted (counts are int64 and the fit's likelihood uses them as weights).
 MAX_COHORT = 10**12
@@ -170,7 +162,8 @@ def parse_survivors(text: str, name: str = "--survivors") -> np.ndarray:
     for index, entry in enumerate(entries):
         if not re.fullmatch(r"[+-]?\d+", entry):
             raise ValueError(
-                f"{name} entry {index} = {entry!r} is not a whole number; give comma-separated customer counts, "
+                f"{name} entry {index} = {entry!r} is not a whole number; give comma-separated customer "
+                "counts, "
                 "the first being the cohort size (e.g. 1000,869,743)"
             )
         values.append(int(entry))
@@ -191,7 +184,11 @@ def survival_fit_table(survivors: Sequence, alpha: float, beta: float) -> pd.Dat
     fitted = np.asarray(sbg_survival(alpha, beta, t), dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
         observed_retention = np.concatenate([[np.nan], counts[1:] / counts[:-1]])
-    fitted_retention = np.concatenate([[np.nan], np.atleast_1d(sbg_retention(alpha, beta, t[1:]))]) if t.size > 1 else [np.nan]
+    fitted_retention = (
+        np.concatenate([[np.nan], np.atleast_1d(sbg_retention(alpha, beta, t[1:]))])
+        if t.size > 1
+        else [np.nan]
+    )
     return pd.DataFrame(
         {
             "period": t,
@@ -217,7 +214,8 @@ def name_from_path(path: str | Path | None, fallback: str) -> str:
 
 def _bounded(alpha: float, beta: float) -> tuple[float, float, bool]:
     """Scale ``(alpha, beta)`` down to the config's bound, keeping the mean churn propensity
-    ``alpha / (alpha + beta)``; the third value says whether it was needed."""
+    ``alpha / (alpha + beta)``; the third value says whether it was needed.
+    """
     largest = max(alpha, beta)
     if largest <= MAX_BETA_PARAMETER:
         return alpha, beta, False
@@ -251,10 +249,16 @@ def calibrated_config(
         If the result is not a valid config (e.g. ``alpha`` or ``beta`` out of range).
     """
     data = base.model_dump(mode="python")
-    data["population"] = {**data["population"], **(population or {}),
-                          "churn_propensity": {"alpha": float(alpha), "beta": float(beta)}}
-    data["transitions"] = {**data["transitions"], "exit": {"exploration": 0.0, "formation": 0.0, "stability": 0.0,
-                                                           "decline": 0.0}, "churn": 0.0}
+    data["population"] = {
+        **data["population"],
+        **(population or {}),
+        "churn_propensity": {"alpha": float(alpha), "beta": float(beta)},
+    }
+    data["transitions"] = {
+        **data["transitions"],
+        "exit": {"exploration": 0.0, "formation": 0.0, "stability": 0.0, "decline": 0.0},
+        "churn": 0.0,
+    }
     if economics:
         data["economics"] = {**data["economics"], **economics}
     data["run"] = {**data["run"], "horizon": max(int(data["run"]["horizon"]), int(horizon_at_least))}
@@ -313,11 +317,15 @@ class SurvivalCalibration:
         lines = [
             f"Calibrated experiment written by sim {sim_version()} (sim.fitting.calibration).",
             f"Source: {self.source}.",
-            "Fit: shifted-beta-geometric retention (Fader & Hardie 2007), maximum likelihood (sim.analytic.sbg_fit)",
+            "Fit: shifted-beta-geometric retention (Fader & Hardie 2007), maximum likelihood "
+            "(sim.analytic.sbg_fit)",
             f"  on {fit.cohort_size} customers observed for {fit.n_periods} periods:",
-            f"  alpha = {fit.alpha:.6g} (SE {self.alpha_se:.3g}), beta = {fit.beta:.6g} (SE {self.beta_se:.3g}), "
-            f"log-likelihood = {fit.loglik:.6g}, {'converged' if fit.converged else 'NOT converged (boundary)'};",
-            f"  mean churn propensity alpha / (alpha + beta) = {self.alpha / (self.alpha + self.beta):.4g} per period.",
+            f"  alpha = {fit.alpha:.6g} (SE {self.alpha_se:.3g}), beta = {fit.beta:.6g} (SE "
+            f"{self.beta_se:.3g}), "
+            f"log-likelihood = {fit.loglik:.6g}, "
+            f"{'converged' if fit.converged else 'NOT converged (boundary)'};",
+            f"  mean churn propensity alpha / (alpha + beta) = {self.alpha / (self.alpha + self.beta):.4g} "
+            "per period.",
             "Changes to the base config: population.churn_propensity = { alpha, beta } as fitted;",
             "  transitions.exit.* = 0 and transitions.churn = 0, so relationships end only through the",
             "  calibrated propensity and the cohort survival is S(t) = B(alpha, beta + t) / B(alpha, beta);",
@@ -337,7 +345,8 @@ class SurvivalCalibration:
 
     def write(self, path: str | Path, *, force: bool = False) -> Path:
         """Write the config to ``path`` with :func:`write_config` (validated, atomic; an
-        existing file is kept unless ``force``)."""
+        existing file is kept unless ``force``).
+        """
         return write_config(self.config, path, header=self.header(), force=force)
 
 
@@ -347,7 +356,8 @@ def _fit(survivors: np.ndarray) -> tuple[SBGFit, float, float, float, float, lis
     notes = []
     if scaled or not fit.converged:
         notes.append(
-            f"Note: the fit did not converge to an interior point (boundary: no detectable heterogeneity, alpha = {fit.alpha:.4g}, "
+            "Note: the fit did not converge to an interior point (boundary: no detectable heterogeneity, "
+            f"alpha = {fit.alpha:.4g}, "
             f"beta = {fit.beta:.4g}); written as alpha = {alpha:.6g}, beta = {beta:.6g}, which keeps the mean"
         )
         notes.append("  churn propensity and is practically homogeneous (constant retention).")
@@ -398,7 +408,9 @@ def calibrate_survival(
         f"Calibrated to observed retention: sBG alpha = {alpha:.6g}, beta = {beta:.6g} "
         f"({counts[0]} customers, {n_periods} periods of {base.economics.period_months:g} month(s))"
     )
-    config = calibrated_config(base, alpha, beta, name=name, description=description, horizon_at_least=n_periods)
+    config = calibrated_config(
+        base, alpha, beta, name=name, description=description, horizon_at_least=n_periods
+    )
     return SurvivalCalibration(
         fit=fit,
         alpha=alpha,
@@ -414,351 +426,3 @@ def calibrate_survival(
 
 
 # --------------------------------------------------------------------------- transaction logs
-
-
-def read_transaction_log(path: str | Path) -> pd.DataFrame:
-    """Read a transaction log CSV with columns ``customer_id, date, amount`` (header required,
-    other columns ignored).
-
-    ``date`` is an ISO date (``YYYY-MM-DD``; a time part is allowed and ignored), ``amount``
-    a finite number ``>= 0`` (revenue of the transaction; net refunds out beforehand).
-
-    Returns
-    -------
-    DataFrame
-        ``customer_id`` (str), ``date`` (datetime64), ``amount`` (float), in file order.
-
-    Raises
-    ------
-    ValueError
-        For a missing or unreadable file, a missing column, no rows, or a bad value — naming
-        the file, the line, the column, the value and what is allowed.
-    """
-    path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a CSV file")
-    try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8 CSV") from None
-    if not text.strip():
-        raise ValueError(f"{path} is empty: a transaction log needs a header ({', '.join(LOG_COLUMNS)}) and rows")
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [column.strip().lower() for column in next(reader)]
-    except csv.Error as error:
-        raise ValueError(f"{path}, line 1: not valid CSV ({error})") from None
-    missing = [column for column in LOG_COLUMNS if column not in header]
-    if missing:
-        raise ValueError(
-            f"{path}, line 1: missing column(s) {', '.join(missing)}; the header must name "
-            f"{', '.join(LOG_COLUMNS)} (found: {', '.join(header) or 'nothing'})"
-        )
-    where = {column: header.index(column) for column in LOG_COLUMNS}
-    ids, dates, amounts = [], [], []
-    try:
-        for row in reader:
-            line_number = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < len(header):
-                raise ValueError(f"{path}, line {line_number}: {len(row)} field(s), the header has {len(header)}")
-            customer = row[where["customer_id"]].strip()
-            if not customer:
-                raise ValueError(f"{path}, line {line_number}: customer_id is empty")
-            raw_date = row[where["date"]].strip()
-            try:
-                date = _dt.datetime.fromisoformat(raw_date).date()
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line_number}: date = {raw_date!r} is not an ISO date (YYYY-MM-DD)"
-                ) from None
-            raw_amount = row[where["amount"]].strip()
-            try:
-                amount = float(raw_amount)
-            except ValueError:
-                raise ValueError(f"{path}, line {line_number}: amount = {raw_amount!r} is not a number") from None
-            if not math.isfinite(amount) or amount < 0:
-                raise ValueError(
-                    f"{path}, line {line_number}: amount = {raw_amount!r} must be a finite number >= 0 "
-                    "(revenue of the transaction; net refunds out before calibrating)"
-                )
-            ids.append(customer)
-            dates.append(date)
-            amounts.append(amount)
-    except csv.Error as error:
-        raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({error})") from None
-    if not ids:
-        raise ValueError(f"{path} has a header but no transactions")
-    return pd.DataFrame(
-        {"customer_id": pd.Series(ids, dtype=object), "date": pd.to_datetime(pd.Series(dates)), "amount": amounts}
-    )
-
-
-@dataclass(frozen=True)
-class CohortSurvival:
-    """The first cohort of a transaction log: survivor counts and revenue level.
-
-    Attributes
-    ----------
-    survivors : ndarray of int64
-        ``survivors[t]``: cohort customers alive in period ``t`` (transacting in ``t`` or
-        later), ``t = 0 .. n_periods - 1``.
-    period_months : int
-        Calendar months per period.
-    first_month : str
-        The calendar month (``YYYY-MM``) period 0 starts with.
-    n_periods : int
-        Periods the log spans (from period 0 to the last period with any transaction).
-    cohort_customers, log_customers, transactions : int
-        Customers in the cohort, customers in the whole log, rows of the log.
-    revenue : float
-        Total amount of the cohort's transactions in the observed periods.
-    active_periods : int
-        ``sum_t survivors[t]``: alive customer-periods of the cohort.
-    revenue_per_active_period : float
-        ``revenue / active_periods``.
-    revenue_per_active_period_se : float
-        Its standard error, by the delta method for a ratio of per-customer sums
-        (``sqrt(sum_i (y_i - R x_i)^2 / (m (m - 1))) / mean(x)`` over the ``m`` cohort
-        customers, ``y_i`` revenue and ``x_i`` alive periods of customer ``i``).
-    """
-
-    survivors: np.ndarray
-    period_months: int
-    first_month: str
-    n_periods: int
-    cohort_customers: int
-    log_customers: int
-    transactions: int
-    revenue: float
-    active_periods: int
-    revenue_per_active_period: float
-    revenue_per_active_period_se: float
-
-
-def check_period_months(period_months: Any, name: str = "period_months") -> int:
-    if isinstance(period_months, bool) or not isinstance(period_months, (int, np.integer, float)) or \
-            not float(period_months).is_integer() or not 1 <= period_months <= 12:
-        raise ValueError(f"{name} = {period_months!r}: must be a whole number of months from 1 to 12")
-    return int(period_months)
-
-
-def cohort_survival(log: pd.DataFrame, period_months: int = 1) -> CohortSurvival:
-    """Per-period survivor counts and revenue level of a transaction log's first cohort.
-
-    Parameters
-    ----------
-    log
-        Columns ``customer_id``, ``date`` (anything :func:`pandas.to_datetime` reads) and
-        ``amount`` (revenue, ``>= 0``), e.g. from :func:`read_transaction_log` or
-        :func:`synthetic_transaction_log`.
-    period_months
-        Calendar months per period (1 to 12).
-
-    Returns
-    -------
-    CohortSurvival
-        See the module docstring for the definitions (cohort, alive, periods).
-
-    Raises
-    ------
-    ValueError
-        If a column is missing, the log is empty, spans fewer than 2 periods, or has a
-        negative or non-finite amount.
-    """
-    months = check_period_months(period_months)
-    if not isinstance(log, pd.DataFrame):
-        raise ValueError(f"log must be a DataFrame with columns {', '.join(LOG_COLUMNS)}, got {type(log).__name__}")
-    missing = [column for column in LOG_COLUMNS if column not in log.columns]
-    if missing:
-        raise ValueError(f"log is missing column(s) {', '.join(missing)}; needs {', '.join(LOG_COLUMNS)}")
-    if len(log) == 0:
-        raise ValueError("log has no transactions")
-    amounts = log["amount"].to_numpy(dtype=float)
-    from sim.model.sections import MAX_MAGNITUDE
-
-    bad_rows = np.flatnonzero(~np.isfinite(amounts) | (amounts < 0) | (amounts > MAX_MAGNITUDE))
-    if bad_rows.size:
-        raise ValueError(f"log amount values {amounts[bad_rows[:3]].tolist()} (rows {bad_rows[:3].tolist()}, first "
-                         f"offending): amounts must be finite, >= 0 and <= {MAX_MAGNITUDE:g}")
-    dates = pd.to_datetime(log["date"])
-    month_index = (dates.dt.year * 12 + dates.dt.month - 1).to_numpy(dtype=np.int64)
-    first = int(month_index.min())
-    period = (month_index - first) // months
-    n_periods = int(period.max()) + 1
-    first_month = f"{first // 12:04d}-{first % 12 + 1:02d}"
-    if n_periods > MAX_LOG_PERIODS:
-        last = int(month_index.max())
-        raise ValueError(
-            f"the log spans {n_periods} periods of {months} month(s), from {first_month} to "
-            f"{last // 12:04d}-{last % 12 + 1:02d}; at most {MAX_LOG_PERIODS} periods are calibrated "
-            "(a mistyped date? check the earliest and latest dates in the log)"
-        )
-    if n_periods < 2:
-        raise ValueError(
-            f"the log spans only 1 period of {months} month(s) (from {first_month}); "
-            "at least 2 periods are needed to see retention"
-        )
-    frame = pd.DataFrame({"customer": log["customer_id"].astype(str).to_numpy(), "period": period, "amount": amounts})
-    per_customer = frame.groupby("customer", sort=True).agg(first=("period", "min"), last=("period", "max"))
-    cohort = per_customer[per_customer["first"] == 0]
-    last = cohort["last"].to_numpy()
-    survivors = np.array([(last >= t).sum() for t in range(n_periods)], dtype=np.int64)
-    in_cohort = frame["customer"].isin(cohort.index)
-    revenue_by_customer = frame[in_cohort].groupby("customer", sort=True)["amount"].sum().reindex(cohort.index).to_numpy()
-    alive_periods = last.astype(float) + 1.0
-    revenue = float(revenue_by_customer.sum())
-    active = int(survivors.sum())
-    ratio = revenue / active
-    m = len(cohort)
-    if m > 1:
-        residual = revenue_by_customer - ratio * alive_periods
-        se = math.sqrt(float(np.sum(residual**2)) / (m * (m - 1))) / float(alive_periods.mean())
-    else:
-        se = float("nan")
-    return CohortSurvival(
-        survivors=survivors,
-        period_months=months,
-        first_month=first_month,
-        n_periods=n_periods,
-        cohort_customers=m,
-        log_customers=int(len(per_customer)),
-        transactions=int(len(log)),
-        revenue=revenue,
-        active_periods=active,
-        revenue_per_active_period=ratio,
-        revenue_per_active_period_se=se,
-    )
-
-
-def policy_index(config: ExperimentConfig, policy: str | None) -> int:
-    if policy is None:
-        return 0
-    if policy not in config.policy_names:
-        raise ValueError(f"policy = {policy!r}: no such policy; the config has {', '.join(config.policy_names)}")
-    return config.policy_names.index(policy)
-
-
-def simulated_revenue_per_active_period(
-    config: ExperimentConfig,
-    *,
-    policy: str | None = None,
-    horizon: int | None = None,
-    customers: int = PILOT_CUSTOMERS,
-    margin: bool = False,
-) -> float:
-    """The model's mean core purchases per active customer-period over periods ``0 .. horizon-1``.
-
-    Runs :func:`sim.project` on a copy of ``config`` with only ``policy`` (default: the
-    first), no discounting and no cost to serve, and with every stage's margin set to 1
-    (``margin=False``: revenue ``W sow_t``) or kept (``margin=True``: gross margin
-    ``W sow_t margin_k``); the ratio of the mean of CLV1 + CLV2 (now undiscounted sums of
-    that quantity) to the mean number of active periods. These changes touch cash flows
-    only, never the dynamics, so the stage path of every customer is the config's.
-    """
-    index = policy_index(config, policy)
-    economics: dict[str, Any] = {"cost_to_serve": 0.0, "annual_discount_rate": 0.0}
-    if not margin:
-        economics["margin"] = {"exploration": 1.0, "formation": 1.0, "stability": 1.0, "decline": 1.0}
-    pilot = config.with_overrides(
-        economics=economics,
-        policies=[config.policies[index].model_dump(mode="python")],
-        run={"horizon": int(horizon or config.run.horizon), "replications": 1},
-        population={"customers": int(customers)},
-    )
-    from sim.runs.projection import project
-
-    result = project(pilot)
-    summary = result.summary.iloc[0]
-    active = float(result.trajectory["active_share"].sum())
-    return float((summary["clv1"] + summary["clv2"]) / active)
-
-
-def calibrate_transactions(
-    log: pd.DataFrame,
-    period_months: int = 1,
-    base: ExperimentConfig | None = None,
-    *,
-    policy: str | None = None,
-    name: str = "calibrated",
-    source: str | None = None,
-    pilot_customers: int = PILOT_CUSTOMERS,
-) -> SurvivalCalibration:
-    """Calibrate retention and the wallet level to a transaction log.
-
-    1. :func:`cohort_survival` gives the first cohort's survivor counts and its revenue per
-       alive customer-period.
-    2. :func:`calibrate_survival`'s fit and config, with ``economics.period_months`` set to
-       ``period_months``.
-    3. The wallet level: revenue per active customer-period is proportional to
-       ``population.wallet_median`` (the wallet is ``median * exp(sigma z)``; neither the
-       stage dynamics nor the value tiers depend on the median), so the calibrated median is
-       ``base median * observed / simulated``, the simulated level measured by
-       :func:`simulated_revenue_per_active_period` on the calibrated config over the observed
-       periods, under ``policy`` (the policy in force when the log was recorded; default the
-       first). With the same seed the calibrated config reproduces the observed level.
-
-    The margin rates stay the base config's; the gross margin per active customer-period they
-    imply is reported in ``details``.
-
-    Raises
-    ------
-    ValueError
-        For a bad log (:func:`cohort_survival`), a bad ``period_months`` or an unknown policy.
-    """
-    summary = cohort_survival(log, period_months)
-    base = base if base is not None else config_from_dict({})
-    policy_index(base, policy)
-    base = base.with_overrides(economics={"period_months": float(summary.period_months)})
-    try:
-        counts = check_survivors(summary.survivors, "survivors")
-        fit, alpha, beta, alpha_se, beta_se, notes = _fit(counts)
-    except ValueError as error:
-        raise ValueError(f"the log's first cohort ({summary.cohort_customers} customers): {error}") from None
-    n = summary.n_periods
-    source = source or "a transaction log"
-    first = calibrated_config(base, alpha, beta, name=name, horizon_at_least=n)
-    simulated = simulated_revenue_per_active_period(first, policy=policy, horizon=n, customers=pilot_customers)
-    wallet_median = base.population.wallet_median * summary.revenue_per_active_period / simulated
-    description = (
-        f"Calibrated to a transaction log: sBG alpha = {alpha:.6g}, beta = {beta:.6g} "
-        f"({summary.cohort_customers} customers of the {summary.first_month} cohort, {n} periods of "
-        f"{summary.period_months} month(s)); wallet_median = {wallet_median:.6g}"
-    )
-    config = calibrated_config(base, alpha, beta, name=name, description=description, horizon_at_least=n,
-                               population={"wallet_median": float(wallet_median)})
-    gross_margin = simulated_revenue_per_active_period(config, policy=policy, horizon=n, customers=pilot_customers,
-                                                       margin=True)
-    notes = list(notes) + [
-        f"Periods: {summary.period_months} calendar month(s) each from {summary.first_month} (economics.period_months); "
-        f"cohort = {summary.cohort_customers} of {summary.log_customers}",
-        "  customers (first transaction in period 0); alive in period t = transacts in period t or later.",
-        f"Wallet level: observed revenue per alive customer-period = {summary.revenue_per_active_period:.6g} "
-        f"(SE {summary.revenue_per_active_period_se:.3g});",
-        f"  the base model gives {simulated:.6g} per active customer-period (policy "
-        f"{base.policy_names[policy_index(base, policy)]!r}, {pilot_customers} simulated customers, periods 0-{n - 1}),",
-        f"  so population.wallet_median = {base.population.wallet_median:.6g} x observed / simulated = {wallet_median:.6g}.",
-        f"  Margin rates are the base config's: gross margin per active customer-period = {gross_margin:.6g}.",
-    ]
-    return SurvivalCalibration(
-        fit=fit,
-        alpha=alpha,
-        beta=beta,
-        alpha_se=alpha_se,
-        beta_se=beta_se,
-        survivors=counts,
-        table=survival_fit_table(counts, alpha, beta),
-        config=config,
-        source=source,
-        notes=tuple(notes),
-        details={
-            "cohort": summary,
-            "simulated_revenue_per_active_period_base": simulated,
-            "wallet_median": wallet_median,
-            "gross_margin_per_active_period": gross_margin,
-            "pilot_customers": pilot_customers,
-        },
-    )

@@ -1,7 +1,8 @@
 """Synthetic transaction logs simulated from a config: the customers' purchases, one row per
 transaction, with dates drawn within each period from their own random stream
 (:data:`sim.model.streams.COMPONENT_TRANSACTION_DAY`), so that a calibration can be tested as
-a round trip (simulate a log from known parameters, fit it, compare)."""
+a round trip (simulate a log from known parameters, fit it, compare).
+"""
 
 from __future__ import annotations
 
@@ -10,13 +11,20 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sim.model.streams import COMPONENT_TRANSACTION_DAY
-from sim.model.names import ENDED
-from sim.model.config import ExperimentConfig
-from sim.fitting.calibration import check_period_months, policy_index
 
-__all__ = ["synthetic_transaction_log", "transaction_log_csv", "write_transaction_log", "SYNTHETIC_FIRST_YEAR",
-           "SYNTHETIC_LAST_YEAR", "MAX_SYNTHETIC_CUSTOMER_PERIODS"]
+from sim.fitting.cohort import check_period_months, policy_index
+from sim.model.config import ExperimentConfig
+from sim.model.names import ENDED
+from sim.model.streams import COMPONENT_TRANSACTION_DAY
+
+__all__ = [
+    "synthetic_transaction_log",
+    "transaction_log_csv",
+    "write_transaction_log",
+    "SYNTHETIC_FIRST_YEAR",
+    "SYNTHETIC_LAST_YEAR",
+    "MAX_SYNTHETIC_CUSTOMER_PERIODS",
+]
 
 #: Calendar years a synthetic transaction log's dates may fall in (inside pandas' datetime
 #: range, 1677-2262, which :func:`read_transaction_log` parses with).
@@ -30,7 +38,11 @@ MAX_SYNTHETIC_CUSTOMER_PERIODS = 20_000_000
 
 def _add_months(month_index: np.ndarray) -> np.ndarray:
     """First day of each month index (``year * 12 + month - 1``) as datetime64[D]."""
-    return (np.asarray(month_index, dtype=np.int64) - (1970 * 12)).astype("datetime64[M]").astype("datetime64[D]")
+    return (
+        (np.asarray(month_index, dtype=np.int64) - (1970 * 12))
+        .astype("datetime64[M]")
+        .astype("datetime64[D]")
+    )
 
 
 def synthetic_transaction_log(
@@ -72,15 +84,26 @@ def synthetic_transaction_log(
         :data:`SYNTHETIC_FIRST_YEAR` .. :data:`SYNTHETIC_LAST_YEAR`), or more than
         :data:`MAX_SYNTHETIC_CUSTOMER_PERIODS` customers x periods.
     """
-    from sim.model.streams import stream_uniforms
-    from sim.tables.partials import BLOCK
-    from sim.model.step import customer_attributes
     from sim.engines.core import simulate_chunk
-    from sim.model.arrays import ROW_SOW, S_COST_FLOOR, S_INDIFFERENCE_HIGH, S_SOW_GROWTH, S_TENURE_SCALE, model_arrays
+    from sim.model.arrays import (
+        ROW_SOW,
+        S_COST_FLOOR,
+        S_INDIFFERENCE_HIGH,
+        S_SOW_GROWTH,
+        S_TENURE_SCALE,
+        model_arrays,
+    )
     from sim.model.equations import period_cash_flows
     from sim.model.policies import policy_tables
+    from sim.model.step import customer_attributes
+    from sim.model.streams import stream_uniforms
+    from sim.tables.partials import BLOCK
 
-    for label, value, minimum in (("customers", customers, 1), ("late_customers", late_customers, 0), ("seed", seed, 0)):
+    for label, value, minimum in (
+        ("customers", customers, 1),
+        ("late_customers", late_customers, 0),
+        ("seed", seed, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{label} = {value!r}: must be a whole number >= {minimum}")
     months = check_period_months(config.economics.period_months, "economics.period_months")
@@ -95,13 +118,16 @@ def synthetic_transaction_log(
             f"start = {start!r}: the log's {horizon} periods of {months} month(s) would end at "
             f"{end_month // 12:04d}-{end_month % 12 + 1:02d}; its dates must lie in the years "
             f"{SYNTHETIC_FIRST_YEAR}-{SYNTHETIC_LAST_YEAR} (inside pandas' datetime range): another start, "
-            "or a shorter run.horizon")
+            "or a shorter run.horizon"
+        )
     customer_periods = (int(customers) + int(late_customers)) * horizon
     if customer_periods > MAX_SYNTHETIC_CUSTOMER_PERIODS:
         raise ValueError(
-            f"customers + late_customers = {int(customers) + int(late_customers):,} x run.horizon = {horizon} = "
+            f"customers + late_customers = {int(customers) + int(late_customers):,} x run.horizon = "
+            f"{horizon} = "
             f"{customer_periods:,} customer-periods: a synthetic log holds at most "
-            f"{MAX_SYNTHETIC_CUSTOMER_PERIODS:,} (one row each at most); fewer customers or a shorter horizon")
+            f"{MAX_SYNTHETIC_CUSTOMER_PERIODS:,} (one row each at most); fewer customers or a shorter horizon"
+        )
     index = policy_index(config, policy)
     config = config.with_overrides(run={"seed": int(seed), "replications": 1})
     arrays = model_arrays(config)
@@ -114,17 +140,30 @@ def synthetic_transaction_log(
         size = min(chunk, total - first)
         partials = simulate_chunk(arrays, tables, int(seed), 0, first, size, horizon, trace_customers=size)
         trace = partials.stage_trace[index, :, :horizon].astype(np.int64)  # stage at the start of each period
-        wallets = np.array([
-            customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)[1]
-            for local in range(size)
-        ])
+        wallets = np.array(
+            [
+                customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)[1]
+                for local in range(size)
+            ]
+        )
         local, t = np.nonzero(trace != ENDED)
         stage = trace[local, t]
         # (C1/C2) at margin 1 and zero cost to serve: the core purchases W sow_t
         revenue, *_ = period_cash_flows.py_func(
-            wallets[local], t.astype(float), arrays.stage[ROW_SOW, stage], 1.0, 0.0, 0.0, 0.0, 0.0,
-            scalars[S_INDIFFERENCE_HIGH], scalars[S_SOW_GROWTH], scalars[S_TENURE_SCALE],
-            0.0, 0.0, scalars[S_COST_FLOOR],
+            wallets[local],
+            t.astype(float),
+            arrays.stage[ROW_SOW, stage],
+            1.0,
+            0.0,
+            0.0,
+            0.0,
+            0.0,
+            scalars[S_INDIFFERENCE_HIGH],
+            scalars[S_SOW_GROWTH],
+            scalars[S_TENURE_SCALE],
+            0.0,
+            0.0,
+            scalars[S_COST_FLOOR],
         )
         customer = first + local
         calendar = t + (customer >= customers)
@@ -153,11 +192,15 @@ def synthetic_transaction_log(
 
 
 def transaction_log_csv(log: pd.DataFrame) -> str:
-    """A transaction log as CSV text: header ``customer_id,date,amount``, ISO dates, amounts
-    with 2 decimals, ``\\n`` line ends (deterministic, for committed test data)."""
+    r"""A transaction log as CSV text: header ``customer_id,date,amount``, ISO dates, amounts
+    with 2 decimals, ``\\n`` line ends (deterministic, for committed test data).
+    """
     dates = pd.to_datetime(log["date"]).dt.strftime("%Y-%m-%d").to_numpy()
     lines = ["customer_id,date,amount"]
-    lines += [f"{c},{d},{a:.2f}" for c, d, a in zip(log["customer_id"].astype(str), dates, log["amount"].to_numpy(float))]
+    lines += [
+        f"{c},{d},{a:.2f}"
+        for c, d, a in zip(log["customer_id"].astype(str), dates, log["amount"].to_numpy(float))
+    ]
     return "\n".join(lines) + "\n"
 
 

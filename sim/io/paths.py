@@ -28,11 +28,11 @@ symbolic link ``results/<name>`` that leads elsewhere is refused unless ``force`
 
 from __future__ import annotations
 
-from sim.exceptions import UnsafeOutputError
 import os
 import re
 from pathlib import Path
 
+from sim.exceptions import UnsafeOutputError
 
 __all__ = [
     "RESULTS_ROOT",
@@ -66,7 +66,8 @@ def _resolved(path: Path) -> Path:
 
 def is_protected_dir(path: str | Path) -> bool:
     """True for the filesystem root, the user's home folder and every folder above it
-    (rule 1 of :mod:`sim.io.paths`), after following symbolic links."""
+    (rule 1 of :mod:`sim.io.paths`), after following symbolic links.
+    """
     target = _resolved(Path(path))
     if target == Path(target.anchor):
         return True
@@ -79,14 +80,19 @@ def is_protected_dir(path: str | Path) -> bool:
 
 def is_sim_manifest(path: str | Path) -> bool:
     """Whether ``path`` is a manifest written by sim (a JSON object whose ``versions`` name
-    the ``sim`` package, as every sim command writes), not another tool's ``manifest.json``."""
+    the ``sim`` package, as every sim command writes), not another tool's ``manifest.json``.
+    """
     import json
 
     try:
         manifest = json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
-    return isinstance(manifest, dict) and isinstance(manifest.get("versions"), dict) and "sim" in manifest["versions"]
+    return (
+        isinstance(manifest, dict)
+        and isinstance(manifest.get("versions"), dict)
+        and "sim" in manifest["versions"]
+    )
 
 
 def _foreign_entries(directory: Path) -> list[str]:
@@ -97,7 +103,9 @@ def _foreign_entries(directory: Path) -> list[str]:
     return [name for name in names if not name.startswith(".")]
 
 
-def check_output_dir(directory: str | Path, *, force: bool = False, suffixes: tuple[str, ...] = RUN_SUFFIXES) -> Path:
+def check_output_dir(
+    directory: str | Path, *, force: bool = False, suffixes: tuple[str, ...] = RUN_SUFFIXES
+) -> Path:
     """Check that results may be written into ``directory`` (rules 1-3 of :mod:`sim.io.paths`).
 
     Parameters

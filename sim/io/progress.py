@@ -22,7 +22,8 @@ Progress = bool | Callable[[str], Any]
 def progress_bar(iterable: Iterable | None = None, *, progress: Progress = False, **options):
     """``iterable`` wrapped in a tqdm bar on standard error when ``progress is True`` (the
     bar disappears when done, ``leave=False``), else ``iterable`` itself; with
-    ``iterable=None`` a bar object to ``update`` by hand, or None."""
+    ``iterable=None`` a bar object to ``update`` by hand, or None.
+    """
     if progress is not True:
         return iterable
     from tqdm.auto import tqdm
@@ -34,7 +35,8 @@ def progress_bar(iterable: Iterable | None = None, *, progress: Progress = False
 
 def report_status(line: str, progress: Progress = False) -> None:
     """Say ``line`` (e.g. "searching on 20,000 customers ...") when progress is on: through
-    tqdm (so it does not break a bar) when ``progress is True``, to the callable otherwise."""
+    tqdm (so it does not break a bar) when ``progress is True``, to the callable otherwise.
+    """
     if progress is True:
         from tqdm.auto import tqdm
 

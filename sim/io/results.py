@@ -8,7 +8,6 @@ file). A folder whose manifest exists is complete and is never overwritten witho
 
 from __future__ import annotations
 
-from sim.exceptions import ResultExistsError
 import datetime as _dt
 import hashlib
 import json
@@ -20,6 +19,8 @@ import tempfile
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from sim.exceptions import ResultExistsError
 
 __all__ = [
     "MANIFEST",
@@ -38,7 +39,8 @@ MANIFEST = "manifest.json"
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
     """Write ``data`` to ``path`` through a temporary file in the same folder and a rename,
-    so that a reader never sees a half-written file (POSIX ``rename`` is atomic)."""
+    so that a reader never sees a half-written file (POSIX ``rename`` is atomic).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -60,7 +62,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
 
 def _fsync_directory(directory: Path) -> None:
     """Flush a folder's entry list, so that a rename survives a power loss (POSIX); a
-    no-op where folders cannot be opened (Windows)."""
+    no-op where folders cannot be opened (Windows).
+    """
     try:
         handle = os.open(directory, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     except OSError:
@@ -80,7 +83,8 @@ def atomic_write_text(path: str | Path, text: str) -> Path:
 
 def sim_version() -> str:
     """The installed version of the ``sim`` package ("0+unknown" when run from a source tree
-    that is not installed)."""
+    that is not installed).
+    """
     try:
         return metadata.version("sim")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
@@ -101,14 +105,19 @@ def package_versions() -> dict[str, str]:
 def git_commit(where: str | Path | None = None) -> dict[str, Any]:
     """The git commit of the source tree, if any, and whether it had uncommitted changes to
     tracked files outside ``results/`` (the outputs, such as a committed result being
-    regenerated, do not make the code dirty)."""
+    regenerated, do not make the code dirty).
+    """
     where = Path(where) if where else Path(__file__).resolve().parent
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=10, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)results"], cwd=where, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ":(top,exclude)results"],
+            cwd=where,
+            capture_output=True,
+            text=True,
+            timeout=10,
         ).stdout.strip()
         return {"commit": commit, "dirty": bool(dirty)}
     except (OSError, subprocess.SubprocessError):
@@ -156,7 +165,8 @@ def _remove_listed_files(directory: Path, manifest: Path) -> None:
     """Remove the files a sim ``manifest`` lists under ``"files"`` (``{name: SHA-256}``) that
     are still what it recorded: plain, non-hidden names of ``directory`` itself, regular
     files (no path, no link, nothing outside) whose SHA-256 matches. Another tool's
-    manifest, or a file changed since, is left alone."""
+    manifest, or a file changed since, is left alone.
+    """
     from sim.io.paths import is_sim_manifest
 
     if not is_sim_manifest(manifest):
@@ -179,8 +189,15 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def save_result(result, directory, *, command: str | None = None, force: bool = False,
-                extra_manifest: dict | None = None, figures: dict | None = None) -> Path:
+def save_result(
+    result,
+    directory,
+    *,
+    command: str | None = None,
+    force: bool = False,
+    extra_manifest: dict | None = None,
+    figures: dict | None = None,
+) -> Path:
     """Write a result's tables as CSV, then ``manifest.json`` last.
 
     Parameters
@@ -209,7 +226,9 @@ def save_result(result, directory, *, command: str | None = None, force: bool = 
         import io
 
         buffer = io.BytesIO()
-        figure.savefig(buffer, format=Path(file_name).suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight")
+        figure.savefig(
+            buffer, format=Path(file_name).suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight"
+        )
         written.append(atomic_write_bytes(directory / file_name, buffer.getvalue()))
     config = result.config
     manifest = {
@@ -226,5 +245,7 @@ def save_result(result, directory, *, command: str | None = None, force: bool = 
         "files": {path.name: _sha256(path) for path in written},
     }
     manifest.update(extra_manifest or {})
-    atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n")
+    atomic_write_text(
+        directory / MANIFEST, json.dumps(manifest, indent=2, sort_keys=False, default=str) + "\n"
+    )
     return directory

@@ -11,10 +11,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sim.model.config import ExperimentConfig
-from sim.model.names import N_STAGES
-from sim.model.equations import loyalty_from_satisfaction
 
+from sim.model.config import ExperimentConfig
+from sim.model.equations import loyalty_from_satisfaction
+from sim.model.names import N_STAGES
 
 # Rows of the per-stage table (shape (N_STAGE_ROWS, 4)).
 ROW_MARGIN, ROW_SOW, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_ADVANCE, ROW_EXIT = range(6)

@@ -14,7 +14,6 @@ The model the parameters drive is documented in :mod:`sim.model.equations`.
 
 from __future__ import annotations
 
-from sim.exceptions import ConfigError
 import difflib
 import math
 import tomllib
@@ -24,16 +23,33 @@ from typing import Any, Literal
 
 import tomli_w
 from pydantic import (
-    BaseModel,
     Field,
     ValidationError,
     field_validator,
     model_validator,
 )
-from sim.model.sections import ComparisonConfig, DynamicsConfig, EconomicsConfig, LoyaltyConfig, MAX_MAGNITUDE, MAX_SWEEP_POINTS, MaxSatisfactionPolicy, NonePolicy, OptimizeConfig, PolicyConfig, PopulationConfig, PrecisionConfig, ReactivePolicy, RunConfig, StagePolicy, TablePolicy, TransitionConfig, UniformPolicy, ValuePolicy, WordOfMouthConfig, _Frozen, _default_policies, _flatten_sweep
-from sim.model.market_config import MarketConfig
+
+from sim.exceptions import ConfigError
+from sim.model.config_errors import _format_value, _problems_from
+from sim.model.market_config import AGENT_BYTES_PER_CUSTOMER, MAX_MARKET_CUSTOMERS, MarketConfig
 from sim.model.names import SATISFACTION_TYPES
-from sim.model.market_config import AGENT_BYTES_PER_CUSTOMER, MAX_MARKET_CUSTOMERS
+from sim.model.sections import (
+    MAX_SWEEP_POINTS,
+    ComparisonConfig,
+    DynamicsConfig,
+    EconomicsConfig,
+    LoyaltyConfig,
+    OptimizeConfig,
+    PolicyConfig,
+    PopulationConfig,
+    PrecisionConfig,
+    RunConfig,
+    TransitionConfig,
+    WordOfMouthConfig,
+    _default_policies,
+    _flatten_sweep,
+    _Frozen,
+)
 
 __all__ = [
     "ExperimentConfig",
@@ -78,7 +94,9 @@ class ExperimentConfig(_Frozen):
     )
     run: RunConfig = Field(default_factory=RunConfig)
     engine: Literal["core", "abm"] = Field(
-        "core", description="the engine of `sim run`: the numba cohort core or the SimPy agent-based market (sim.engines.market.engine)"
+        "core",
+        description="the engine of `sim run`: the numba cohort core or the SimPy agent-based market "
+        "(sim.engines.market)",
     )
     market: MarketConfig = Field(default_factory=MarketConfig)
     comparison: ComparisonConfig = Field(default_factory=ComparisonConfig)
@@ -93,7 +111,8 @@ class ExperimentConfig(_Frozen):
     @classmethod
     def _sweep_grid(cls, sweep: Any) -> dict:
         """Flatten nested tables into dotted paths; every path gets a non-empty list of
-        scalars (number, string or boolean); the grid has at most ``MAX_SWEEP_POINTS`` points."""
+        scalars (number, string or boolean); the grid has at most ``MAX_SWEEP_POINTS`` points.
+        """
         if not isinstance(sweep, dict):
             raise ValueError(f"sweep must be a table of parameter paths, got {type(sweep).__name__}")
         flat = _flatten_sweep(sweep)
@@ -102,13 +121,20 @@ class ExperimentConfig(_Frozen):
             if path.split(".")[0] in ("sweep", "optimize"):
                 raise ValueError(f"sweep.{path!r}: the [sweep] and [optimize] sections cannot be swept")
             if not isinstance(values, (list, tuple)) or not values:
-                raise ValueError(f"sweep.{path!r} = {_format_value(values)}: must be a non-empty list of values")
+                raise ValueError(
+                    f"sweep.{path!r} = {_format_value(values)}: must be a non-empty list of values"
+                )
             for value in values:
                 if not isinstance(value, (bool, int, float, str)):
-                    raise ValueError(f"sweep.{path!r} = {_format_value(values)}: values must be numbers, strings or booleans")
+                    raise ValueError(
+                        f"sweep.{path!r} = {_format_value(values)}: values must be numbers, strings or "
+                        "booleans"
+                    )
             points *= len(values)
         if points > MAX_SWEEP_POINTS:
-            raise ValueError(f"the sweep grid has {points:,} points; at most {MAX_SWEEP_POINTS:,} are allowed")
+            raise ValueError(
+                f"the sweep grid has {points:,} points; at most {MAX_SWEEP_POINTS:,} are allowed"
+            )
         return {path: tuple(values) for path, values in flat.items()}
 
     @model_validator(mode="after")
@@ -119,8 +145,10 @@ class ExperimentConfig(_Frozen):
             listed = getattr(self.market, section).policies
             unknown = [name for name in listed if name not in names]
             if unknown:
-                raise ValueError(f"market.{section}.policies = {list(listed)}: no policy named {unknown}; "
-                                 f"policies: {', '.join(names)}")
+                raise ValueError(
+                    f"market.{section}.policies = {list(listed)}: no policy named {unknown}; "
+                    f"policies: {', '.join(names)}"
+                )
         return self
 
     @field_validator("policies")
@@ -142,7 +170,8 @@ class ExperimentConfig(_Frozen):
         ``config.with_overrides(run={"seed": 3}, population={"customers": 1000})``.
 
         A section given as a dict updates the section's fields (the others are kept);
-        ``sweep`` and ``policies`` are replaced as a whole (``sweep={}`` removes the sweep)."""
+        ``sweep`` and ``policies`` are replaced as a whole (``sweep={}`` removes the sweep).
+        """
         data = self.model_dump(mode="python")
         for section, values in sections.items():
             if isinstance(values, dict) and isinstance(data.get(section), dict) and section != "sweep":
@@ -159,174 +188,6 @@ class ExperimentConfig(_Frozen):
 # --------------------------------------------------------------------------- loading + errors
 
 
-def _allowed_keys(model: type[BaseModel] | None) -> list[str]:
-    if model is None:
-        return []
-    return list(model.model_fields)
-
-
-def _model_at(loc: tuple, data: Any) -> type[BaseModel] | None:
-    """The pydantic model class that owns the key at ``loc[-1]`` (for did-you-mean hints)."""
-    model: Any = ExperimentConfig
-    parts = list(loc[:-1])
-    if parts[:1] == ["policies"]:
-        if len(parts) < 2 or not isinstance(parts[1], int):
-            return None
-        try:
-            model = _POLICY_KINDS.get(data["policies"][parts[1]].get("kind"))
-        except (KeyError, IndexError, TypeError, AttributeError):
-            model = None
-        if model is None:
-            return None
-        parts = parts[2:]
-    for part in parts:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
-        if field is None:
-            return None
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            model = annotation
-        else:
-            return None
-    return model
-
-
-_POLICY_KINDS = {
-    "none": NonePolicy,
-    "uniform": UniformPolicy,
-    "stage": StagePolicy,
-    "table": TablePolicy,
-    "value": ValuePolicy,
-    "max_satisfaction": MaxSatisfactionPolicy,
-    "reactive": ReactivePolicy,
-}
-
-
-def _format_value(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _problems_from(error: ValidationError, data: Any) -> list[tuple[str, str]]:
-    problems = []
-    for item in error.errors(include_url=False):
-        loc = tuple(item["loc"])
-        # pydantic puts the union member's tag into loc (policies.0.stage.spend); drop it
-        clean = []
-        for i, part in enumerate(loc):
-            if i >= 2 and loc[0] == "policies" and isinstance(loc[1], int) and i == 2 and part in _POLICY_KINDS:
-                continue
-            clean.append(part)
-        key_error = bool(clean) and clean[-1] == "[key]"  # a bad key of a table (e.g. tier_spend.D)
-        if key_error:
-            clean = clean[:-1]
-        path = ".".join(f"[{p}]" if isinstance(p, int) else str(p) for p in clean).replace(".[", "[")
-        if path.startswith("policies[") and isinstance(data, dict):
-            try:
-                name = data["policies"][clean[1]].get("name")
-                if name:
-                    path = path.replace(f"policies[{clean[1]}]", f"policies[{clean[1]}] ({name!r})", 1)
-            except (KeyError, IndexError, TypeError, AttributeError):
-                pass
-        kind = item["type"]
-        value = item.get("input")
-        if kind == "extra_forbidden":
-            key = str(clean[-1])
-            owner = _model_at(tuple(clean), data)
-            allowed = _allowed_keys(owner)
-            close = difflib.get_close_matches(key, allowed, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            listing = f"; allowed keys: {', '.join(allowed)}" if allowed else ""
-            problems.append((path, f"unknown key{hint}{listing}"))
-            continue
-        if kind == "union_tag_invalid":
-            problems.append((path + ".kind" if not path.endswith("kind") else path,
-                             f"{_format_value(item.get('input', {}).get('kind') if isinstance(item.get('input'), dict) else value)} is not a policy kind; allowed: {', '.join(_POLICY_KINDS)}"))
-            continue
-        if kind == "union_tag_not_found":
-            problems.append((path, f"a policy needs 'kind', one of: {', '.join(_POLICY_KINDS)}"))
-            continue
-        message = item["msg"]
-        message = message.replace("Value error, ", "")
-        ctx = item.get("ctx") or {}
-        if kind in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
-            bound = next(iter(ctx.values()))
-            symbol = {"greater_than_equal": ">=", "less_than_equal": "<=", "greater_than": ">", "less_than": "<"}[kind]
-            message = f"must be {symbol} {bound:g}" if isinstance(bound, float) and abs(bound) >= 1e6 else f"must be {symbol} {bound}"
-            hint = _RANGE_HINTS.get(".".join(str(part) for part in clean))
-            if hint:
-                message += f" ({hint})"
-            elif _is_probability_path(clean, data):
-                message += " (a probability in [0, 1])"
-            elif isinstance(bound, float) and abs(bound) == MAX_MAGNITUDE:
-                message += " (the largest magnitude a config may hold: beyond it the model's float64 arithmetic could overflow)"
-        message = _plain_message(kind, message, clean, value, ctx)
-        if key_error:
-            expected = ctx.get("expected")
-            message = f"unknown key; allowed keys: {expected}" if expected else f"not an allowed key: {message}"
-        if kind == "missing":
-            problems.append((path, "is required"))
-            continue
-        if kind == "too_short" and any(p.startswith(path + "[") for p, _ in problems):
-            continue  # a consequence of a bad element already reported (e.g. a bad policy)
-        if isinstance(value, (dict, list, tuple)) and kind.startswith("value_error"):
-            problems.append((path, message))
-        else:
-            problems.append((f"{path} = {_format_value(value)}", message))
-    return problems
-
-
-#: Plain descriptions of the name patterns, for messages.
-_PATTERNS = {
-    r"^[A-Za-z0-9_\-]+$": "must use letters, digits, '_' and '-' only (it names the result folder: no '/', '.' or spaces)",
-    r"^[A-Za-z0-9_.\-]+$": "must use letters, digits, '_', '.' and '-' only (no '/' or spaces)",
-}
-
-
-def _plain_message(kind: str, message: str, loc: list, value: Any, ctx: dict) -> str:
-    """pydantic's message for ``kind`` in the words of a TOML file."""
-    if kind == "finite_number":
-        return "must be a finite number (not nan or inf)"
-    if kind == "string_pattern_mismatch":
-        return _PATTERNS.get(str(ctx.get("pattern")), message)
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return "must be a table (in TOML a [section], or {key = value, ...})"
-    if kind in ("too_short", "too_long"):
-        limit = ctx.get("min_length" if kind == "too_short" else "max_length")
-        if limit is not None:
-            return f"must have at {'least' if kind == 'too_short' else 'most'} {limit} item{'s' if limit != 1 else ''}"
-    if kind == "string_too_short":
-        return "must not be empty" if ctx.get("min_length") == 1 else f"must have at least {ctx.get('min_length')} characters"
-    if kind == "string_too_long":
-        return f"must have at most {ctx.get('max_length')} characters"
-    if kind in ("tuple_type", "list_type"):
-        if loc == ["policies"] and isinstance(value, dict):
-            return "must be an array of tables: write each policy as a [[policies]] section (double brackets)"
-        return "must be a list (in TOML [a, b, ...])"
-    return message
-
-
-#: What is allowed for fields whose range is [0, 1] but which are not probabilities.
-_RANGE_HINTS = {
-    "economics.annual_discount_rate": "a yearly discount rate in [0, 1]: 0.10 discounts by 10 % a year",
-}
-
-
-def _is_probability_path(loc: list, data: Any) -> bool:
-    owner = _model_at(tuple(loc), data)
-    if owner is None:
-        return False
-    field = owner.model_fields.get(str(loc[-1]))
-    if field is None:
-        return False
-    metadata = field.metadata
-    lows = [getattr(m, "ge", None) for m in metadata]
-    highs = [getattr(m, "le", None) for m in metadata]
-    return 0.0 in lows and 1.0 in highs
-
-
 def config_from_dict(data: dict, source: str | None = None) -> ExperimentConfig:
     """Validate a mapping (e.g. parsed TOML) into an :class:`ExperimentConfig`.
 
@@ -336,13 +197,17 @@ def config_from_dict(data: dict, source: str | None = None) -> ExperimentConfig:
         Listing every problem found, each with its field path, value and what is allowed.
     """
     if not isinstance(data, dict):
-        raise ConfigError([("", f"the configuration must be a table of sections, got {type(data).__name__}")], source)
+        raise ConfigError(
+            [("", f"the configuration must be a table of sections, got {type(data).__name__}")], source
+        )
     try:
         config = ExperimentConfig.model_validate(data)
     except ValidationError as error:
-        problems = _problems_from(error, data)
+        problems = _problems_from(error, data, ExperimentConfig)
         reported = {path.split(" = ")[0] for path, _ in problems}
-        problems += [problem for problem in _raw_reference_problems(data) if problem[0].split(" = ")[0] not in reported]
+        problems += [
+            problem for problem in _raw_reference_problems(data) if problem[0].split(" = ")[0] not in reported
+        ]
         raise ConfigError(problems, source) from None
     _check_numerics(config, source)
     _check_references(config, source)
@@ -360,21 +225,30 @@ def _check_market(config: ExperimentConfig, source: str | None) -> None:
 
 def _check_engine(config: ExperimentConfig, source: str | None) -> None:
     """A file for the core engine must not switch on market interactions (only the agent
-    engine simulates them) nor sweep ``market.*`` paths: nothing is silently ignored."""
+    engine simulates them) nor sweep ``market.*`` paths: nothing is silently ignored.
+    """
     if config.engine != "core":
         return
     problems = []
     interactions = config.market.interactions
     if interactions:
         fields = ", ".join(f"market.{name}.enabled" for name in interactions)
-        problems.append((f"{fields} = true",
-                         "the market interactions run only on the agent engine: set engine = \"abm\" in the file "
-                         "(engine = \"core\", the default, would ignore them), or switch them off"))
+        problems.append(
+            (
+                f"{fields} = true",
+                'the market interactions run only on the agent engine: set engine = "abm" in the file '
+                '(engine = "core", the default, would ignore them), or switch them off',
+            )
+        )
     swept = [path for path in config.sweep if path.split(".")[0] == "market"]
     if swept:
-        problems.append((f"sweep.{swept[0]!r}",
-                         "[market] settings are used only by the agent engine (engine = \"abm\"), which does not "
-                         "run sweeps; the core engine would ignore them"))
+        problems.append(
+            (
+                f"sweep.{swept[0]!r}",
+                '[market] settings are used only by the agent engine (engine = "abm"), which does not '
+                "run sweeps; the core engine would ignore them",
+            )
+        )
     if problems:
         raise ConfigError(problems, source)
 
@@ -382,16 +256,29 @@ def _check_engine(config: ExperimentConfig, source: str | None) -> None:
 def _check_references(config: ExperimentConfig, source: str | None) -> None:
     """Policy names used by the comparison, precision and optimize sections must exist."""
     names = config.policy_names
-    problems = _unknown_policy_problems(names, {"comparison.reference": config.comparison.reference,
-                                                "optimize.reference": config.optimize.reference})
+    problems = _unknown_policy_problems(
+        names,
+        {
+            "comparison.reference": config.comparison.reference,
+            "optimize.reference": config.optimize.reference,
+        },
+    )
     precision = config.precision
     if precision.target_ci_halfwidth is not None:
         if len(names) < 2:
-            problems.append(("precision.target_ci_halfwidth",
-                             "precision control needs at least two policies (it targets paired ΔCLV)"))
+            problems.append(
+                (
+                    "precision.target_ci_halfwidth",
+                    "precision control needs at least two policies (it targets paired ΔCLV)",
+                )
+            )
         if precision.max_replications < config.run.replications:
-            problems.append((f"precision.max_replications = {precision.max_replications}",
-                             f"must be >= run.replications = {config.run.replications}"))
+            problems.append(
+                (
+                    f"precision.max_replications = {precision.max_replications}",
+                    f"must be >= run.replications = {config.run.replications}",
+                )
+            )
     if problems:
         raise ConfigError(problems, source)
 
@@ -409,11 +296,14 @@ def _unknown_policy_problems(names, references: dict) -> list[tuple[str, str]]:
 
 def _raw_reference_problems(data: dict) -> list[tuple[str, str]]:
     """The policy-reference checks of :func:`_check_references` on raw data, so that they
-    are reported together with the field problems of a config that does not validate."""
+    are reported together with the field problems of a config that does not validate.
+    """
     policies = data.get("policies")
     if policies is None:
         names = tuple(policy.name for policy in _default_policies())
-    elif isinstance(policies, list) and all(isinstance(p, dict) and isinstance(p.get("name"), str) for p in policies):
+    elif isinstance(policies, list) and all(
+        isinstance(p, dict) and isinstance(p.get("name"), str) for p in policies
+    ):
         names = tuple(p["name"] for p in policies)
     else:
         return []  # the policies themselves are malformed (reported already)
@@ -428,7 +318,8 @@ def _raw_reference_problems(data: dict) -> list[tuple[str, str]]:
 def _set_path(data: dict, path: str, value: Any) -> None:
     """Set ``value`` at a dotted TOML path of a config mapping; ``policies.<name>.…``
     addresses the policy with that name. Raises ``KeyError`` with a message if the path
-    does not lead into the configuration's tables."""
+    does not lead into the configuration's tables.
+    """
     parts = path.split(".")
     if any(not part for part in parts):
         raise KeyError("not a dotted parameter path (like economics.annual_discount_rate)")
@@ -449,7 +340,11 @@ def _set_path(data: dict, path: str, value: Any) -> None:
             index += 2
             continue
         if not isinstance(node, dict) or not isinstance(node.get(part), dict):
-            allowed = [key for key, item in node.items() if isinstance(item, dict)] if isinstance(node, dict) else []
+            allowed = (
+                [key for key, item in node.items() if isinstance(item, dict)]
+                if isinstance(node, dict)
+                else []
+            )
             close = difflib.get_close_matches(part, allowed, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise KeyError(f"{part!r} is not a table of the configuration{hint}")
@@ -458,7 +353,9 @@ def _set_path(data: dict, path: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def apply_overrides(config: ExperimentConfig, values: dict[str, Any], source: str | None = None) -> ExperimentConfig:
+def apply_overrides(
+    config: ExperimentConfig, values: dict[str, Any], source: str | None = None
+) -> ExperimentConfig:
     """A validated copy of ``config`` with values set at dotted parameter paths.
 
     Parameters
@@ -489,11 +386,14 @@ def apply_overrides(config: ExperimentConfig, values: dict[str, Any], source: st
 
 def sweep_grid(config: ExperimentConfig) -> list[dict[str, Any]]:
     """The points of the ``[sweep]`` grid, ``[{path: value, ...}, ...]``, in row-major
-    order (the last swept path varies fastest); ``[{}]`` without a sweep."""
+    order (the last swept path varies fastest); ``[{}]`` without a sweep.
+    """
     import itertools
 
     paths = list(config.sweep)
-    return [dict(zip(paths, combination)) for combination in itertools.product(*(config.sweep[p] for p in paths))]
+    return [
+        dict(zip(paths, combination)) for combination in itertools.product(*(config.sweep[p] for p in paths))
+    ]
 
 
 def _check_sweep(config: ExperimentConfig, source: str | None) -> None:
@@ -519,7 +419,12 @@ def _check_sweep(config: ExperimentConfig, source: str | None) -> None:
                 if (path, message) in seen:
                     continue
                 seen.add((path, message))
-                problems.append((f"sweep point {number} of {len(grid)} ({setting})", f"{path}: {message}" if path else message))
+                problems.append(
+                    (
+                        f"sweep point {number} of {len(grid)} ({setting})",
+                        f"{path}: {message}" if path else message,
+                    )
+                )
         if len(problems) >= 20:
             problems.append(("sweep", "(further problems not listed)"))
             break
@@ -580,9 +485,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise ConfigError([("", f"{source} is not UTF-8 text (byte {error.start}): save it as UTF-8")]) from None
+        raise ConfigError(
+            [("", f"{source} is not UTF-8 text (byte {error.start}): save it as UTF-8")]
+        ) from None
     text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark, as some editors write
-    empty = f"{source} is empty (no settings, only blank space or comments): an experiment needs at least a name"
+    empty = (
+        f"{source} is empty (no settings, only blank space or comments): an experiment needs at least a name"
+    )
     if not text.strip():
         raise ConfigError([("", empty)])
     try:
@@ -604,7 +513,8 @@ MAX_WORD_OF_MOUTH_PROSPECTS = 1_000.0
 def market_servers(config: ExperimentConfig) -> float:
     """Servers of ``[market.capacity]`` for the initial cohort: ``max(1, round(servers_per_1000
     * customers / 1000))`` plus ``floor(spend_per_customer * customers / server_cost)`` bought
-    (a float: inf when the purchase overflows)."""
+    (a float: inf when the purchase overflows).
+    """
     capacity = config.market.capacity
     customers = config.population.customers
     base = max(1, int(round(capacity.servers_per_1000 * customers / 1000.0)))
@@ -614,47 +524,63 @@ def market_servers(config: ExperimentConfig) -> float:
 
 def word_of_mouth_problems(config: ExperimentConfig) -> list[tuple[str, str]]:
     """With ``market.word_of_mouth`` on, ``people_told * |influence|`` of every satisfaction
-    type must be at most :data:`MAX_WORD_OF_MOUTH_PROSPECTS` (each prospect is simulated)."""
+    type must be at most :data:`MAX_WORD_OF_MOUTH_PROSPECTS` (each prospect is simulated).
+    """
     if not config.market.word_of_mouth.enabled:
         return []
     wom = config.word_of_mouth
     problems = []
-    for name, told, influence in zip(SATISFACTION_TYPES, wom.people_told.as_tuple(), wom.influence.as_tuple()):
+    for name, told, influence in zip(
+        SATISFACTION_TYPES, wom.people_told.as_tuple(), wom.influence.as_tuple()
+    ):
         mean = told * abs(influence)
         if mean > MAX_WORD_OF_MOUTH_PROSPECTS:
-            problems.append((f"word_of_mouth.people_told.{name}",
-                             f"people_told.{name} * |influence.{name}| = {told:g} * {abs(influence):g} = {mean:g} "
-                             f"prospects per talk must be <= {MAX_WORD_OF_MOUTH_PROSPECTS:g} with "
-                             "market.word_of_mouth on (each prospect is a simulated arrival)"))
+            problems.append(
+                (
+                    f"word_of_mouth.people_told.{name}",
+                    f"people_told.{name} * |influence.{name}| = {told:g} * {abs(influence):g} = {mean:g} "
+                    f"prospects per talk must be <= {MAX_WORD_OF_MOUTH_PROSPECTS:g} with "
+                    "market.word_of_mouth on (each prospect is a simulated arrival)",
+                )
+            )
     return problems
 
 
 def market_problems(config: ExperimentConfig, *, agent_engine: bool | None = None) -> list[tuple[str, str]]:
     """Cross-field checks of the agent engine's ``[market]``: word-of-mouth arrivals per talk,
     the number of servers of ``[market.capacity]`` and (on the agent engine: ``agent_engine``,
-    default ``config.engine == "abm"``) the cohort against ``market.max_customers``."""
+    default ``config.engine == "abm"``) the cohort against ``market.max_customers``.
+    """
     market = config.market
     customers = config.population.customers
     problems = word_of_mouth_problems(config)
     if agent_engine is None:
         agent_engine = config.engine == "abm"
     if agent_engine and customers > market.max_customers:
-        problems.append((f"population.customers = {customers}",
-                         f"must be <= market.max_customers = {market.max_customers} on the agent engine (engine = "
-                         f"\"abm\" holds every customer in memory, about {AGENT_BYTES_PER_CUSTOMER} bytes each per "
-                         f"market); lower population.customers or raise market.max_customers (at most "
-                         f"{MAX_MARKET_CUSTOMERS:,})"))
+        problems.append(
+            (
+                f"population.customers = {customers}",
+                f"must be <= market.max_customers = {market.max_customers} on the agent engine (engine = "
+                f'"abm" holds every customer in memory, about {AGENT_BYTES_PER_CUSTOMER} bytes each per '
+                f"market); lower population.customers or raise market.max_customers (at most "
+                f"{MAX_MARKET_CUSTOMERS:,})",
+            )
+        )
     capacity = market.capacity
     if capacity.enabled:
         servers = market_servers(config)
         if servers > market.max_customers:
-            problems.append(("market.capacity",
-                             f"max(1, round(servers_per_1000 * customers / 1000)) + floor(spend_per_customer * "
-                             f"customers / server_cost) = {servers:g} servers must be <= market.max_customers = "
-                             f"{market.max_customers} (at most one open complaint per customer); got "
-                             f"servers_per_1000 = {capacity.servers_per_1000:g}, spend_per_customer = "
-                             f"{capacity.spend_per_customer:g}, server_cost = {capacity.server_cost:g}, "
-                             f"population.customers = {customers}"))
+            problems.append(
+                (
+                    "market.capacity",
+                    f"max(1, round(servers_per_1000 * customers / 1000)) + floor(spend_per_customer * "
+                    f"customers / server_cost) = {servers:g} servers must be <= market.max_customers = "
+                    f"{market.max_customers} (at most one open complaint per customer); got "
+                    f"servers_per_1000 = {capacity.servers_per_1000:g}, spend_per_customer = "
+                    f"{capacity.spend_per_customer:g}, server_cost = {capacity.server_cost:g}, "
+                    f"population.customers = {customers}",
+                )
+            )
     return problems
 
 
@@ -671,12 +597,15 @@ def config_to_toml(config: ExperimentConfig, header: Sequence[str] = ()) -> str:
     """The resolved config as TOML text, every parameter written out (deterministic: the
     fields in schema order), unset optional values (``None``) left out; ``header`` lines
     become ``#`` comments at the top. Written by ``tomli-w``; :func:`write_config` checks
-    that the text loads back as the same config."""
+    that the text loads back as the same config.
+    """
     comments = "".join(f"# {line}".rstrip() + "\n" for line in header)
     return comments + ("\n" if comments else "") + tomli_w.dumps(_without_none(config.to_toml_dict()))
 
 
-def write_config(config: ExperimentConfig, path: str | Path, *, header: Sequence[str] = (), force: bool = False) -> Path:
+def write_config(
+    config: ExperimentConfig, path: str | Path, *, header: Sequence[str] = (), force: bool = False
+) -> Path:
     """Write ``config`` as TOML to ``path``, after checking that the text loads back as the
     very same config (:func:`sim.config_from_dict` of the parsed text equals ``config``).
 
@@ -700,12 +629,20 @@ def write_config(config: ExperimentConfig, path: str | Path, *, header: Sequence
     text = config_to_toml(config, header)
     reloaded = config_from_dict(tomllib.loads(text), source=str(path))
     if reloaded != config:
-        raise RuntimeError(f"the TOML written for {path} does not load back as the same config (a bug in sim.model.config)")
+        raise RuntimeError(
+            f"the TOML written for {path} does not load back as the same config (a bug in sim.model.config)"
+        )
     return atomic_write_text(path, text)
 
 
-def with_run_overrides(config: ExperimentConfig, customers: int | None = None, replications: int | None = None,
-                       horizon: int | None = None, seed: int | None = None, threads: int | None = None) -> ExperimentConfig:
+def with_run_overrides(
+    config: ExperimentConfig,
+    customers: int | None = None,
+    replications: int | None = None,
+    horizon: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+) -> ExperimentConfig:
     """``config`` with the sizes of a run replaced where given (``population.customers``,
     ``run.replications``, ``run.horizon``, ``run.seed``, ``run.threads``), validated like the
     config; ``config`` itself when nothing is given. The keyword overrides of
@@ -721,11 +658,20 @@ def with_run_overrides(config: ExperimentConfig, customers: int | None = None, r
     """
     if not isinstance(config, ExperimentConfig):
         hint = " (for a dict use sim.config_from_dict(data))" if isinstance(config, dict) else ""
-        raise TypeError(f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
-                        f"got {type(config).__name__}{hint}")
-    overrides_run = {key: value for key, value in
-                     (("replications", replications), ("horizon", horizon), ("seed", seed), ("threads", threads))
-                     if value is not None}
+        raise TypeError(
+            f"config must be an ExperimentConfig (sim.load_config or sim.config_from_dict), "
+            f"got {type(config).__name__}{hint}"
+        )
+    overrides_run = {
+        key: value
+        for key, value in (
+            ("replications", replications),
+            ("horizon", horizon),
+            ("seed", seed),
+            ("threads", threads),
+        )
+        if value is not None
+    }
     overrides = {}
     if overrides_run:
         overrides["run"] = overrides_run

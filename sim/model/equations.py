@@ -137,21 +137,24 @@ def customer_wallet(normal, median, sigma):
 @njit(cache=True)
 def value_tier(wallet, tier_a_wallet, tier_b_wallet):
     """(A3) ABC value tier from the predicted value (wallet): 0 = A (top 5 %), 1 = B (next
-    15 %), 2 = C; the thresholds are the wallet distribution's 95 % and 80 % quantiles."""
+    15 %), 2 = C; the thresholds are the wallet distribution's 95 % and 80 % quantiles.
+    """
     return select(wallet >= tier_a_wallet, 0, select(wallet >= tier_b_wallet, 1, 2))
 
 
 @njit(cache=True)
 def propensity_ends_relationship(propensity, uniform):
     """(M8) Beta-heterogeneous churn: the relationship ends this period if ``u < theta``
-    (Fader & Hardie 2007); ``theta = 0`` never ends it."""
+    (Fader & Hardie 2007); ``theta = 0`` never ends it.
+    """
     return uniform < propensity
 
 
 @njit(cache=True)
 def care_response(spend, gain, scale, annoyance):
     """(M1) Gain in perceived performance from retention spend ``spend`` per period:
-    ``gain * (1 - exp(-spend/scale)) - annoyance * (spend/scale)**2``. Jit-compiled."""
+    ``gain * (1 - exp(-spend/scale)) - annoyance * (spend/scale)**2``. Jit-compiled.
+    """
     ratio = spend / scale
     return gain * (1.0 - np.exp(-ratio)) - annoyance * ratio * ratio
 
@@ -216,7 +219,8 @@ def update_expectation(expectation, performance, initial, adaptation, anchor):
 @njit(cache=True)
 def loyalty_from_satisfaction(satisfaction, defection, affection, low, high):
     """(M6) The satisfaction→loyalty curve (Jones & Sasser 1995 zones), piecewise linear
-    through (0, 0), (defection, low), (affection, high), (1, 1). Jit-compiled."""
+    through (0, 0), (defection, low), (affection, high), (1, 1). Jit-compiled.
+    """
     s = np.minimum(np.maximum(satisfaction, 0.0), 1.0)
     in_defection = low * s / defection
     in_indifference = low + (high - low) * (s - defection) / (affection - defection)
@@ -236,7 +240,9 @@ def adjusted_probability(base, log_odds_shift):
 
 
 @njit(cache=True)
-def transition_probabilities(stage, loyalty, neutral_loyalty, base_forward, base_exit, beta_forward, beta_exit, exit_odds):
+def transition_probabilities(
+    stage, loyalty, neutral_loyalty, base_forward, base_exit, beta_forward, beta_exit, exit_odds
+):
     """(M7) The probabilities ``(forward, exit)`` of the two competing moves out of ``stage``.
 
     ``base_forward``/``base_exit`` are the stage's base probabilities (for decline: win-back
@@ -256,7 +262,8 @@ def transition_probabilities(stage, loyalty, neutral_loyalty, base_forward, base
 def next_stage(stage, forward, leave, uniform):
     """(M7) The stage after one period, from one uniform draw: ``u < forward`` moves forward
     (decline's forward move is win-back to formation), ``u < forward + leave`` exits
-    (exploration and decline exit to ENDED, formation and stability to DECLINE)."""
+    (exploration and decline exit to ENDED, formation and stability to DECLINE).
+    """
     forward_to = select(stage == DECLINE, FORMATION, select(stage == STABILITY, STABILITY, stage + 1))
     exit_to = select((stage == EXPLORATION) | (stage == DECLINE), ENDED, DECLINE)
     return select(uniform < forward, forward_to, select(uniform < forward + leave, exit_to, stage))
@@ -308,7 +315,8 @@ def tenure_ramp(tenure, tenure_scale):
     """The tenure ramp ``rho(tau) = 1 - exp(-tau / T)`` of (C2)-(C4). Jit-compiled.
 
     It depends on the period only, so the cohort core tabulates it once per chunk
-    (with this function) instead of calling ``exp`` every customer-period."""
+    (with this function) instead of calling ``exp`` every customer-period.
+    """
     return 1.0 - np.exp(-tenure / tenure_scale)
 
 
@@ -330,7 +338,8 @@ def ramped_cash_flows(
 ):
     """(C1-C6) :func:`period_cash_flows` given the tenure ramp ``ramp = tenure_ramp(tenure,
     tenure_scale)`` instead of the tenure. Jit-compiled; works on NumPy arrays through
-    ``.py_func``."""
+    ``.py_func``.
+    """
     sow = np.minimum(1.0, sow_stage * (1.0 + sow_growth * ramp))
     purchases = wallet * sow * margin_stage - cost_to_serve
     cross_sell = wallet * cross_sell_stage * ramp * cross_sell_margin
@@ -344,7 +353,8 @@ def ramped_cash_flows(
 def period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend):
     """Undiscounted profit of one customer-period: the parts (C1/C2)-(C6) less the retention
     spend, summed in this order (the per-stage and per-period profit of every engine).
-    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    Jit-compiled; works on NumPy arrays through ``.py_func``.
+    """
     return purchases + cross_sell + cost_saving + referral_value + premium - spend
 
 
@@ -352,7 +362,8 @@ def period_profit(purchases, cross_sell, cost_saving, referral_value, premium, s
 def customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend, acquisition):
     """A customer's lifetime value: CLV1 + ... + CLV6 - discounted spend - acquisition cost,
     summed in exactly this order so that every engine gives the same value bit for bit.
-    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    Jit-compiled; works on NumPy arrays through ``.py_func``.
+    """
     return clv1 + clv2 + clv3 + clv4 + clv5 + clv6 - spend - acquisition
 
 
@@ -363,6 +374,7 @@ def lifecycle_pattern(highest_stage, end_period, start_tenure, long_term):
     III reached stability and ended before ``long_term`` periods of tenure; IV reached
     stability and lasted (still active at the horizon, ``end_period < 0``, or ended at a tenure
     of at least ``long_term``). Tenure at the end is ``start_tenure + end_period``.
-    Jit-compiled; works on NumPy arrays through ``.py_func``."""
+    Jit-compiled; works on NumPy arrays through ``.py_func``.
+    """
     left_early = (end_period >= 0) & (start_tenure + end_period < long_term)
     return select(highest_stage < STABILITY, highest_stage, select(left_early, 2, 3))

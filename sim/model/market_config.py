@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
-from sim.model.sections import NonNegative, Positive, Probability, SegmentValues, StageNonNegative, _Frozen
-from sim.model.names import STAGES
 
+from sim.model.names import STAGES
+from sim.model.sections import NonNegative, Positive, Probability, SegmentValues, StageNonNegative, _Frozen
 
 #: Largest ``market.max_customers``.
 MAX_MARKET_CUSTOMERS = 100_000_000
@@ -47,11 +47,13 @@ class MarketBudgetConfig(_Frozen):
         (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
     )
     per_customer: NonNegative = Field(
-        1.0, description="budget per period per customer of the initial cohort, money units "
-                         "(total = per_customer * population.customers, so --customers keeps its meaning)"
+        1.0,
+        description="budget per period per customer of the initial cohort, money units "
+        "(total = per_customer * population.customers, so --customers keeps its meaning)",
     )
     stage_priority: tuple[Literal["exploration", "formation", "stability", "decline"], ...] = Field(
-        ("decline", "formation", "exploration", "stability"), strict=False,
+        ("decline", "formation", "exploration", "stability"),
+        strict=False,
         description="order in which stages are served within a value tier (all four stages, each once)",
     )
 
@@ -59,7 +61,9 @@ class MarketBudgetConfig(_Frozen):
     @classmethod
     def _a_permutation(cls, order: tuple) -> tuple:
         if sorted(order) != sorted(STAGES):
-            raise ValueError(f"stage_priority must list each of {list(STAGES)} exactly once; got {list(order)}")
+            raise ValueError(
+                f"stage_priority must list each of {list(STAGES)} exactly once; got {list(order)}"
+            )
         return order
 
 
@@ -87,9 +91,15 @@ class MarketCapacityConfig(_Frozen):
         0.0, description="capacity spend per period per cohort customer, money units (buys extra servers)"
     )
     server_cost: Positive = Field(400.0, description="cost of one extra server per period, money units")
-    complaint_probability: Probability = Field(0.5, description="chance that a dissatisfied customer complains in the next period")
-    service_time: Positive = Field(0.02, description="mean service time of a complaint, periods (exponential)")
-    wait_penalty: NonNegative = Field(2.0, description="perceived performance lost per period a complaint waits (M2)")
+    complaint_probability: Probability = Field(
+        0.5, description="chance that a dissatisfied customer complains in the next period"
+    )
+    service_time: Positive = Field(
+        0.02, description="mean service time of a complaint, periods (exponential)"
+    )
+    wait_penalty: NonNegative = Field(
+        2.0, description="perceived performance lost per period a complaint waits (M2)"
+    )
 
 
 class MarketWordOfMouthConfig(_Frozen):
@@ -128,20 +138,30 @@ class MarketAcquisitionConfig(_Frozen):
         (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
     )
     prospects_per_1000: NonNegative = Field(
-        5.0, description="organic prospects per period per 1,000 cohort customers (with the spend-driven ones "
-                         "at most 1,000: see MAX_PROSPECTS_PER_CUSTOMER)")
-    spend_per_customer: NonNegative = Field(0.0, description="acquisition spend per period per cohort customer, money units")
-    prospects_per_spend: NonNegative = Field(0.01, description="extra prospects per period per money unit of acquisition spend")
+        5.0,
+        description="organic prospects per period per 1,000 cohort customers (with the spend-driven ones "
+        "at most 1,000: see MAX_PROSPECTS_PER_CUSTOMER)",
+    )
+    spend_per_customer: NonNegative = Field(
+        0.0, description="acquisition spend per period per cohort customer, money units"
+    )
+    prospects_per_spend: NonNegative = Field(
+        0.01, description="extra prospects per period per money unit of acquisition spend"
+    )
 
     @model_validator(mode="after")
     def _bounded_arrivals(self) -> "MarketAcquisitionConfig":
         per_customer = self.prospects_per_1000 / 1000.0 + self.spend_per_customer * self.prospects_per_spend
         if per_customer > MAX_PROSPECTS_PER_CUSTOMER:
             raise ValueError(
-                f"prospects_per_1000 / 1000 + spend_per_customer * prospects_per_spend = {per_customer:g} prospects "
-                f"per period per cohort customer must be <= {MAX_PROSPECTS_PER_CUSTOMER:g} (each prospect is a "
-                f"simulated arrival); got prospects_per_1000 = {self.prospects_per_1000:g}, spend_per_customer = "
-                f"{self.spend_per_customer:g}, prospects_per_spend = {self.prospects_per_spend:g}")
+                f"prospects_per_1000 / 1000 + spend_per_customer * prospects_per_spend = {per_customer:g} "
+                "prospects "
+                f"per period per cohort customer must be <= {MAX_PROSPECTS_PER_CUSTOMER:g} (each prospect "
+                "is a "
+                f"simulated arrival); got prospects_per_1000 = {self.prospects_per_1000:g}, "
+                "spend_per_customer = "
+                f"{self.spend_per_customer:g}, prospects_per_spend = {self.prospects_per_spend:g}"
+            )
         return self
 
 
@@ -159,7 +179,9 @@ class MarketCompetitorConfig(_Frozen):
         (), strict=False, description="policies whose markets have this interaction (empty: every policy)"
     )
     enters_at: int = Field(24, ge=0, le=100_000, description="period from which the competitor is present")
-    leaves_at: int | None = Field(None, ge=1, le=100_000, description="period from which it is gone again (omit: stays)")
+    leaves_at: int | None = Field(
+        None, ge=1, le=100_000, description="period from which it is gone again (omit: stays)"
+    )
     exit_odds: SegmentValues = Field(
         default_factory=lambda: SegmentValues(relationship=1.25, transactional=2.0),
         description="multiplier on the exit odds while the competitor is present, by segment",
@@ -187,17 +209,32 @@ class MarketConfig(_Frozen):
     """
 
     timing: Literal["period", "event"] = Field(
-        "period", description="'period': each customer's period resolves at its end; 'event': purchases "
-                              "also arrive as Poisson events within the period at purchase_rate"
+        "period",
+        description="'period': each customer's period resolves at its end; 'event': purchases "
+        "also arrive as Poisson events within the period at purchase_rate",
     )
     purchase_rate: StageNonNegative = Field(
         default_factory=lambda: StageNonNegative(exploration=1.0, formation=2.0, stability=4.0, decline=1.5),
-        description="purchases per period by stage, each > 0 and <= 1000 ('event' timing; each carries an equal "
-                    "share of the period's expected purchase cash flow, C1/C2)",
+        description="purchases per period by stage, each > 0 and <= 1000 ('event' timing; each carries "
+        "an equal "
+        "share of the period's expected purchase cash flow, C1/C2)",
     )
-    event_log: bool = Field(False, description="keep the event log (time, customer, event, stage, satisfaction)")
-    snapshot_every: int = Field(12, ge=0, le=100_000, description="keep a snapshot of all live customers every this many periods (0: only at the horizon)")
-    max_customers: int = Field(1_000_000, ge=1, le=MAX_MARKET_CUSTOMERS, description="most customers one market may hold, ended ones included (word-of-mouth arrivals beyond are turned away and counted; the acquisition process stops once it is reached)")
+    event_log: bool = Field(
+        False, description="keep the event log (time, customer, event, stage, satisfaction)"
+    )
+    snapshot_every: int = Field(
+        12,
+        ge=0,
+        le=100_000,
+        description="keep a snapshot of all live customers every this many periods (0: only at the horizon)",
+    )
+    max_customers: int = Field(
+        1_000_000,
+        ge=1,
+        le=MAX_MARKET_CUSTOMERS,
+        description="most customers one market may hold, ended ones included (word-of-mouth arrivals beyond "
+        "are turned away and counted; the acquisition process stops once it is reached)",
+    )
     budget: MarketBudgetConfig = Field(default_factory=MarketBudgetConfig)
     capacity: MarketCapacityConfig = Field(default_factory=MarketCapacityConfig)
     word_of_mouth: MarketWordOfMouthConfig = Field(default_factory=MarketWordOfMouthConfig)
@@ -210,16 +247,21 @@ class MarketConfig(_Frozen):
         zero = [stage for stage, rate in zip(STAGES, rates.as_tuple()) if rate <= 0.0]
         if zero:
             raise ValueError(f"purchase_rate must be > 0 in every stage; zero for {zero}")
-        high = [f"{stage} = {rate:g}" for stage, rate in zip(STAGES, rates.as_tuple()) if rate > MAX_PURCHASE_RATE]
+        high = [
+            f"{stage} = {rate:g}" for stage, rate in zip(STAGES, rates.as_tuple()) if rate > MAX_PURCHASE_RATE
+        ]
         if high:
-            raise ValueError(f"purchase_rate must be <= {MAX_PURCHASE_RATE:g} purchases per period in every stage "
-                             f"(each purchase is a simulated event); got {', '.join(high)}")
+            raise ValueError(
+                f"purchase_rate must be <= {MAX_PURCHASE_RATE:g} purchases per period in every stage "
+                f"(each purchase is a simulated event); got {', '.join(high)}"
+            )
         return rates
 
     @property
     def interactions(self) -> tuple[str, ...]:
         """Names of the interactions switched on."""
-        return tuple(name for name in ("budget", "capacity", "word_of_mouth", "acquisition", "competitor")
-                     if getattr(self, name).enabled)
-
-
+        return tuple(
+            name
+            for name in ("budget", "capacity", "word_of_mouth", "acquisition", "competitor")
+            if getattr(self, name).enabled
+        )

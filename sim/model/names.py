@@ -6,7 +6,6 @@ Imports nothing from the package.
 
 from __future__ import annotations
 
-
 #: The four lifecycle stages, in the only order a relationship may pass them (MODEL.md §1).
 STAGES: tuple[str, ...] = ("exploration", "formation", "stability", "decline")
 

@@ -10,10 +10,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.model.names import SEGMENTS, STAGES, TIERS
 from sim.model.config import ExperimentConfig
-from sim.model.sections import MaxSatisfactionPolicy, NonePolicy, ReactivePolicy, StagePolicy, TablePolicy, UniformPolicy, ValuePolicy
 from sim.model.equations import best_care_spend
+from sim.model.names import SEGMENTS, STAGES, TIERS
+from sim.model.sections import (
+    MaxSatisfactionPolicy,
+    NonePolicy,
+    ReactivePolicy,
+    StagePolicy,
+    TablePolicy,
+    UniformPolicy,
+    ValuePolicy,
+)
 
 __all__ = ["PolicyTables", "policy_tables", "spend_table"]
 
@@ -71,4 +79,6 @@ def spend_table(policy, config: ExperimentConfig) -> tuple[np.ndarray, float]:
 def policy_tables(config: ExperimentConfig) -> PolicyTables:
     """Spend tables for every policy of ``config``, in config order."""
     tables, drops = zip(*(spend_table(policy, config) for policy in config.policies))
-    return PolicyTables(config.policy_names, np.ascontiguousarray(np.stack(tables)), np.asarray(drops, dtype=np.float64))
+    return PolicyTables(
+        config.policy_names, np.ascontiguousarray(np.stack(tables)), np.asarray(drops, dtype=np.float64)
+    )

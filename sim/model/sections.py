@@ -12,13 +12,16 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
 from sim.model.names import SATISFACTION_TYPES, STAGES, TIERS
 
 
 class _Frozen(BaseModel):
     """Base for config sections: immutable, unknown keys rejected, strict-ish types."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, validate_default=True, strict=True, allow_inf_nan=False
+    )
 
 
 #: Largest magnitude of any real number in a configuration (money per period, multipliers,
@@ -123,7 +126,9 @@ class PopulationConfig(_Frozen):
     """
 
     customers: int = Field(20_000, ge=1, le=1_000_000_000, description="cohort size acquired at period 0")
-    relationship_share: Probability = Field(0.45, description="share of relationship customers; the rest are transactional")
+    relationship_share: Probability = Field(
+        0.45, description="share of relationship customers; the rest are transactional"
+    )
     wallet_median: Positive = Field(100.0, description="median wallet per period, money units")
     wallet_sigma: float = Field(1.0, ge=0.0, le=4.0, description="log-sd of the lognormal wallet")
     churn_propensity: ChurnPropensity | None = Field(
@@ -141,17 +146,40 @@ class DynamicsConfig(_Frozen):
         default_factory=lambda: SegmentValues(relationship=0.3, transactional=0.2),
         description="mean perceived performance of product and service without care spend",
     )
-    performance_fit_sd: NonNegative = Field(0.3, description="sd of a customer's persistent fit with the offer")
-    performance_noise: NonNegative = Field(0.4, description="sd of the period-to-period noise in perceived performance")
+    performance_fit_sd: NonNegative = Field(
+        0.3, description="sd of a customer's persistent fit with the offer"
+    )
+    performance_noise: NonNegative = Field(
+        0.4, description="sd of the period-to-period noise in perceived performance"
+    )
     initial_expectation: Real = Field(0.3, description="expectation Q0 when the relationship starts")
-    expectation_adaptation: Probability = Field(0.1, description="share of the gap Q1-Q0 closed by expectations each period")
-    expectation_anchor: Probability = Field(0.5, description="weight of the initial expectation in the level expectations adapt to")
-    satisfaction_memory: Probability = Field(0.5, description="weight of last period's satisfaction in this period's")
-    satisfaction_scale: Positive = Field(0.3, description="disconfirmation that moves satisfaction from 0.5 to 0.73")
-    satisfaction_tolerance: NonNegative = Field(0.3, description="|Q1-Q0| within which a customer is 'satisfied' rather than dis- or highly satisfied")
-    care_gain: NonNegative = Field(1.0, description="largest gain in perceived performance from care spend (diminishing returns)")
-    care_scale: float = Field(4.0, ge=MIN_CARE_SCALE, le=MAX_MAGNITUDE, description="spend per period at which 63 % of the care gain is reached, money units")
-    annoyance: NonNegative = Field(0.06, description="loss of perceived performance per (spend/care_scale)^2 from over-contact")
+    expectation_adaptation: Probability = Field(
+        0.1, description="share of the gap Q1-Q0 closed by expectations each period"
+    )
+    expectation_anchor: Probability = Field(
+        0.5, description="weight of the initial expectation in the level expectations adapt to"
+    )
+    satisfaction_memory: Probability = Field(
+        0.5, description="weight of last period's satisfaction in this period's"
+    )
+    satisfaction_scale: Positive = Field(
+        0.3, description="disconfirmation that moves satisfaction from 0.5 to 0.73"
+    )
+    satisfaction_tolerance: NonNegative = Field(
+        0.3, description="|Q1-Q0| within which a customer is 'satisfied' rather than dis- or highly satisfied"
+    )
+    care_gain: NonNegative = Field(
+        1.0, description="largest gain in perceived performance from care spend (diminishing returns)"
+    )
+    care_scale: float = Field(
+        4.0,
+        ge=MIN_CARE_SCALE,
+        le=MAX_MAGNITUDE,
+        description="spend per period at which 63 % of the care gain is reached, money units",
+    )
+    annoyance: NonNegative = Field(
+        0.06, description="loss of perceived performance per (spend/care_scale)^2 from over-contact"
+    )
     stage_effectiveness: StageNonNegative = Field(
         default_factory=lambda: StageNonNegative(exploration=0.7, formation=1.0, stability=0.4, decline=0.8),
         description="how strongly care spend reaches perceived performance in each stage",
@@ -167,7 +195,9 @@ class LoyaltyConfig(_Frozen):
     """
 
     defection_threshold: Probability = Field(0.35, description="satisfaction below which loyalty collapses")
-    affection_threshold: Probability = Field(0.75, description="satisfaction above which loyalty rises steeply")
+    affection_threshold: Probability = Field(
+        0.75, description="satisfaction above which loyalty rises steeply"
+    )
     indifference_low: Probability = Field(0.38, description="loyalty at the defection threshold")
     indifference_high: Probability = Field(0.42, description="loyalty at the affection threshold")
 
@@ -180,7 +210,8 @@ class LoyaltyConfig(_Frozen):
             )
         if self.indifference_low > self.indifference_high:
             raise ValueError(
-                f"indifference_low ({self.indifference_low}) must be <= indifference_high ({self.indifference_high})"
+                f"indifference_low ({self.indifference_low}) must be <= indifference_high "
+                f"({self.indifference_high})"
             )
         return self
 
@@ -207,13 +238,22 @@ class TransitionConfig(_Frozen):
     )
     churn: Probability = Field(0.20, description="decline -> ended")
     win_back: Probability = Field(0.10, description="decline -> formation")
-    loyalty_effect_advance: NonNegative = Field(4.0, description="log-odds change of advancing/win-back per unit of loyalty above neutral")
-    loyalty_effect_exit: NonNegative = Field(6.0, description="log-odds change of exit/churn per unit of loyalty below neutral")
+    loyalty_effect_advance: NonNegative = Field(
+        4.0, description="log-odds change of advancing/win-back per unit of loyalty above neutral"
+    )
+    loyalty_effect_exit: NonNegative = Field(
+        6.0, description="log-odds change of exit/churn per unit of loyalty below neutral"
+    )
     exit_odds: SegmentValues = Field(
         default_factory=lambda: SegmentValues(relationship=1.0, transactional=2.0),
         description="odds multiplier on exit and churn by segment (transactional customers switch more)",
     )
-    long_term_periods: int = Field(36, ge=1, le=1_000_000, description="tenure that makes a stability relationship 'long-term' (pattern IV)")
+    long_term_periods: int = Field(
+        36,
+        ge=1,
+        le=1_000_000,
+        description="tenure that makes a stability relationship 'long-term' (pattern IV)",
+    )
 
     @field_validator("advance")
     @classmethod
@@ -256,13 +296,19 @@ class WordOfMouthConfig(_Frozen):
     """
 
     people_told: SatisfactionTypeValues = Field(
-        default_factory=lambda: SatisfactionTypeValues(dissatisfied=22.0, satisfied=8.0, highly_satisfied=12.0)
+        default_factory=lambda: SatisfactionTypeValues(
+            dissatisfied=22.0, satisfied=8.0, highly_satisfied=12.0
+        )
     )
     influence: SatisfactionTypeValues = Field(
-        default_factory=lambda: SatisfactionTypeValues(dissatisfied=-0.02, satisfied=0.005, highly_satisfied=0.03)
+        default_factory=lambda: SatisfactionTypeValues(
+            dissatisfied=-0.02, satisfied=0.005, highly_satisfied=0.03
+        )
     )
     talk_probability: Probability = Field(0.05)
-    referral_value: NonNegative = Field(40.0, description="value of one customer won (or lost) by word of mouth, money units")
+    referral_value: NonNegative = Field(
+        40.0, description="value of one customer won (or lost) by word of mouth, money units"
+    )
 
     @field_validator("people_told")
     @classmethod
@@ -279,22 +325,36 @@ class EconomicsConfig(_Frozen):
     period_months: float = Field(1.0, gt=0.0, le=12.0, description="length of one period in months")
     annual_discount_rate: float = Field(0.10, ge=0.0, le=1.0, description="yearly discount rate")
     margin: StageProbabilities = Field(
-        default_factory=lambda: StageProbabilities(exploration=0.15, formation=0.25, stability=0.30, decline=0.20),
+        default_factory=lambda: StageProbabilities(
+            exploration=0.15, formation=0.25, stability=0.30, decline=0.20
+        ),
         description="gross margin rate on purchases by stage (trial discounts early)",
     )
     share_of_wallet: StageProbabilities = Field(
-        default_factory=lambda: StageProbabilities(exploration=0.10, formation=0.25, stability=0.45, decline=0.15),
+        default_factory=lambda: StageProbabilities(
+            exploration=0.10, formation=0.25, stability=0.45, decline=0.15
+        ),
         description="share of the customer's wallet bought from the firm, by stage",
     )
-    share_of_wallet_growth: NonNegative = Field(0.5, description="relative growth of share of wallet with tenure (saturating)")
-    tenure_scale: Positive = Field(24.0, description="periods over which tenure effects build up (1 - exp(-tenure/scale))")
+    share_of_wallet_growth: NonNegative = Field(
+        0.5, description="relative growth of share of wallet with tenure (saturating)"
+    )
+    tenure_scale: Positive = Field(
+        24.0, description="periods over which tenure effects build up (1 - exp(-tenure/scale))"
+    )
     cross_sell_share: StageProbabilities = Field(
-        default_factory=lambda: StageProbabilities(exploration=0.0, formation=0.05, stability=0.15, decline=0.02),
+        default_factory=lambda: StageProbabilities(
+            exploration=0.0, formation=0.05, stability=0.15, decline=0.02
+        ),
         description="extra share of wallet from other products at full tenure, by stage",
     )
     cross_sell_margin: Probability = Field(0.30, description="margin rate on cross-sold products")
-    cost_to_serve: NonNegative = Field(2.0, description="cost to serve a new customer per period, money units")
-    cost_to_serve_floor: Probability = Field(0.4, description="long-tenure cost to serve as a share of the new-customer cost")
+    cost_to_serve: NonNegative = Field(
+        2.0, description="cost to serve a new customer per period, money units"
+    )
+    cost_to_serve_floor: Probability = Field(
+        0.4, description="long-tenure cost to serve as a share of the new-customer cost"
+    )
     price_premium: SegmentValues = Field(
         default_factory=lambda: SegmentValues(relationship=0.10, transactional=0.02),
         description="extra margin rate paid by fully loyal customers (less discounting)",
@@ -333,7 +393,9 @@ class StagePolicy(_PolicyBase):
 
     kind: Literal["stage"]
     spend: StageNonNegative
-    segment_multiplier: SegmentValues = Field(default_factory=lambda: SegmentValues(relationship=1.0, transactional=1.0))
+    segment_multiplier: SegmentValues = Field(
+        default_factory=lambda: SegmentValues(relationship=1.0, transactional=1.0)
+    )
 
 
 class TablePolicy(_PolicyBase):
@@ -345,7 +407,9 @@ class TablePolicy(_PolicyBase):
 
 
 class ValuePolicy(_PolicyBase):
-    """ABC value-based spend: per tier (A top 5 %, B next 15 %, C rest of predicted value), scaled by stage."""
+    """ABC value-based spend: per tier (A top 5 %, B next 15 %, C rest of predicted value), scaled by
+    stage.
+    """
 
     kind: Literal["value"]
     tier_spend: dict[Literal["A", "B", "C"], NonNegative]
@@ -364,14 +428,16 @@ class ValuePolicy(_PolicyBase):
 
 class MaxSatisfactionPolicy(_PolicyBase):
     """'Maximise satisfaction for all': every customer, every stage, gets the spend that
-    maximises perceived performance (the peak of the care response) — the satisfaction trap."""
+    maximises perceived performance (the peak of the care response) — the satisfaction trap.
+    """
 
     kind: Literal["max_satisfaction"]
 
 
 class ReactivePolicy(_PolicyBase):
     """Reactive win-back: spend only on customers in decline or whose satisfaction dropped
-    by more than ``satisfaction_drop`` since the previous period."""
+    by more than ``satisfaction_drop`` since the previous period.
+    """
 
     kind: Literal["reactive"]
     spend: NonNegative
@@ -379,7 +445,15 @@ class ReactivePolicy(_PolicyBase):
 
 
 PolicyConfig = Annotated[
-    Union[NonePolicy, UniformPolicy, StagePolicy, TablePolicy, ValuePolicy, MaxSatisfactionPolicy, ReactivePolicy],
+    Union[
+        NonePolicy,
+        UniformPolicy,
+        StagePolicy,
+        TablePolicy,
+        ValuePolicy,
+        MaxSatisfactionPolicy,
+        ReactivePolicy,
+    ],
     Field(discriminator="kind"),
 ]
 
@@ -404,14 +478,19 @@ class RunConfig(_Frozen):
     seed: int = Field(20261122, ge=0, le=2**63 - 1, description="master seed; same seed, same numbers")
     threads: int = Field(0, ge=0, le=1024, description="numba threads; 0 = all cores (never changes results)")
     chunk_customers: int = Field(
-        262_144, ge=4096, le=2**31 - 1, description="customers per chunk of work (never changes results; a multiple of 4096)"
+        262_144,
+        ge=4096,
+        le=2**31 - 1,
+        description="customers per chunk of work (never changes results; a multiple of 4096)",
     )
 
     @field_validator("chunk_customers")
     @classmethod
     def _whole_blocks(cls, chunk: int) -> int:
         if chunk % 4096:
-            raise ValueError(f"chunk_customers = {chunk} must be a multiple of 4096 (the reduction block size)")
+            raise ValueError(
+                f"chunk_customers = {chunk} must be a multiple of 4096 (the reduction block size)"
+            )
         return chunk
 
 
@@ -426,23 +505,31 @@ class ComparisonConfig(_Frozen):
     policies; with it, one row per other policy against the named reference.
     """
 
-    reference: str | None = Field(None, description="policy every other policy is compared with; omit for all pairs")
+    reference: str | None = Field(
+        None, description="policy every other policy is compared with; omit for all pairs"
+    )
 
 
 class PrecisionConfig(_Frozen):
     """Precision control (:func:`sim.experiments.comparison.project_to_precision`): add replications
     until the 95 % CI half-width of every reported paired ΔCLV (every policy against
     ``comparison.reference``, or every pair without one) is at most the target, or
-    ``max_replications`` is reached. Off while ``target_ci_halfwidth`` is not set."""
+    ``max_replications`` is reached. Off while ``target_ci_halfwidth`` is not set.
+    """
 
-    target_ci_halfwidth: Positive | None = Field(None, description="target 95 % CI half-width of ΔCLV, money units")
-    max_replications: int = Field(64, ge=1, le=100_000, description="cap on the replications precision control may reach")
+    target_ci_halfwidth: Positive | None = Field(
+        None, description="target 95 % CI half-width of ΔCLV, money units"
+    )
+    max_replications: int = Field(
+        64, ge=1, le=100_000, description="cap on the replications precision control may reach"
+    )
 
 
 class OptimizeConfig(_Frozen):
     """Settings of ``sim optimize`` (:func:`sim.experiments.optimize.optimize_spend`): the per-stage
     (optionally per-segment) retention spend that maximises expected CLV net of spend,
-    found on a common-random-numbers objective (fixed seed) and re-evaluated on fresh seeds."""
+    found on a common-random-numbers objective (fixed seed) and re-evaluated on fresh seeds.
+    """
 
     stages: tuple[Literal["exploration", "formation", "stability", "decline"], ...] = Field(
         STAGES, min_length=1, max_length=4, strict=False, description="stages whose spend is optimised"
@@ -450,21 +537,51 @@ class OptimizeConfig(_Frozen):
     per_segment: bool = Field(False, description="a separate spend per segment (relationship, transactional)")
     max_spend: Positive = Field(20.0, description="upper bound on the spend per period searched, money units")
     start: StageNonNegative = Field(
-        default_factory=StageNonNegative, description="starting spend per stage (and the spend of stages not optimised)"
+        default_factory=StageNonNegative,
+        description="starting spend per stage (and the spend of stages not optimised)",
     )
     method: Literal["coordinate", "powell"] = Field(
         "coordinate", description="coordinate-wise grid + bounded Brent search, or scipy's bounded Powell"
     )
-    grid_points: int = Field(9, ge=3, le=63, description="coarse grid per coordinate (coordinate method), evaluated in one kernel call")
-    spend_tolerance: Positive = Field(0.05, description="absolute tolerance on the optimal spend, money units")
+    grid_points: int = Field(
+        9,
+        ge=3,
+        le=63,
+        description="coarse grid per coordinate (coordinate method), evaluated in one kernel call",
+    )
+    spend_tolerance: Positive = Field(
+        0.05, description="absolute tolerance on the optimal spend, money units"
+    )
     max_cycles: int = Field(4, ge=1, le=100, description="passes over the coordinates (coordinate method)")
-    customers: int | None = Field(None, ge=1, le=1_000_000_000, description="customers of the optimisation objective (default population.customers)")
-    replications: int | None = Field(None, ge=1, le=100_000, description="replications of the objective (default run.replications)")
-    evaluation_seed: int | None = Field(None, ge=0, le=2**63 - 1, description="fresh seed for the reported estimates (default run.seed + 1)")
-    evaluation_customers: int | None = Field(None, ge=1, le=1_000_000_000, description="customers of the fresh evaluation (default: as the objective)")
-    evaluation_replications: int | None = Field(None, ge=1, le=100_000, description="replications of the fresh evaluation (default: as the objective)")
-    response_points: int = Field(21, ge=3, le=62, description="spends per stage on the response curves, 0 .. max_spend")
-    reference: str | None = Field(None, description="policy the optimum is compared with (default comparison.reference, else the first policy)")
+    customers: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000_000,
+        description="customers of the optimisation objective (default population.customers)",
+    )
+    replications: int | None = Field(
+        None, ge=1, le=100_000, description="replications of the objective (default run.replications)"
+    )
+    evaluation_seed: int | None = Field(
+        None, ge=0, le=2**63 - 1, description="fresh seed for the reported estimates (default run.seed + 1)"
+    )
+    evaluation_customers: int | None = Field(
+        None,
+        ge=1,
+        le=1_000_000_000,
+        description="customers of the fresh evaluation (default: as the objective)",
+    )
+    evaluation_replications: int | None = Field(
+        None, ge=1, le=100_000, description="replications of the fresh evaluation (default: as the objective)"
+    )
+    response_points: int = Field(
+        21, ge=3, le=62, description="spends per stage on the response curves, 0 .. max_spend"
+    )
+    reference: str | None = Field(
+        None,
+        description="policy the optimum is compared with (default comparison.reference, else the first "
+        "policy)",
+    )
 
     @field_validator("stages")
     @classmethod
@@ -475,7 +592,11 @@ class OptimizeConfig(_Frozen):
 
     @model_validator(mode="after")
     def _start_within_bounds(self) -> "OptimizeConfig":
-        too_high = [f"start.{stage} = {value:g}" for stage, value in zip(STAGES, self.start.as_tuple()) if value > self.max_spend]
+        too_high = [
+            f"start.{stage} = {value:g}"
+            for stage, value in zip(STAGES, self.start.as_tuple())
+            if value > self.max_spend
+        ]
         if too_high:
             raise ValueError(f"{', '.join(too_high)} must be <= max_spend = {self.max_spend:g}")
         return self

@@ -64,7 +64,14 @@ Accounts = namedtuple("Accounts", ("discount", "clv1", "clv2", "clv3", "clv4", "
 #: scalars once per kernel call (:func:`cash_parameters`).
 CashParameters = namedtuple(
     "CashParameters",
-    ("indifference_high", "sow_growth", "cross_sell_margin", "cost_to_serve", "cost_floor", "discount_factor"),
+    (
+        "indifference_high",
+        "sow_growth",
+        "cross_sell_margin",
+        "cost_to_serve",
+        "cost_floor",
+        "discount_factor",
+    ),
 )
 
 
@@ -73,14 +80,18 @@ def opening_accounts(zero):
     """The accounts of a customer before her first period: discount factor 1, every part 0.
 
     ``zero`` is ``0.0`` for one customer or an array of zeros for many (the reference).
-    Jit-compiled."""
-    return Accounts(zero + 1.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0)
+    Jit-compiled.
+    """
+    return Accounts(
+        zero + 1.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0, zero + 0.0
+    )
 
 
 @njit(cache=True)
 def cash_parameters(scalars):
     """The :class:`CashParameters` of the model's scalar vector
-    (:class:`sim.model.arrays.ModelArrays`). Jit-compiled."""
+    (:class:`sim.model.arrays.ModelArrays`). Jit-compiled.
+    """
     return CashParameters(
         scalars[S_INDIFFERENCE_HIGH],
         scalars[S_SOW_GROWTH],
@@ -92,8 +103,21 @@ def cash_parameters(scalars):
 
 
 @njit(cache=True)
-def account_period(accounts, parameters, first_period, wallet, ramp, sow_stage, margin_stage, cross_sell_stage,
-                   referral_value, premium_rate, loyalty, spend, purchase_factor):
+def account_period(
+    accounts,
+    parameters,
+    first_period,
+    wallet,
+    ramp,
+    sow_stage,
+    margin_stage,
+    cross_sell_stage,
+    referral_value,
+    premium_rate,
+    loyalty,
+    spend,
+    purchase_factor,
+):
     r"""Close one period of one customer: (C1)-(C6), discounting and accumulation.
 
     The period's cash-flow parts come from :func:`sim.model.equations.ramped_cash_flows`
@@ -179,7 +203,8 @@ def customer_attributes(seed, replication, customer, scalars):
     one customer, (A1)-(A3) and (M8) of ``docs/model.md`` §4, from the customer's attribute
     stream (:data:`sim.model.streams.COMPONENT_ATTRIBUTES`): a uniform, two normals, then
     (only when Beta churn is on) the Beta draw. Jit-compiled; every engine draws a
-    customer's attributes with it."""
+    customer's attributes with it.
+    """
     s0, s1 = seed_stream(seed, replication, customer, COMPONENT_ATTRIBUTES)
     u, s0, s1 = next_uniform(s0, s1)
     segment = customer_segment(u, scalars[S_RELATIONSHIP_SHARE])

@@ -165,7 +165,8 @@ def splitmix64(x):
 @njit(cache=True)
 def _feistel_round(x, round_number):
     """Round function of the seed mixing: first SplitMix64 output seeded at
-    ``x + round_number * gamma``, i.e. ``mix64(x + (round_number + 1) * gamma)``."""
+    ``x + round_number * gamma``, i.e. ``mix64(x + (round_number + 1) * gamma)``.
+    """
     output, _ = splitmix64(x + round_number * _GOLDEN_GAMMA)
     return output
 
@@ -421,7 +422,8 @@ def next_gamma(shape, s0, s1):
 @njit(cache=True)
 def next_beta(alpha, beta, s0, s1):
     """Beta(alpha, beta) variate as ``X / (X + Y)``, X ~ Gamma(alpha), Y ~ Gamma(beta);
-    returns ``(b, s0, s1)``. Jit-compiled."""
+    returns ``(b, s0, s1)``. Jit-compiled.
+    """
     x, s0, s1 = next_gamma(alpha, s0, s1)
     y, s0, s1 = next_gamma(beta, s0, s1)
     total = x + y
@@ -466,7 +468,8 @@ def _fill_streams(kind, seed, replication, customers, component, out):
 
 def checked_int(name, value, maximum=None, minimum=0):
     """Return ``value`` as a Python int in [minimum, maximum] (no upper bound when
-    ``maximum`` is None) or raise ValueError naming ``name``. Booleans are refused."""
+    ``maximum`` is None) or raise ValueError naming ``name``. Booleans are refused.
+    """
     if isinstance(value, (bool, np.bool_)):
         raise ValueError(f"{name} must be an integer, got the boolean {value!r}")
     try:
@@ -492,8 +495,7 @@ def _checked_customers(customers):
         raise ValueError(f"customers must hold integers, got dtype {array.dtype}")
     if array.min() < 0 or array.max() > MAX_CUSTOMER:
         raise ValueError(
-            f"customers must be in [0, {MAX_CUSTOMER}], got values in "
-            f"[{array.min()}, {array.max()}]"
+            f"customers must be in [0, {MAX_CUSTOMER}], got values in [{array.min()}, {array.max()}]"
         )
     return np.ascontiguousarray(array, dtype=np.uint64)
 

@@ -1,15 +1,18 @@
 """Figures of policy experiments: the comparison page of ``sim run``, the sweep page and the
-page of ``sim optimize``, each drawn from the tidy tables with the ``plot_*`` functions."""
+page of ``sim optimize``, each drawn from the tidy tables with the ``plot_*`` functions.
+"""
 
 from __future__ import annotations
+
+from sim.experiments.comparison import frontier_table
 from sim.experiments.optimize import OptimizationResult
 from sim.experiments.sweep import SweepResult
-from sim.experiments.comparison import frontier_table
 
 
 def comparison_figure(result):
     """The comparison page of a run: forest plot of paired ΔCLV, frontier and CLV
-    decomposition per policy. Returns the Figure."""
+    decomposition per policy. Returns the Figure.
+    """
     import matplotlib.pyplot as plt
 
     from sim.plotting.projection import plot_clv_parts, plot_comparison_forest, plot_frontier
@@ -27,7 +30,8 @@ def comparison_figure(result):
 
 def sweep_figure(result: SweepResult):
     """CLV and retention spend against the first swept parameter, one line per policy
-    (and per value of the other swept parameters). Returns the Figure."""
+    (and per value of the other swept parameters). Returns the Figure.
+    """
     import matplotlib.pyplot as plt
 
     from sim.plotting.projection import plot_sweep
@@ -42,7 +46,8 @@ def sweep_figure(result: SweepResult):
 
 def optimize_figure(result: OptimizationResult):
     """The page of ``sim optimize``: response curves, frontier, forest plot against the
-    reference, CLV decomposition. Returns the Figure."""
+    reference, CLV decomposition. Returns the Figure.
+    """
     import matplotlib.pyplot as plt
 
     from sim.plotting.projection import plot_clv_parts, plot_comparison_forest, plot_frontier, plot_response
@@ -53,6 +58,9 @@ def optimize_figure(result: OptimizationResult):
     plot_comparison_forest(result.comparison, reference=result.reference, ax=axes[1, 0])
     plot_clv_parts(result.evaluation, ax=axes[1, 1])
     evaluation = result.settings["evaluation"]
-    figure.suptitle(f"{result.config.name}: optimised retention spend (re-evaluated on seed {evaluation['seed']}, "
-                    f"{evaluation['customers']:,} customers x {evaluation['replications']} replications)", fontsize=12)
+    figure.suptitle(
+        f"{result.config.name}: optimised retention spend (re-evaluated on seed {evaluation['seed']}, "
+        f"{evaluation['customers']:,} customers x {evaluation['replications']} replications)",
+        fontsize=12,
+    )
     return figure

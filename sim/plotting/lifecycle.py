@@ -1,12 +1,14 @@
 """Plots of the lifecycle model's figures: ``plot_*(table, ..., ax=None) -> Axes`` on the tidy
 tables the gallery builds (lifecycle curve, patterns, the satisfaction→loyalty curve,
 retention by satisfaction, net CLV, spend response, Lorenz curve, closed-form validations,
-market series)."""
+market series).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from sim.model.names import PATTERNS, STAGES
 from sim.tables.result import Z95
 
@@ -21,16 +23,28 @@ def _axes(ax):
 
 def _shade_zones(ax, defection: float, affection: float, *, labels: bool = True) -> None:
     """Shade the Jones & Sasser zones (defection, indifference, affection) of (M6)."""
-    for low, high, color, name in ((0.0, defection, "#fde0dd", "defection"),
-                                   (defection, affection, "#f0f0f0", "indifference"),
-                                   (affection, 1.0, "#e5f5e0", "affection")):
+    for low, high, color, name in (
+        (0.0, defection, "#fde0dd", "defection"),
+        (defection, affection, "#f0f0f0", "indifference"),
+        (affection, 1.0, "#e5f5e0", "affection"),
+    ):
         ax.axvspan(low, high, color=color, zorder=0, linewidth=0)
         if labels:
-            ax.text((low + high) / 2, 0.98, name, transform=ax.get_xaxis_transform(), ha="center", va="top",
-                    fontsize=7, color="#525252")
+            ax.text(
+                (low + high) / 2,
+                0.98,
+                name,
+                transform=ax.get_xaxis_transform(),
+                ha="center",
+                va="top",
+                fontsize=7,
+                color="#525252",
+            )
 
 
-def plot_lifecycle_curve(table: pd.DataFrame, value: str = "loyalty_mean", ax=None, *, policy: str | None = None):
+def plot_lifecycle_curve(
+    table: pd.DataFrame, value: str = "loyalty_mean", ax=None, *, policy: str | None = None
+):
     """The lifecycle curve: a per-customer-period mean against tenure, one line per stage.
 
     Lines are coloured by stage (:data:`sim.plotting.projection.STAGE_COLORS`); the black dashed line
@@ -55,12 +69,30 @@ def plot_lifecycle_curve(table: pd.DataFrame, value: str = "loyalty_mean", ax=No
         if line.empty:
             continue
         if stage == "all":
-            ax.plot(line["tenure_mid"], line[value], color="black", linestyle="--", linewidth=1.2, label="all active")
+            ax.plot(
+                line["tenure_mid"],
+                line[value],
+                color="black",
+                linestyle="--",
+                linewidth=1.2,
+                label="all active",
+            )
         else:
-            ax.plot(line["tenure_mid"], line[value], color=STAGE_COLORS[stage], marker="o", markersize=2.5, label=stage)
+            ax.plot(
+                line["tenure_mid"],
+                line[value],
+                color=STAGE_COLORS[stage],
+                marker="o",
+                markersize=2.5,
+                label=stage,
+            )
     ax.set_xlabel("tenure (periods since acquisition)")
-    ax.set_ylabel({"loyalty_mean": "relationship level (mean loyalty)",
-                   "profit_mean": "profit per customer-period"}.get(value, value))
+    ax.set_ylabel(
+        {
+            "loyalty_mean": "relationship level (mean loyalty)",
+            "profit_mean": "profit per customer-period",
+        }.get(value, value)
+    )
     if value == "profit_mean":
         ax.axhline(0.0, color="black", linewidth=0.6)
     ax.legend(ncols=1)
@@ -83,8 +115,13 @@ def plot_pattern_bars(patterns: pd.DataFrame, value: str = "share", ax=None, *, 
     positions = np.arange(len(PATTERNS))
     for index, policy in enumerate(policies):
         rows = patterns[patterns["policy"] == policy].set_index("pattern").reindex(list(PATTERNS))
-        ax.bar(positions + (index - (len(policies) - 1) / 2) * width, rows[value], width=width,
-               color=colors[policy], label=policy)
+        ax.bar(
+            positions + (index - (len(policies) - 1) / 2) * width,
+            rows[value],
+            width=width,
+            color=colors[policy],
+            label=policy,
+        )
     ax.set_xticks(positions, [f"{p}" for p in PATTERNS])
     ax.set_xlabel("lifecycle pattern")
     ax.set_ylabel({"share": "share of customers", "clv_mean": "mean CLV of the pattern"}.get(value, value))
@@ -114,7 +151,9 @@ def plot_loyalty_curve(curve: pd.DataFrame, ax=None):
     return ax
 
 
-def plot_retention_by_satisfaction(simulated: pd.DataFrame, ax=None, *, zones: tuple[float, float] | None = None):
+def plot_retention_by_satisfaction(
+    simulated: pd.DataFrame, ax=None, *, zones: tuple[float, float] | None = None
+):
     """Simulated per-period retention (no exit move) against satisfaction, one line per stage.
 
     Parameters
@@ -136,7 +175,9 @@ def plot_retention_by_satisfaction(simulated: pd.DataFrame, ax=None, *, zones: t
             continue
         middle = (rows["satisfaction_low"] + rows["satisfaction_high"]) / 2
         style = dict(color="black", linestyle="--") if stage == "all" else dict(color=STAGE_COLORS[stage])
-        ax.plot(middle, rows["retention"], marker="o", label="all stages" if stage == "all" else stage, **style)
+        ax.plot(
+            middle, rows["retention"], marker="o", label="all stages" if stage == "all" else stage, **style
+        )
     ax.set_xlim(0, 1)
     ax.set_xlabel("satisfaction (bin midpoint)")
     ax.set_ylabel("simulated P(no exit this period)")
@@ -147,7 +188,8 @@ def plot_retention_by_satisfaction(simulated: pd.DataFrame, ax=None, *, zones: t
 
 def plot_satisfaction_over_time(trajectory: pd.DataFrame, ax=None, *, colors: dict | None = None):
     """Mean satisfaction of the active customers per period, one line per policy
-    (``trajectory`` table: ``policy, period, satisfaction_mean``)."""
+    (``trajectory`` table: ``policy, period, satisfaction_mean``).
+    """
     from sim.plotting.style import policy_colors
 
     ax = _axes(ax)
@@ -165,7 +207,8 @@ def plot_satisfaction_over_time(trajectory: pd.DataFrame, ax=None, *, colors: di
 def plot_net_clv(values: pd.DataFrame, ax=None, *, colors: dict | None = None):
     """Net CLV per policy with 95 % CIs; each bar is labelled with the policy's retention
     spend and mean satisfaction (``policy, clv_mean, ci_low, ci_high, retention_spend,
-    satisfaction_mean``)."""
+    satisfaction_mean``).
+    """
     from sim.plotting.style import policy_colors
 
     ax = _axes(ax)
@@ -176,8 +219,15 @@ def plot_net_clv(values: pd.DataFrame, ax=None, *, colors: dict | None = None):
     errors = np.vstack([values["clv_mean"] - values["ci_low"], values["ci_high"] - values["clv_mean"]])
     ax.errorbar(positions, values["clv_mean"], yerr=errors, fmt="none", ecolor="black")
     for x, row in zip(positions, values.itertuples()):
-        ax.annotate(f"spend {row.retention_spend:.0f}\nsat. {row.satisfaction_mean:.2f}", (x, row.ci_high),
-                    textcoords="offset points", xytext=(0, 3), ha="center", va="bottom", fontsize=7)
+        ax.annotate(
+            f"spend {row.retention_spend:.0f}\nsat. {row.satisfaction_mean:.2f}",
+            (x, row.ci_high),
+            textcoords="offset points",
+            xytext=(0, 3),
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax.set_xticks(positions, policies)
     ax.set_ylabel("net CLV per customer (95 % CI)")
     ax.axhline(0.0, color="black", linewidth=0.6)
@@ -204,17 +254,45 @@ def plot_response_curve(response: pd.DataFrame, stage: str, ax=None):
     ax.fill_between(rows["spend"], rows["ci_low"], rows["ci_high"], color=color, alpha=0.25, linewidth=0)
     ax.plot(rows["spend"], rows["delta_clv"], color=color, marker="o", markersize=3)
     best = rows[rows["is_optimum"].astype(bool)]
-    ax.scatter(best["spend"], best["delta_clv"], marker="*", s=160, color=color, edgecolor="black", zorder=3,
-               label="best spend on the grid")
+    ax.scatter(
+        best["spend"],
+        best["delta_clv"],
+        marker="*",
+        s=160,
+        color=color,
+        edgecolor="black",
+        zorder=3,
+        label="best spend on the grid",
+    )
     for row in best.itertuples():
-        ax.annotate(f"{row.spend:g}", (row.spend, row.delta_clv), textcoords="offset points", xytext=(0, 7),
-                    ha="center", fontsize=8, fontweight="bold")
+        ax.annotate(
+            f"{row.spend:g}",
+            (row.spend, row.delta_clv),
+            textcoords="offset points",
+            xytext=(0, 7),
+            ha="center",
+            fontsize=8,
+            fontweight="bold",
+        )
     base = rows[rows["is_base"].astype(bool)]
-    ax.scatter(base["spend"], base["delta_clv"], marker="o", s=45, facecolor="white", edgecolor="black", zorder=3,
-               label="base policy")
+    ax.scatter(
+        base["spend"],
+        base["delta_clv"],
+        marker="o",
+        s=45,
+        facecolor="white",
+        edgecolor="black",
+        zorder=3,
+        label="base policy",
+    )
     if "care_peak_spend" in rows and len(rows):
-        ax.axvline(rows["care_peak_spend"].iloc[0], color="#636363", linestyle=":", linewidth=1.0,
-                   label="peak of care response (M1)")
+        ax.axvline(
+            rows["care_peak_spend"].iloc[0],
+            color="#636363",
+            linestyle=":",
+            linewidth=1.0,
+            label="peak of care response (M1)",
+        )
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_title(stage)
     ax.set_xlabel(f"spend per period in {stage}")
@@ -223,8 +301,9 @@ def plot_response_curve(response: pd.DataFrame, stage: str, ax=None):
     return ax
 
 
-def plot_lorenz(lorenz: pd.DataFrame, ax=None, *, reference: pd.DataFrame | None = None,
-                colors: dict | None = None):
+def plot_lorenz(
+    lorenz: pd.DataFrame, ax=None, *, reference: pd.DataFrame | None = None, colors: dict | None = None
+):
     """Value concentration: cumulative share of total CLV against the share of customers
     ranked by CLV (highest first), one line per policy, with the ABC rule of thumb (top 5 %
     give 50 %, next 15 % give 30 %, bottom 80 % give 20 %) as markers.
@@ -245,8 +324,15 @@ def plot_lorenz(lorenz: pd.DataFrame, ax=None, *, reference: pd.DataFrame | None
         rows = lorenz[lorenz["policy"] == policy]
         ax.plot(rows["customer_share"], rows["value_share"], color=colors[policy], label=policy)
     if reference is not None:
-        ax.plot(reference["customer_share"], reference["value_share"], color="#636363", linestyle=":",
-                marker="D", markersize=5, label="ABC rule 5/15/80 → 50/30/20")
+        ax.plot(
+            reference["customer_share"],
+            reference["value_share"],
+            color="#636363",
+            linestyle=":",
+            marker="D",
+            markersize=5,
+            label="ABC rule 5/15/80 → 50/30/20",
+        )
     ax.plot([0, 1], [0, 1], color="#bdbdbd", linewidth=0.8, label="equal value")
     for x in (0.05, 0.20):
         ax.axvline(x, color="#d9d9d9", linewidth=0.8, zorder=0)
@@ -257,7 +343,9 @@ def plot_lorenz(lorenz: pd.DataFrame, ax=None, *, reference: pd.DataFrame | None
     return ax
 
 
-def plot_markov_validation(exact: pd.DataFrame, simulated: pd.DataFrame, ax=None, *, colors: dict | None = None):
+def plot_markov_validation(
+    exact: pd.DataFrame, simulated: pd.DataFrame, ax=None, *, colors: dict | None = None
+):
     """Closed-form Markov-chain CLV (lines; Pfeifer & Carraway 2000) against the simulated
     mean CLV (points with 95 % CIs) over the horizon, one colour per policy.
 
@@ -275,10 +363,23 @@ def plot_markov_validation(exact: pd.DataFrame, simulated: pd.DataFrame, ax=None
     colors = colors or policy_colors(policies)
     for policy in policies:
         line = exact[exact["policy"] == policy]
-        ax.plot(line["horizon"], line["exact_clv"], color=colors[policy], linewidth=1.2, label=f"{policy}: closed form")
+        ax.plot(
+            line["horizon"],
+            line["exact_clv"],
+            color=colors[policy],
+            linewidth=1.2,
+            label=f"{policy}: closed form",
+        )
         points = simulated[simulated["policy"] == policy]
-        ax.errorbar(points["horizon"], points["simulated_clv"], yerr=Z95 * points["simulated_se"], fmt="o",
-                    color=colors[policy], markerfacecolor="white", label=f"{policy}: simulated")
+        ax.errorbar(
+            points["horizon"],
+            points["simulated_clv"],
+            yerr=Z95 * points["simulated_se"],
+            fmt="o",
+            color=colors[policy],
+            markerfacecolor="white",
+            label=f"{policy}: simulated",
+        )
     ax.axhline(0.0, color="black", linewidth=0.6)
     ax.set_xlabel("horizon H (periods)")
     ax.set_ylabel("expected CLV of a new customer")
@@ -300,13 +401,34 @@ def plot_survival_validation(survival: pd.DataFrame, ax=None):
     ax.plot(survival["period"], survival["fitted_survival"], color="#08519c", linewidth=1.5, label="sBG fit")
     fitted = survival[survival["observed_role"] == "fit"]
     holdout = survival[survival["observed_role"] == "holdout"]
-    ax.scatter(fitted["period"], fitted["observed_survival"], color="#969696", zorder=3, s=70,
-               label="observed (fitted)")
+    ax.scatter(
+        fitted["period"],
+        fitted["observed_survival"],
+        color="#969696",
+        zorder=3,
+        s=70,
+        label="observed (fitted)",
+    )
     if len(holdout):
-        ax.scatter(holdout["period"], holdout["observed_survival"], facecolor="white", edgecolor="black", zorder=3,
-                   s=70, label="observed (hold-out)")
-    ax.errorbar(survival["period"], survival["simulated_survival"], yerr=Z95 * survival["simulated_se"], fmt="s",
-                color="#D55E00", markersize=3.5, zorder=4, label="simulated (M8, 95 % CI)")
+        ax.scatter(
+            holdout["period"],
+            holdout["observed_survival"],
+            facecolor="white",
+            edgecolor="black",
+            zorder=3,
+            s=70,
+            label="observed (hold-out)",
+        )
+    ax.errorbar(
+        survival["period"],
+        survival["simulated_survival"],
+        yerr=Z95 * survival["simulated_se"],
+        fmt="s",
+        color="#D55E00",
+        markersize=3.5,
+        zorder=4,
+        label="simulated (M8, 95 % CI)",
+    )
     ax.set_ylim(0, 1.02)
     ax.set_xlabel("period t")
     ax.set_ylabel("share of the cohort active, S(t)")
@@ -314,10 +436,12 @@ def plot_survival_validation(survival: pd.DataFrame, ax=None):
     return ax
 
 
-def plot_market_series(market: pd.DataFrame, column: str, ax=None, *, colors: dict | None = None,
-                       entry: float | None = None):
+def plot_market_series(
+    market: pd.DataFrame, column: str, ax=None, *, colors: dict | None = None, entry: float | None = None
+):
     """One column of the agent-engine market table against the period, one line per
-    scenario (``scenario, period, <column>``); ``entry`` marks the competitor's entry."""
+    scenario (``scenario, period, <column>``); ``entry`` marks the competitor's entry.
+    """
     from sim.plotting.style import policy_colors
 
     ax = _axes(ax)
@@ -328,8 +452,15 @@ def plot_market_series(market: pd.DataFrame, column: str, ax=None, *, colors: di
         ax.plot(rows["period"], rows[column], color=colors[scenario], label=scenario.replace("_", " "))
     if entry is not None:
         ax.axvline(entry, color="#636363", linestyle=":", linewidth=1.0)
-        ax.annotate("competitor enters", (entry, 1.0), xycoords=("data", "axes fraction"), xytext=(3, -10),
-                    textcoords="offset points", fontsize=7, color="#525252")
+        ax.annotate(
+            "competitor enters",
+            (entry, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(3, -10),
+            textcoords="offset points",
+            fontsize=7,
+            color="#525252",
+        )
     ax.set_xlabel("period")
     ax.legend()
     return ax

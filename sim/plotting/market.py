@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
 from sim.engines.market.engine import MarketResult
 
 # --------------------------------------------------------------------------- plots
@@ -11,7 +12,8 @@ from sim.engines.market.engine import MarketResult
 
 def plot_market(market: pd.DataFrame, column: str = "live", ax=None, *, policy: str | None = None):
     """Plot one column of the ``market`` table against the period, one line per policy
-    (mean over replications). Returns the Axes."""
+    (mean over replications). Returns the Axes.
+    """
     import matplotlib.pyplot as plt
 
     if column not in market.columns:
@@ -35,7 +37,8 @@ def market_figure(result: MarketResult):
     per live customer-period by segment (pooled over replications; solid transactional,
     dashed relationship); new customers joining per period (or mean satisfaction when
     nobody joins); and complaint waits (capacity on) or the retention spend (with the
-    budget, when on). Returns the Figure."""
+    budget, when on). Returns the Figure.
+    """
     import matplotlib.pyplot as plt
 
     market = result.market
@@ -43,16 +46,26 @@ def market_figure(result: MarketResult):
     figure, axes = plt.subplots(2, 2, figsize=(13, 8.5), layout="constrained")
     plot_market(market, "live", ax=axes[0, 0])
     pooled = market.groupby(["policy", "period"], sort=False)[
-        ["exits_relationship", "live_relationship", "exits_transactional", "live_transactional"]].sum()
+        ["exits_relationship", "live_relationship", "exits_transactional", "live_transactional"]
+    ].sum()
     ax = axes[0, 1]
     for index, (name, rows) in enumerate(pooled.groupby(level="policy", sort=False)):
         rows = rows.droplevel("policy")
         color = f"C{index}"
         with np.errstate(invalid="ignore", divide="ignore"):
-            ax.plot(rows.index, rows["exits_transactional"] / rows["live_transactional"], color=color,
-                    label=f"{name}, transactional")
-            ax.plot(rows.index, rows["exits_relationship"] / rows["live_relationship"], color=color, linestyle="--",
-                    label=f"{name}, relationship")
+            ax.plot(
+                rows.index,
+                rows["exits_transactional"] / rows["live_transactional"],
+                color=color,
+                label=f"{name}, transactional",
+            )
+            ax.plot(
+                rows.index,
+                rows["exits_relationship"] / rows["live_relationship"],
+                color=color,
+                linestyle="--",
+                label=f"{name}, relationship",
+            )
     if config.competitor.enabled:
         ax.axvline(config.competitor.enters_at, color="grey", linewidth=1)
         if config.competitor.leaves_at is not None:
@@ -72,12 +85,16 @@ def market_figure(result: MarketResult):
     else:
         plot_market(market, "retention_spend", ax=axes[1, 1])
         if config.budget.enabled:
-            axes[1, 1].axhline(market["budget"].iloc[0], color="black", linewidth=1, linestyle="--", label="budget")
+            axes[1, 1].axhline(
+                market["budget"].iloc[0], color="black", linewidth=1, linestyle="--", label="budget"
+            )
             axes[1, 1].legend(fontsize=8, frameon=False)
     interactions = ", ".join(config.interactions) or "no interactions"
-    figure.suptitle(f"{result.config.name}: agent-based market ({interactions}; "
-                    f"{result.config.population.customers:,} customers x {result.config.run.replications} replications)",
-                    fontsize=12)
+    figure.suptitle(
+        f"{result.config.name}: agent-based market ({interactions}; "
+        f"{result.config.population.customers:,} customers x {result.config.run.replications} replications)",
+        fontsize=12,
+    )
     return figure
 
 

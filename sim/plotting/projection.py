@@ -52,7 +52,9 @@ def _style(ax, title: str, xlabel: str, ylabel: str):
     return ax
 
 
-def plot_stage_occupancy(stages: pd.DataFrame, policy: str | None = None, ax=None, *, period_label: str = "period (months)"):
+def plot_stage_occupancy(
+    stages: pd.DataFrame, policy: str | None = None, ax=None, *, period_label: str = "period (months)"
+):
     """Stacked shares of the cohort in each lifecycle stage (and ended) over time.
 
     Parameters
@@ -66,7 +68,9 @@ def plot_stage_occupancy(stages: pd.DataFrame, policy: str | None = None, ax=Non
     policy = policy if policy is not None else stages["policy"].iloc[0]
     wide = stages[stages["policy"] == policy].pivot(index="period", columns="stage", values="share")
     order = [stage for stage in list(STAGES) + ["ended"] if stage in wide.columns]
-    ax.stackplot(wide.index, [wide[stage] for stage in order], labels=order, colors=[STAGE_COLORS[s] for s in order])
+    ax.stackplot(
+        wide.index, [wide[stage] for stage in order], labels=order, colors=[STAGE_COLORS[s] for s in order]
+    )
     ax.set_xlim(wide.index.min(), wide.index.max())
     ax.set_ylim(0, 1)
     ax.legend(loc="upper right", fontsize=8, frameon=False, ncols=1)
@@ -84,7 +88,9 @@ def plot_clv_by_policy(summary: pd.DataFrame, ax=None):
     ax = _axes(ax)
     positions = np.arange(len(summary))
     ax.bar(positions, summary["clv_mean"], color="#4292c6", width=0.6)
-    ax.errorbar(positions, summary["clv_mean"], yerr=Z95 * summary["clv_se"], fmt="none", ecolor="black", capsize=4)
+    ax.errorbar(
+        positions, summary["clv_mean"], yerr=Z95 * summary["clv_se"], fmt="none", ecolor="black", capsize=4
+    )
     ax.set_xticks(positions, summary["policy"], rotation=20, ha="right")
     ax.axhline(0, color="black", linewidth=0.8)
     return _style(ax, "Mean CLV per customer (95 % CI)", "policy", "CLV (money units)")
@@ -103,14 +109,24 @@ def plot_clv_parts(summary: pd.DataFrame, ax=None):
     positions = np.arange(len(summary))
     positive = np.zeros(len(summary))
     negative = np.zeros(len(summary))
-    labels = ["CLV1 initial", "CLV2 repeat", "CLV3 cross-sell", "CLV4 cost to serve", "CLV5 referrals", "CLV6 price premium"]
+    labels = [
+        "CLV1 initial",
+        "CLV2 repeat",
+        "CLV3 cross-sell",
+        "CLV4 cost to serve",
+        "CLV5 referrals",
+        "CLV6 price premium",
+    ]
     for part, (label, color) in enumerate(zip(labels, _PART_COLORS), start=1):
         values = summary[f"clv{part}"].to_numpy()
         bottoms = np.where(values >= 0, positive, negative)
         ax.bar(positions, values, bottom=bottoms, color=color, width=0.6, label=label)
         positive += np.where(values >= 0, values, 0)
         negative += np.where(values < 0, values, 0)
-    for column, label, color in (("retention_spend", "retention spend", "#bdbdbd"), ("acquisition_cost", "acquisition", "#636363")):
+    for column, label, color in (
+        ("retention_spend", "retention spend", "#bdbdbd"),
+        ("acquisition_cost", "acquisition", "#636363"),
+    ):
         values = -summary[column].to_numpy()
         ax.bar(positions, values, bottom=negative, color=color, width=0.6, label=label)
         negative += values
@@ -139,7 +155,9 @@ def plot_patterns(patterns: pd.DataFrame, ax=None):
     return _style(ax, "Lifecycle patterns", "", "share of customers")
 
 
-def plot_satisfaction_retention(satisfaction_retention: pd.DataFrame, policy: str | None = None, stage: str = "stability", ax=None):
+def plot_satisfaction_retention(
+    satisfaction_retention: pd.DataFrame, policy: str | None = None, stage: str = "stability", ax=None
+):
     """Simulated per-period retention against satisfaction (the satisfaction→loyalty curve
     as it shows in behaviour): flat in the zone of indifference, steep at the top.
 
@@ -157,24 +175,31 @@ def plot_satisfaction_retention(satisfaction_retention: pd.DataFrame, policy: st
     middle = (rows["satisfaction_low"] + rows["satisfaction_high"]) / 2
     ax.plot(middle, rows["retention"], marker="o", color=STAGE_COLORS.get(stage, "#08519c"))
     ax.set_xlim(0, 1)
-    return _style(ax, f"Retention by satisfaction — {stage}, {policy}", "satisfaction", "P(no exit this period)")
+    return _style(
+        ax, f"Retention by satisfaction — {stage}, {policy}", "satisfaction", "P(no exit this period)"
+    )
 
 
 def result_figure(result, policy: str | None = None):
     """The overview figure of a run: stage occupancy, CLV by policy, CLV parts and the
-    satisfaction→retention relation, on one 2×2 page. Returns the Figure."""
+    satisfaction→retention relation, on one 2×2 page. Returns the Figure.
+    """
     figure, axes = plt.subplots(2, 2, figsize=(13, 8.5), layout="constrained")
     plot_stage_occupancy(result.stages, policy=policy, ax=axes[0, 0])
     plot_clv_by_policy(result.summary, ax=axes[0, 1])
     plot_clv_parts(result.summary, ax=axes[1, 0])
     plot_satisfaction_retention(result.satisfaction_retention, policy=policy, ax=axes[1, 1])
-    figure.suptitle(f"{result.config.name}: {result.config.population.customers:,} customers × "
-                    f"{result.config.run.replications} replications, {result.config.run.horizon} periods", fontsize=12)
+    figure.suptitle(
+        f"{result.config.name}: {result.config.population.customers:,} customers × "
+        f"{result.config.run.replications} replications, {result.config.run.horizon} periods",
+        fontsize=12,
+    )
     return figure
 
 
 # --------------------------------------------------------------------------- policy experiments
-# (sim.experiments.comparison and sim.experiments.optimize: paired comparisons, frontiers, response curves, sweeps)
+# (sim.experiments.comparison and sim.experiments.optimize: paired comparisons, frontiers, response curves,
+# sweeps)
 
 
 def plot_comparison_forest(comparison: pd.DataFrame, reference: str | None = None, ax=None):
@@ -223,16 +248,38 @@ def plot_frontier(frontier: pd.DataFrame, ax=None):
     """
     ax = _axes(ax)
     table = frontier.sort_values("retention_spend")
-    ax.errorbar(table["retention_spend"], table["clv_mean"], yerr=Z95 * table["clv_se"], fmt="o",
-                color="#4292c6", ecolor="#9ecae1", capsize=3)
+    ax.errorbar(
+        table["retention_spend"],
+        table["clv_mean"],
+        yerr=Z95 * table["clv_se"],
+        fmt="o",
+        color="#4292c6",
+        ecolor="#9ecae1",
+        capsize=3,
+    )
     efficient = table[table["efficient"].astype(bool)]
-    ax.plot(efficient["retention_spend"], efficient["clv_mean"], color="#08519c", linewidth=1.5, label="efficient frontier")
+    ax.plot(
+        efficient["retention_spend"],
+        efficient["clv_mean"],
+        color="#08519c",
+        linewidth=1.5,
+        label="efficient frontier",
+    )
     for index, row in enumerate(table.itertuples()):  # alternate sides so neighbours do not overlap
-        ax.annotate(row.policy, (row.retention_spend, row.clv_mean), textcoords="offset points",
-                    xytext=(5, -10) if index % 2 == 0 else (5, 5), fontsize=7)
+        ax.annotate(
+            row.policy,
+            (row.retention_spend, row.clv_mean),
+            textcoords="offset points",
+            xytext=(5, -10) if index % 2 == 0 else (5, 5),
+            fontsize=7,
+        )
     ax.legend(fontsize=8, frameon=False, loc="lower right")
-    return _style(ax, "Spend vs CLV across policies", "retention spend per customer (present value)",
-                  "mean CLV net of spend")
+    return _style(
+        ax,
+        "Spend vs CLV across policies",
+        "retention spend per customer (present value)",
+        "mean CLV net of spend",
+    )
 
 
 def plot_response(response: pd.DataFrame, ax=None, *, delta: bool = False):
@@ -256,15 +303,31 @@ def plot_response(response: pd.DataFrame, ax=None, *, delta: bool = False):
         rows = rows.sort_values("spend")
         label = stage if segment == "all" else f"{stage}, {segment}"
         color = STAGE_COLORS.get(stage)
-        line = ax.plot(rows["spend"], rows[value], marker=".", color=color, label=label,
-                       linestyle="-" if segment in ("all", "relationship") else "--")[0]
-        ax.fill_between(rows["spend"], rows[value] - Z95 * rows[spread], rows[value] + Z95 * rows[spread],
-                        color=line.get_color(), alpha=0.15, linewidth=0)
+        line = ax.plot(
+            rows["spend"],
+            rows[value],
+            marker=".",
+            color=color,
+            label=label,
+            linestyle="-" if segment in ("all", "relationship") else "--",
+        )[0]
+        ax.fill_between(
+            rows["spend"],
+            rows[value] - Z95 * rows[spread],
+            rows[value] + Z95 * rows[spread],
+            color=line.get_color(),
+            alpha=0.15,
+            linewidth=0,
+        )
         best = rows[rows["is_optimum"].astype(bool)] if "is_optimum" in rows else rows.iloc[0:0]
-        ax.scatter(best["spend"], best[value], marker="*", s=120, color=line.get_color(), edgecolor="black", zorder=3)
+        ax.scatter(
+            best["spend"], best[value], marker="*", s=120, color=line.get_color(), edgecolor="black", zorder=3
+        )
     ax.legend(fontsize=8, frameon=False)
     ylabel = "ΔCLV vs the optimum" if delta else "mean CLV net of spend"
-    return _style(ax, "Spend response per stage (others at the optimum)", "spend per period in the stage", ylabel)
+    return _style(
+        ax, "Spend response per stage (others at the optimum)", "spend per period in the stage", ylabel
+    )
 
 
 def plot_sweep(sweep: pd.DataFrame, parameter: str, value: str = "clv_mean", by=("policy",), ax=None):
@@ -294,10 +357,23 @@ def plot_sweep(sweep: pd.DataFrame, parameter: str, value: str = "clv_mean", by=
         key = key if isinstance(key, tuple) else (key,)
         colour = colours[first_values.index(key[0]) % len(colours)] if by else None
         linestyle, marker = styles[rest_values.index(tuple(key[1:])) % len(styles)] if by else styles[0]
-        label = ", ".join(f"{k}" if column == "policy" else f"{column.rsplit('.', 1)[-1]}={k}" for column, k in zip(by, key)) or value
+        label = (
+            ", ".join(
+                f"{k}" if column == "policy" else f"{column.rsplit('.', 1)[-1]}={k}"
+                for column, k in zip(by, key)
+            )
+            or value
+        )
         yerr = Z95 * rows["clv_se"] if value == "clv_mean" and "clv_se" in rows else None
-        ax.errorbar(rows[parameter], rows[value], yerr=yerr, marker=marker, linestyle=linestyle, color=colour,
-                    capsize=3, label=label)
+        ax.errorbar(
+            rows[parameter],
+            rows[value],
+            yerr=yerr,
+            marker=marker,
+            linestyle=linestyle,
+            color=colour,
+            capsize=3,
+            label=label,
+        )
     ax.legend(fontsize=7, frameon=False)
     return _style(ax, f"{value} across the sweep", parameter, value)
-

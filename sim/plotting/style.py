@@ -26,7 +26,6 @@ from typing import Iterator, Sequence
 
 import matplotlib
 
-
 __all__ = [
     "POLICY_PALETTE",
     "RC_PARAMS",
@@ -101,20 +100,32 @@ def figure_style(**overrides) -> Iterator[None]:
 
 def policy_colors(policies: Sequence[str]) -> dict[str, str]:
     """A colour per policy name, in the order given (cycling through :data:`POLICY_PALETTE`)."""
-    return {policy: POLICY_PALETTE[index % len(POLICY_PALETTE)] for index, policy in enumerate(dict.fromkeys(policies))}
+    return {
+        policy: POLICY_PALETTE[index % len(POLICY_PALETTE)]
+        for index, policy in enumerate(dict.fromkeys(policies))
+    }
 
 
 def label_panels(axes, letters: str = "abcdefgh") -> None:
     """Write a bold panel letter (a, b, …) at the top left, outside each of ``axes``."""
     for ax, letter in zip(axes, letters):
-        ax.text(-0.02, 1.02, letter, transform=ax.transAxes, ha="right", va="bottom",
-                fontsize=12, fontweight="bold")
+        ax.text(
+            -0.02,
+            1.02,
+            letter,
+            transform=ax.transAxes,
+            ha="right",
+            va="bottom",
+            fontsize=12,
+            fontweight="bold",
+        )
 
 
 def save_figure(figure, path, formats: Sequence[str] = ("png", "svg")) -> list:
     """Save ``figure`` as ``path`` with each suffix of ``formats``, in the project style
     (:data:`RC_PARAMS`: 200 dpi, tight bounding box, fixed SVG ids), atomically and
-    without creation dates (:data:`SAVE_METADATA`). Returns the written paths."""
+    without creation dates (:data:`SAVE_METADATA`). Returns the written paths.
+    """
     import io
     from pathlib import Path
 

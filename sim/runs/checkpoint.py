@@ -34,12 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-from sim.tables.partials import BLOCK, ChunkPartials
-from sim.tables.chunks import ChunkResult, WorkItem
 from sim.io.results import atomic_write_bytes
+from sim.tables.chunks import ChunkResult, WorkItem
+from sim.tables.partials import BLOCK, ChunkPartials
 
-__all__ = ["CHUNK_DIR", "FORMAT_VERSION", "ChunkStore", "config_hash", "code_fingerprint", "arrays_checksum",
-           "npz_bytes"]
+__all__ = [
+    "CHUNK_DIR",
+    "FORMAT_VERSION",
+    "ChunkStore",
+    "config_hash",
+    "code_fingerprint",
+    "arrays_checksum",
+    "npz_bytes",
+]
 
 #: Folder of the chunk files inside a result folder.
 CHUNK_DIR = ".chunks"
@@ -58,7 +65,8 @@ _CODE_MODULES = ("engines/core.py", "model/equations.py", "model/streams.py", "m
 def code_fingerprint() -> dict:
     """What besides the config decides a chunk's numbers: SHA-256 of the source text of
     :data:`_CODE_MODULES` (read now, so an edited kernel is seen) and the numba and NumPy
-    versions."""
+    versions.
+    """
     import numba
 
     digest = hashlib.sha256()
@@ -72,14 +80,18 @@ def code_fingerprint() -> dict:
 def config_hash(config) -> str:
     """SHA-256 (hex) identifying the numbers a config produces: its resolved values (minus
     ``run.threads``), the ``sim`` version, :data:`FORMAT_VERSION` and :func:`code_fingerprint`
-    (kernel source, numba and NumPy versions)."""
+    (kernel source, numba and NumPy versions).
+    """
     from sim.io.results import sim_version
 
     data = config.model_dump(mode="json")
     for section, key in _IGNORED:
         data.get(section, {}).pop(key, None)
-    text = json.dumps({"config": data, "sim": sim_version(), "format": FORMAT_VERSION, "code": code_fingerprint()},
-                      sort_keys=True, separators=(",", ":"))
+    text = json.dumps(
+        {"config": data, "sim": sim_version(), "format": FORMAT_VERSION, "code": code_fingerprint()},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
@@ -95,7 +107,8 @@ def arrays_checksum(arrays: dict) -> str:
 
 def npz_bytes(arrays: dict) -> bytes:
     """An ``.npz`` archive (deflate-compressed, no pickled objects) of ``arrays`` in memory,
-    readable by ``np.load(..., allow_pickle=False)``."""
+    readable by ``np.load(..., allow_pickle=False)``.
+    """
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, mode="w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name, value in arrays.items():
@@ -139,7 +152,8 @@ class ChunkStore:
 
     def foreign_files(self) -> list[Path]:
         """Chunk files that name another config, seed or code version in their hash (files
-        that cannot be read at all are not listed: they are corrupted, and recomputed)."""
+        that cannot be read at all are not listed: they are corrupted, and recomputed).
+        """
         foreign = []
         for path in self.files():
             try:
@@ -162,7 +176,8 @@ class ChunkStore:
     def load(self, item: WorkItem, keep_clv: bool) -> ChunkResult | None:
         """The stored result of ``item``, or None if absent or not trustworthy (the reason
         of a rejection is added to :attr:`rejected`). ``keep_clv``: the caller needs the
-        per-customer CLVs, so a file without them does not do."""
+        per-customer CLVs, so a file without them does not do.
+        """
         path = self.path(item)
         if not path.is_file():
             return None
@@ -193,7 +208,8 @@ class ChunkStore:
     def _untrusted(self, arrays: dict, item: WorkItem) -> str | None:
         """Why ``arrays`` (read from the file of ``item``; its ``checksum`` is popped) is not a
         chunk of this config, or None. Checks the hash and checksum, then every array's
-        dtype and shape against those the kernel produces for ``item``."""
+        dtype and shape against those the kernel produces for ``item``.
+        """
         stored_checksum = arrays.pop("checksum", None)
         stored_hash = arrays.get("config_hash")
         if stored_checksum is None or stored_hash is None:
@@ -226,8 +242,10 @@ class ChunkStore:
                 return f"incomplete (no {name!r})"
             value = arrays[name]
             if value.dtype != dtype or value.shape != shape:
-                return (f"malformed {name!r} (dtype {value.dtype}, shape {value.shape}; expected {dtype}, "
-                        f"shape {shape})")
+                return (
+                    f"malformed {name!r} (dtype {value.dtype}, shape {value.shape}; expected {dtype}, "
+                    f"shape {shape})"
+                )
         if int(arrays["sketch_policies"][0]) != self.n_policies:
             return f"sketch of {int(arrays['sketch_policies'][0])} policies, not {self.n_policies}"
         policy = arrays["sketch_policy"]
@@ -237,7 +255,8 @@ class ChunkStore:
 
     def discard_temporaries(self) -> list[Path]:
         """Delete the temporary files that writes killed mid-way left in the chunk folder
-        (never chunk files: their names end in ``.tmp``, not ``.npz``); returns them."""
+        (never chunk files: their names end in ``.tmp``, not ``.npz``); returns them.
+        """
         if not self.directory.is_dir():
             return []
         leftovers = sorted(self.directory.glob(".*.npz.*.tmp"))

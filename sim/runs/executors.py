@@ -22,7 +22,6 @@ Dask is optional (``pip install -e ".[dask]"``); it is imported only when a
 
 from __future__ import annotations
 
-from sim.exceptions import ExecutorError
 import functools
 import json
 import os
@@ -31,6 +30,7 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 
 from sim.engines.core import simulate_chunk
+from sim.exceptions import ExecutorError
 from sim.tables.chunks import ChunkResult, WorkItem, exact_clv_tables
 
 __all__ = [
@@ -49,7 +49,8 @@ EXECUTORS = ("local", "dask")
 
 def plan_work(config) -> list[WorkItem]:
     """The work items of ``config`` in reduction order: replications, then chunks of
-    ``run.chunk_customers`` customers."""
+    ``run.chunk_customers`` customers.
+    """
     n_customers = config.population.customers
     size = config.run.chunk_customers
     return [
@@ -65,7 +66,8 @@ MAX_WORK_ITEMS = 1_000_000
 
 def _available_memory() -> int | None:
     """Bytes of memory available to a new allocation (``MemAvailable`` of /proc/meminfo),
-    or None where that cannot be read."""
+    or None where that cannot be read.
+    """
     try:
         with open("/proc/meminfo", encoding="ascii") as meminfo:
             for line in meminfo:
@@ -80,15 +82,23 @@ def chunk_bytes(config) -> int:
     """Peak bytes of the arrays of one chunk in flight (:class:`sim.engines.core.ChunkPartials` of
     ``run.chunk_customers`` customers and their per-customer CLVs), counted twice (the
     kernel's arrays and the copy a result holds), plus the run's exact per-customer CLVs
-    when they are kept (``customers x replications <= CLV_KEEP_LIMIT``)."""
-    from sim.tables.partials import BLOCK, N_MONEY, N_PERIOD_SUMS, SATISFACTION_BINS
+    when they are kept (``customers x replications <= CLV_KEEP_LIMIT``).
+    """
     from sim.model.names import N_STAGES
+    from sim.tables.partials import BLOCK, N_MONEY, N_PERIOD_SUMS, SATISFACTION_BINS
 
     customers = min(config.population.customers, config.run.chunk_customers)
     blocks = -(-customers // BLOCK)
     p, horizon = len(config.policy_names), config.run.horizon
-    per_block = p * (N_MONEY + N_STAGES * (N_PERIOD_SUMS + 1) + horizon * N_PERIOD_SUMS
-                     + (horizon + 1) * (N_STAGES + 1) + 8 + 3 * p + N_STAGES * SATISFACTION_BINS * 2)
+    per_block = p * (
+        N_MONEY
+        + N_STAGES * (N_PERIOD_SUMS + 1)
+        + horizon * N_PERIOD_SUMS
+        + (horizon + 1) * (N_STAGES + 1)
+        + 8
+        + 3 * p
+        + N_STAGES * SATISFACTION_BINS * 2
+    )
     chunk = 2 * 8 * (blocks * per_block + p * customers)
     kept = 8 * p * config.population.customers * config.run.replications if exact_clv_tables(config) else 0
     return chunk + kept
@@ -97,24 +107,44 @@ def chunk_bytes(config) -> int:
 def run_size_problems(config) -> list[tuple[str, str]]:
     """Why a run of ``config`` cannot be done on this machine, checked before any work:
     too many work items (:data:`MAX_WORK_ITEMS`; with ``[precision]``, at its
-    ``max_replications``), or one chunk needing more memory than is available. ``(field path, message)`` pairs, as :class:`sim.model.config.ConfigError` takes."""
+    ``max_replications``), or one chunk needing more memory than is available. ``(field path, message)``
+    pairs, as :class:`sim.exceptions.ConfigError` takes.
+    """
     problems = []
     customers, size = config.population.customers, config.run.chunk_customers
     replications, field = config.run.replications, "run.replications"
     if config.precision.target_ci_halfwidth is not None:  # [precision] may add replications up to its cap
-        replications, field = max(replications, config.precision.max_replications), "precision.max_replications"
+        replications, field = (
+            max(replications, config.precision.max_replications),
+            "precision.max_replications",
+        )
     items = replications * -(-customers // size)
     if items > MAX_WORK_ITEMS:
-        problems.append((field, (
-            f"{replications:,} replications ({field}) x {-(-customers // size):,} chunks of run.chunk_customers = "
-            f"{size:,} (population.customers = {customers:,}) = {items:,} work items; at most {MAX_WORK_ITEMS:,}: "
-            "fewer replications or customers, or larger chunks")))
+        problems.append(
+            (
+                field,
+                (
+                    f"{replications:,} replications ({field}) x {-(-customers // size):,} chunks of "
+                    "run.chunk_customers = "
+                    f"{size:,} (population.customers = {customers:,}) = {items:,} work items; at most "
+                    f"{MAX_WORK_ITEMS:,}: "
+                    "fewer replications or customers, or larger chunks"
+                ),
+            )
+        )
     needed, available = chunk_bytes(config), _available_memory()
     if available is not None and needed > available:
-        problems.append(("run.chunk_customers", (
-            f"one chunk of {min(customers, size):,} customers x {len(config.policy_names)} policies x run.horizon = "
-            f"{config.run.horizon:,} periods needs about {needed / 2**30:,.1f} GiB, more than the "
-            f"{available / 2**30:,.1f} GiB available: a smaller run.chunk_customers or run.horizon")))
+        problems.append(
+            (
+                "run.chunk_customers",
+                (
+                    f"one chunk of {min(customers, size):,} customers x {len(config.policy_names)} policies "
+                    "x run.horizon = "
+                    f"{config.run.horizon:,} periods needs about {needed / 2**30:,.1f} GiB, more than the "
+                    f"{available / 2**30:,.1f} GiB available: a smaller run.chunk_customers or run.horizon"
+                ),
+            )
+        )
     return problems
 
 
@@ -132,11 +162,12 @@ def check_run_size(config) -> None:
 
 def _check_finite_chunk(config, item: WorkItem, clv: np.ndarray) -> None:
     """Every CLV of the chunk finite, else :class:`sim.runs.projection.NonFiniteResultError`
-    naming the policy, replication and customer of the first bad one."""
+    naming the policy, replication and customer of the first bad one.
+    """
     bad = ~np.isfinite(clv)
     if bad.any():
-        from sim.tables.result import NONFINITE_HINT
         from sim.exceptions import NonFiniteResultError
+        from sim.tables.result import NONFINITE_HINT
 
         policy, local = (int(i) for i in np.argwhere(bad)[0])
         raise NonFiniteResultError(
@@ -148,8 +179,8 @@ def _check_finite_chunk(config, item: WorkItem, clv: np.ndarray) -> None:
 
 @functools.lru_cache(maxsize=8)
 def _config_from_json(text: str):
-    from sim.model.config import config_from_dict
     from sim.model.arrays import model_arrays
+    from sim.model.config import config_from_dict
     from sim.model.policies import policy_tables
 
     config = config_from_dict(json.loads(text))
@@ -158,12 +189,18 @@ def _config_from_json(text: str):
 
 def config_data(config) -> str:
     """The config as canonical JSON text: what travels to workers (and what
-    :func:`simulate_work_item` validates again)."""
+    :func:`simulate_work_item` validates again).
+    """
     return json.dumps(config.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
 
-def simulate_work_item(config_json: str, item, keep_clv: bool = False, threads: int | None = None,
-                       simulate: Callable | None = None) -> ChunkResult:
+def simulate_work_item(
+    config_json: str,
+    item,
+    keep_clv: bool = False,
+    threads: int | None = None,
+    simulate: Callable | None = None,
+) -> ChunkResult:
     """Simulate one work item: a pure function of the config (canonical JSON,
     :func:`config_data`) and the item, so it may run anywhere and be run again.
 
@@ -190,9 +227,18 @@ def simulate_work_item(config_json: str, item, keep_clv: bool = False, threads: 
     if threads is not None:
         import numba
 
-        numba.set_num_threads(max(1, min(int(threads) or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS)))
-    partials = (simulate or simulate_chunk)(arrays, tables, config.run.seed, item.replication, item.first_customer,
-                                            item.n_customers, config.run.horizon)
+        numba.set_num_threads(
+            max(1, min(int(threads) or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+        )
+    partials = (simulate or simulate_chunk)(
+        arrays,
+        tables,
+        config.run.seed,
+        item.replication,
+        item.first_customer,
+        item.n_customers,
+        config.run.horizon,
+    )
     _check_finite_chunk(config, item, partials.clv)
     return ChunkResult.from_partials(item, partials, keep_clv=keep_clv)
 
@@ -200,10 +246,12 @@ def simulate_work_item(config_json: str, item, keep_clv: bool = False, threads: 
 # ----------------------------------------------------------------------------- reduction
 
 
-def run_ordered(results: Iterable[tuple[int, ChunkResult]], n_items: int,
-                consume: Callable[[int, ChunkResult], None]) -> None:
+def run_ordered(
+    results: Iterable[tuple[int, ChunkResult]], n_items: int, consume: Callable[[int, ChunkResult], None]
+) -> None:
     """Feed ``(index, result)`` pairs arriving in any order to ``consume`` in index order
-    ``0 .. n_items - 1``, holding early arrivals until their turn."""
+    ``0 .. n_items - 1``, holding early arrivals until their turn.
+    """
     waiting: dict[int, ChunkResult] = {}
     following = 0
     for index, result in results:
@@ -235,8 +283,9 @@ class LocalExecutor:
         """What ran the work (for the manifest)."""
         return {"executor": "local"}
 
-    def map(self, config_json: str, items: list[tuple[int, WorkItem]], keep_clv: bool,
-            threads: int | None = None) -> Iterator[tuple[int, ChunkResult]]:
+    def map(
+        self, config_json: str, items: list[tuple[int, WorkItem]], keep_clv: bool, threads: int | None = None
+    ) -> Iterator[tuple[int, ChunkResult]]:
         """Yield ``(index, result)`` for every ``(index, item)``, in the given order."""
         for index, item in items:
             yield index, simulate_work_item(config_json, item, keep_clv)
@@ -274,8 +323,16 @@ class DaskExecutor:
 
     name = "dask"
 
-    def __init__(self, scheduler: str | None = None, *, n_workers: int | None = None, threads: int | None = None,
-                 processes: bool = True, retries: int = 3, n_items: int | None = None):
+    def __init__(
+        self,
+        scheduler: str | None = None,
+        *,
+        n_workers: int | None = None,
+        threads: int | None = None,
+        processes: bool = True,
+        retries: int = 3,
+        n_items: int | None = None,
+    ):
         self.scheduler = scheduler
         self.n_workers = n_workers
         self.threads = threads
@@ -289,7 +346,9 @@ class DaskExecutor:
         try:
             from distributed import Client, LocalCluster
         except ImportError as error:  # pragma: no cover - depends on the installation
-            raise ExecutorError('the Dask executor needs dask.distributed: pip install -e ".[dask]"') from error
+            raise ExecutorError(
+                'the Dask executor needs dask.distributed: pip install -e ".[dask]"'
+            ) from error
         try:
             if self.scheduler:
                 if os.path.exists(self.scheduler):
@@ -301,8 +360,13 @@ class DaskExecutor:
                 workers = self.n_workers or max(1, min(cores, self.n_items or cores))
                 if self.threads is None:
                     self.threads = max(1, cores // workers)
-                self.cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=self.processes,
-                                            dashboard_address=None, silence_logs=40)
+                self.cluster = LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=self.processes,
+                    dashboard_address=None,
+                    silence_logs=40,
+                )
                 self.client = Client(self.cluster)
         except (OSError, TimeoutError) as error:
             self.__exit__(None, None, None)
@@ -327,8 +391,9 @@ class DaskExecutor:
             "threads_per_task": self.threads,
         }
 
-    def map(self, config_json: str, items: list[tuple[int, WorkItem]], keep_clv: bool,
-            threads: int | None = None) -> Iterator[tuple[int, ChunkResult]]:
+    def map(
+        self, config_json: str, items: list[tuple[int, WorkItem]], keep_clv: bool, threads: int | None = None
+    ) -> Iterator[tuple[int, ChunkResult]]:
         """Yield ``(index, result)`` for every ``(index, item)``, in the given (work-item) order.
 
         At most :meth:`window` tasks are in flight (submitted, result not yet taken); each
@@ -350,9 +415,16 @@ class DaskExecutor:
             if pair is None:
                 return False
             index, item = pair
-            future = self.client.submit(simulate_work_item, shared, tuple(item), keep_clv, task_threads,
-                                        key=f"sim-chunk-{token}-{WorkItem(*item).name}-{int(keep_clv)}",
-                                        retries=self.retries, pure=False)
+            future = self.client.submit(
+                simulate_work_item,
+                shared,
+                tuple(item),
+                keep_clv,
+                task_threads,
+                key=f"sim-chunk-{token}-{WorkItem(*item).name}-{int(keep_clv)}",
+                retries=self.retries,
+                pure=False,
+            )
             in_flight.append((index, future))
             return True
 
@@ -405,6 +477,8 @@ def make_executor(executor="local", scheduler: str | None = None, n_items: int |
         raise ValueError(f"executor = {executor!r}: allowed are {', '.join(map(repr, EXECUTORS))}")
     if executor == "local":
         if scheduler:
-            raise ValueError(f"scheduler = {scheduler!r} needs executor = 'dask' (the local executor has no scheduler)")
+            raise ValueError(
+                f"scheduler = {scheduler!r} needs executor = 'dask' (the local executor has no scheduler)"
+            )
         return LocalExecutor()
     return DaskExecutor(scheduler, n_items=n_items)

@@ -7,18 +7,21 @@ from pathlib import Path
 
 import numba
 
-from sim.model.config import ExperimentConfig
 from sim.engines.core import simulate_chunk
-from sim.tables.chunks import ChunkReducer, exact_clv_tables
+from sim.model.config import ExperimentConfig, with_run_overrides
 from sim.runs.executors import check_run_size, make_executor, plan_work, run_ordered, simulate_work_item
+from sim.tables.chunks import ChunkReducer, exact_clv_tables
 from sim.tables.result import ProjectionResult
-from sim.model.config import with_run_overrides
 
-__all__ = ["project",]
+__all__ = [
+    "project",
+]
 
 
 def _chunks(n_customers: int, chunk_customers: int) -> list[tuple[int, int]]:
-    return [(start, min(chunk_customers, n_customers - start)) for start in range(0, n_customers, chunk_customers)]
+    return [
+        (start, min(chunk_customers, n_customers - start)) for start in range(0, n_customers, chunk_customers)
+    ]
 
 
 def set_threads(threads: int) -> int:
@@ -133,7 +136,9 @@ def project(
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=len(items), initial=len(trusted), desc=f"{config.name}: chunks", unit="chunk", leave=False)
+        bar = tqdm(
+            total=len(items), initial=len(trusted), desc=f"{config.name}: chunks", unit="chunk", leave=False
+        )
     reducer = ChunkReducer(len(config.policy_names), keep_clv=keep)
     started = time.perf_counter()
     described = {"executor": getattr(runner, "name", type(runner).__name__)}
@@ -143,7 +148,8 @@ def project(
 
     def in_turn():
         """Load the trusted chunks whose turn has come (every lower index delivered), one at a
-        time in work-item order, so that no loaded chunk waits for a computed one."""
+        time in work-item order, so that no loaded chunk waits for a computed one.
+        """
         while True:
             while following[0] in delivered:
                 delivered.discard(following[0])
@@ -169,8 +175,10 @@ def project(
             described.update(active.describe())
             if isinstance(executor, str) and executor == "local":
                 # the local path calls this module's simulate_chunk (tests may replace it)
-                results = ((index, simulate_work_item(config_json, item, keep, simulate=_kernel))
-                           for index, item in pending)
+                results = (
+                    (index, simulate_work_item(config_json, item, keep, simulate=_kernel))
+                    for index, item in pending
+                )
             else:
                 results = active.map(config_json, pending, keep, threads=config.run.threads)
             for index, result in results:
@@ -209,5 +217,3 @@ def _config_json(config) -> str:
     from sim.runs.executors import config_data
 
     return config_data(config)
-
-

@@ -12,9 +12,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from sim.model.config import ExperimentConfig
 from sim.engines.core import run_customers
 from sim.model.arrays import model_arrays
+from sim.model.config import ExperimentConfig
 from sim.model.policies import policy_tables
 
 __all__ = ["SNAPSHOT_COLUMNS", "project_from"]
@@ -32,11 +32,13 @@ SNAPSHOT_COLUMNS = {
     "expectation": "expectation Q0 (any real)",
     "tenure": "periods since acquisition (integer >= 0)",
 }
-_OPTIONAL = {"highest_stage": "highest of exploration/formation/stability reached (0-2, at least the current "
-                              "stage; at least 1 in decline, which is entered from formation or stability); "
-                              "default max(stage, 1 in decline) capped at 2",
-             "propensity": "Beta churn propensity in [0, 1]; required when the config sets "
-                           "population.churn_propensity, ignored (default 0) otherwise"}
+_OPTIONAL = {
+    "highest_stage": "highest of exploration/formation/stability reached (0-2, at least the current "
+    "stage; at least 1 in decline, which is entered from formation or stability); "
+    "default max(stage, 1 in decline) capped at 2",
+    "propensity": "Beta churn propensity in [0, 1]; required when the config sets "
+    "population.churn_propensity, ignored (default 0) otherwise",
+}
 #: Columns that must hold whole numbers.
 _INTEGER_COLUMNS = ("customer", "segment", "tier", "stage", "tenure", "highest_stage")
 
@@ -47,8 +49,10 @@ def _numeric_column(snapshot: pd.DataFrame, column: str) -> np.ndarray:
     if not (pd.api.types.is_numeric_dtype(series.dtype) or pd.api.types.is_bool_dtype(series.dtype)):
         for row, value in enumerate(series.to_numpy(dtype=object)):
             if not isinstance(value, (int, float, np.integer, np.floating, bool, np.bool_)):
-                raise ValueError(f"snapshot.{column} = {value!r} (row {row}): must be a number "  # noqa: TRY004
-                                 f"(column of dtype {series.dtype})")
+                raise ValueError(
+                    f"snapshot.{column} = {value!r} (row {row}): must be a number "  # noqa: TRY004
+                    f"(column of dtype {series.dtype})"
+                )
     try:
         return series.to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError) as error:
@@ -62,9 +66,11 @@ def _checked_snapshot(snapshot: pd.DataFrame, *, beta_churn: bool = False) -> pd
     if missing:
         raise ValueError(f"snapshot is missing columns {missing}; needed: {', '.join(SNAPSHOT_COLUMNS)}")
     if beta_churn and "propensity" not in snapshot.columns:
-        raise ValueError("snapshot has no 'propensity' column, but the config sets population.churn_propensity "
-                         "(Beta churn): give each customer's propensity in [0, 1] (e.g. from "
-                         "MarketResult.snapshot), or remove population.churn_propensity to project without it")
+        raise ValueError(
+            "snapshot has no 'propensity' column, but the config sets population.churn_propensity "
+            "(Beta churn): give each customer's propensity in [0, 1] (e.g. from "
+            "MarketResult.snapshot), or remove population.churn_propensity to project without it"
+        )
     if len(snapshot) == 0:
         raise ValueError("snapshot has no customers")
     columns = list(SNAPSHOT_COLUMNS) + [column for column in _OPTIONAL if column in snapshot.columns]
@@ -73,7 +79,9 @@ def _checked_snapshot(snapshot: pd.DataFrame, *, beta_churn: bool = False) -> pd
     def fail(column, bad, allowed):
         row = int(np.flatnonzero(bad)[0])
         value = values[column][row]
-        shown = int(value) if np.isfinite(value) and value == int(value) and column in _INTEGER_COLUMNS else value
+        shown = (
+            int(value) if np.isfinite(value) and value == int(value) and column in _INTEGER_COLUMNS else value
+        )
         raise ValueError(f"snapshot.{column} = {shown} (row {row}): must be {allowed}")
 
     for column in columns:
@@ -95,15 +103,25 @@ def _checked_snapshot(snapshot: pd.DataFrame, *, beta_churn: bool = False) -> pd
         ("tier", np.isin(values["tier"], [0, 1, 2]), "0, 1 or 2"),
         ("stage", np.isin(stage, [0, 1, 2, 3]), "0-3 (live stages only)"),
         ("satisfaction", (values["satisfaction"] >= 0) & (values["satisfaction"] <= 1), "in [0, 1]"),
-        ("previous_satisfaction", (values["previous_satisfaction"] >= 0) & (values["previous_satisfaction"] <= 1),
-         "in [0, 1]"),
+        (
+            "previous_satisfaction",
+            (values["previous_satisfaction"] >= 0) & (values["previous_satisfaction"] <= 1),
+            "in [0, 1]",
+        ),
         ("tenure", values["tenure"] >= 0, ">= 0"),
     ]
     if "highest_stage" in values:
         highest = values["highest_stage"]
-        checks.append(("highest_stage", np.isin(highest, [0, 1, 2]), "0, 1 or 2 (exploration, formation, stability)"))
-        checks.append(("highest_stage", highest >= lowest_highest,
-                       ">= the row's stage (>= 1 in decline, entered from formation or stability)"))
+        checks.append(
+            ("highest_stage", np.isin(highest, [0, 1, 2]), "0, 1 or 2 (exploration, formation, stability)")
+        )
+        checks.append(
+            (
+                "highest_stage",
+                highest >= lowest_highest,
+                ">= the row's stage (>= 1 in decline, entered from formation or stability)",
+            )
+        )
     if "propensity" in values:
         checks.append(("propensity", (values["propensity"] >= 0) & (values["propensity"] <= 1), "in [0, 1]"))
     for column, ok, allowed in checks:
@@ -115,8 +133,15 @@ def _checked_snapshot(snapshot: pd.DataFrame, *, beta_churn: bool = False) -> pd
     return snapshot
 
 
-def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: int | None = None,
-                 replications: int | None = None, seed: int | None = None, threads: int | None = None):
+def project_from(
+    snapshot: pd.DataFrame,
+    config: ExperimentConfig,
+    *,
+    horizon: int | None = None,
+    replications: int | None = None,
+    seed: int | None = None,
+    threads: int | None = None,
+):
     """Project the residual value of a snapshot of live customers under every policy.
 
     Parameters
@@ -151,21 +176,34 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
     tenure continues from the snapshot (tenure effects and the long-term pattern use it),
     and cash is discounted from the snapshot on (end-of-period convention).
     """
-    from sim.tables.result import ProjectionResult
     from sim.runs.projection import set_threads
+    from sim.tables.result import ProjectionResult
 
     snapshot = _checked_snapshot(snapshot, beta_churn=config.population.churn_propensity is not None)
     snapshot = snapshot.reset_index(drop=True)
-    run = {key: value for key, value in (("horizon", horizon), ("replications", replications),
-                                         ("seed", seed), ("threads", threads)) if value is not None}
+    run = {
+        key: value
+        for key, value in (
+            ("horizon", horizon),
+            ("replications", replications),
+            ("seed", seed),
+            ("threads", threads),
+        )
+        if value is not None
+    }
     config = config.with_overrides(population={"customers": len(snapshot)}, **({"run": run} if run else {}))
     arrays = model_arrays(config)
     tables = policy_tables(config)
     used = set_threads(config.run.threads)
     stage = snapshot["stage"].to_numpy(np.int64)
-    highest = (snapshot["highest_stage"].to_numpy(np.int64) if "highest_stage" in snapshot
-               else np.minimum(np.where(stage == 3, 1, stage), 2))
-    propensity = snapshot["propensity"].to_numpy(float) if "propensity" in snapshot else np.zeros(len(snapshot))
+    highest = (
+        snapshot["highest_stage"].to_numpy(np.int64)
+        if "highest_stage" in snapshot
+        else np.minimum(np.where(stage == 3, 1, stage), 2)
+    )
+    propensity = (
+        snapshot["propensity"].to_numpy(float) if "propensity" in snapshot else np.zeros(len(snapshot))
+    )
     columns = dict(
         customer_ids=snapshot["customer"].to_numpy(np.int64),
         segment=snapshot["segment"].to_numpy(np.int64),
@@ -180,13 +218,31 @@ def project_from(snapshot: pd.DataFrame, config: ExperimentConfig, *, horizon: i
         start_tenure=snapshot["tenure"].to_numpy(np.int64),
         start_highest_stage=np.ascontiguousarray(highest),
     )
-    attributes = np.column_stack([columns[name] for name in ("segment", "wallet", "fit", "tier", "propensity")])
-    start = np.column_stack([columns["start_stage"], columns["start_satisfaction"], columns["start_previous_satisfaction"],
-                             columns["start_expectation"], columns["start_tenure"], columns["start_highest_stage"],
-                             np.zeros(len(snapshot))])  # no acquisition cost: these customers are already acquired
+    attributes = np.column_stack(
+        [columns[name] for name in ("segment", "wallet", "fit", "tier", "propensity")]
+    )
+    start = np.column_stack(
+        [
+            columns["start_stage"],
+            columns["start_satisfaction"],
+            columns["start_previous_satisfaction"],
+            columns["start_expectation"],
+            columns["start_tenure"],
+            columns["start_highest_stage"],
+            np.zeros(len(snapshot)),
+        ]
+    )  # no acquisition cost: these customers are already acquired
     partials = [
-        run_customers(arrays, tables, config.run.seed, replication, columns["customer_ids"], attributes, start,
-                      config.run.horizon)
+        run_customers(
+            arrays,
+            tables,
+            config.run.seed,
+            replication,
+            columns["customer_ids"],
+            attributes,
+            start,
+            config.run.horizon,
+        )
         for replication in range(config.run.replications)
     ]
     result = ProjectionResult.from_partials(config, partials, threads=used)

@@ -17,7 +17,6 @@ import numpy as np
 from sim.tables.partials import ChunkPartials
 from sim.tables.sketch import ClvSketch
 
-
 #: Up to this many customers x replications, the CLV quantiles and the value-concentration
 #: table are computed from every customer's CLV, which :attr:`sim.ProjectionResult.clv`
 #: keeps (8 bytes per value and policy); above it they come from the
@@ -28,7 +27,8 @@ CLV_KEEP_LIMIT = 1 << 21
 
 class WorkItem(NamedTuple):
     """One chunk of work: ``n_customers`` customers from ``first_customer`` (a multiple of
-    :data:`sim.engines.core.BLOCK`) of replication ``replication``."""
+    :data:`sim.engines.core.BLOCK`) of replication ``replication``.
+    """
 
     replication: int
     first_customer: int
@@ -44,7 +44,8 @@ def exact_clv_tables(config) -> bool:
     """Whether the CLV quantiles and the value-concentration table of ``config`` are computed
     from every customer's CLV (``customers x replications <= CLV_KEEP_LIMIT``; then the
     CLVs are also kept by default) rather than from the sketch. Depends on the config only,
-    so every executor, chunking and resumed run uses the same method."""
+    so every executor, chunking and resumed run uses the same method.
+    """
     return config.population.customers * config.run.replications <= CLV_KEEP_LIMIT
 
 
@@ -98,8 +99,12 @@ class ChunkResult:
         return cls(
             item=WorkItem(*(int(value) for value in arrays["item"])),
             partials={name: np.asarray(arrays[f"partial_{name}"]) for name in ChunkPartials.FIELDS},
-            sketch=ClvSketch.from_arrays({key: arrays[key] for key in
-                                          ("sketch_policies", "sketch_policy", "sketch_keys", "sketch_counts")}),
+            sketch=ClvSketch.from_arrays(
+                {
+                    key: arrays[key]
+                    for key in ("sketch_policies", "sketch_policy", "sketch_keys", "sketch_counts")
+                }
+            ),
             clv=np.asarray(arrays["clv"]) if "clv" in names else None,
         )
 
@@ -131,7 +136,9 @@ class ChunkReducer:
     def add(self, chunk) -> None:
         """Add the next chunk (a :class:`ChunkResult` or a :class:`sim.engines.core.ChunkPartials`)."""
         if isinstance(chunk, ChunkPartials):
-            chunk = ChunkResult.from_partials(WorkItem(-1, -1, chunk.clv.shape[1]), chunk, keep_clv=self.keep_clv)
+            chunk = ChunkResult.from_partials(
+                WorkItem(-1, -1, chunk.clv.shape[1]), chunk, keep_clv=self.keep_clv
+            )
         for name in ChunkPartials.FIELDS:
             blocks = chunk.partials[name]
             start = 0
@@ -151,14 +158,18 @@ class ChunkReducer:
 
     def drop_clv(self) -> None:
         """Stop keeping per-customer CLVs and free those kept so far (the tables then come
-        from the sketch, :meth:`sim.ProjectionResult.from_reducer`)."""
+        from the sketch, :meth:`sim.ProjectionResult.from_reducer`).
+        """
         self.keep_clv = False
         self._clv = []
 
     def clv(self, names) -> dict:
         """Per-customer CLVs by policy name, chunks concatenated in order (empty dict when
-        not kept)."""
+        not kept).
+        """
         if not self.keep_clv:
             return {}
-        return {name: np.concatenate([part[index] for part in self._clv]) if self._clv else np.zeros(0)
-                for index, name in enumerate(names)}
+        return {
+            name: np.concatenate([part[index] for part in self._clv]) if self._clv else np.zeros(0)
+            for index, name in enumerate(names)
+        }

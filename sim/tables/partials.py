@@ -107,7 +107,8 @@ def satisfaction_bin(satisfaction):
     """The bin ``0 .. SATISFACTION_BINS - 1`` of a satisfaction (equal-width bins of [0, 1];
     values outside [0, 1] go to the end bins), or -1 for NaN, which is counted in no bin
     (the run then stops with :class:`sim.exceptions.NonFiniteResultError`). The one rule
-    of every engine. Jit-compiled; works on arrays through ``.py_func``."""
+    of every engine. Jit-compiled; works on arrays through ``.py_func``.
+    """
     finite = satisfaction == satisfaction
     clamped = np.minimum(np.maximum(select(finite, satisfaction, 0.0), 0.0), 1.0)
     index = np.minimum(np.int64(clamped * SATISFACTION_BINS), SATISFACTION_BINS - 1)
@@ -115,10 +116,12 @@ def satisfaction_bin(satisfaction):
 
 
 @njit(cache=True)
-def add_period(stage_periods, stage_sums, period_sums, block, policy, stage, period, profit, satisfaction, loyalty,
-               spend):
+def add_period(
+    stage_periods, stage_sums, period_sums, block, policy, stage, period, profit, satisfaction, loyalty, spend
+):
     """Add one customer-period to the per-stage and per-period sums of ``[block, policy]``
-    (columns ``K_PROFIT``, ``K_SATISFACTION``, ``K_LOYALTY``, ``K_SPEND``). Jit-compiled."""
+    (columns ``K_PROFIT``, ``K_SATISFACTION``, ``K_LOYALTY``, ``K_SPEND``). Jit-compiled.
+    """
     stage_periods[block, policy, stage] += 1
     stage_sums[block, policy, stage, K_PROFIT] += profit
     stage_sums[block, policy, stage, K_SATISFACTION] += satisfaction
@@ -134,7 +137,8 @@ def add_period(stage_periods, stage_sums, period_sums, block, policy, stage, per
 def add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction, exit_move):
     """Count one customer-period in its satisfaction bin of ``stage`` (column 0) and, if the
     customer left the stage by an exit move (to decline or ended), in column 1: the
-    simulated satisfaction→retention relation. Jit-compiled."""
+    simulated satisfaction→retention relation. Jit-compiled.
+    """
     index = satisfaction_bin(satisfaction)
     if index >= 0:
         satisfaction_bins[block, policy, stage, index, 0] += 1
@@ -145,7 +149,8 @@ def add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction, exit
 @njit(cache=True)
 def add_customer(money, block, policy, accounts, acquisition, value):
     """Add one customer's discounted accounts (:class:`sim.model.step.Accounts`), acquisition
-    cost and CLV ``value`` to the money partials of ``[block, policy]``. Jit-compiled."""
+    cost and CLV ``value`` to the money partials of ``[block, policy]``. Jit-compiled.
+    """
     row = money[block, policy]
     row[M_CLV1] += accounts.clv1
     row[M_CLV2] += accounts.clv2
@@ -157,4 +162,3 @@ def add_customer(money, block, policy, accounts, acquisition, value):
     row[M_ACQUISITION] += acquisition
     row[M_CLV] += value
     row[M_CLV_SQUARED] += value * value
-

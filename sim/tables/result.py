@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 
 from sim.exceptions import NonFiniteResultError
-from sim.model.names import PATTERNS, STAGES
 from sim.model.config import ExperimentConfig
+from sim.model.names import PATTERNS, STAGES
 from sim.tables.chunks import ChunkReducer, exact_clv_tables
 from sim.tables.partials import (
     K_LOYALTY,
@@ -32,7 +32,6 @@ from sim.tables.partials import (
     SATISFACTION_BINS,
     ChunkPartials,
 )
-
 
 #: CLV quantiles reported in the summary table.
 QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -115,12 +114,22 @@ class ProjectionResult:
     )
 
     @classmethod
-    def from_partials(cls, config: ExperimentConfig, partials: list[ChunkPartials], *, wall_seconds: float = float("nan"), threads: int = 0) -> "ProjectionResult":
+    def from_partials(
+        cls,
+        config: ExperimentConfig,
+        partials: list[ChunkPartials],
+        *,
+        wall_seconds: float = float("nan"),
+        threads: int = 0,
+    ) -> "ProjectionResult":
         """Reduce chunk partials (in the order given: replications, then chunks) into the
         tidy tables (:meth:`from_reducer`), keeping the per-customer CLVs (every one is
-        checked finite first)."""
+        checked finite first).
+        """
         names = config.policy_names
-        clv = {name: np.concatenate([part.clv[index] for part in partials]) for index, name in enumerate(names)}
+        clv = {
+            name: np.concatenate([part.clv[index] for part in partials]) for index, name in enumerate(names)
+        }
         _check_finite_clv(config, clv)  # before any table is computed from them
         reducer = ChunkReducer(len(names), keep_clv=True)
         for part in partials:
@@ -129,13 +138,20 @@ class ProjectionResult:
         return cls.from_reducer(config, reducer, wall_seconds=wall_seconds, threads=threads)
 
     @classmethod
-    def from_reducer(cls, config: ExperimentConfig, reducer: ChunkReducer, *, wall_seconds: float = float("nan"),
-                     threads: int = 0) -> "ProjectionResult":
+    def from_reducer(
+        cls,
+        config: ExperimentConfig,
+        reducer: ChunkReducer,
+        *,
+        wall_seconds: float = float("nan"),
+        threads: int = 0,
+    ) -> "ProjectionResult":
         """The tidy tables from reduced partials (:class:`sim.tables.chunks.ChunkReducer`).
 
         CLV quantiles and value concentration come from the per-customer CLVs when
         :func:`sim.tables.chunks.exact_clv_tables` holds for ``config`` and the reducer kept
-        them (:func:`project` always keeps them then), else from the reducer's sketch."""
+        them (:func:`project` always keeps them then), else from the reducer's sketch.
+        """
         names = config.policy_names
         horizon = config.run.horizon
         n_total = config.population.customers * config.run.replications
@@ -167,8 +183,9 @@ class ProjectionResult:
             trajectory=_trajectory_table(names, period_sums, active, n_total),
             satisfaction_retention=_satisfaction_table(names, satisfaction_bins),
             value_concentration=_value_table(names, distribution),
-            comparison=_comparison_table(names, money, pair_sums, pair_wins, n_total,
-                                         reference=config.comparison.reference),
+            comparison=_comparison_table(
+                names, money, pair_sums, pair_wins, n_total, reference=config.comparison.reference
+            ),
             clv=clv,
             timings={"simulate_seconds": wall_seconds, "threads": threads},
         )
@@ -181,8 +198,15 @@ class ProjectionResult:
             raise KeyError(f"no table {name!r}; tables: {', '.join(self.TABLES)}")
         return getattr(self, name)
 
-    def save(self, directory, *, command: str | None = None, force: bool = False,
-             extra_manifest: dict | None = None, figures: dict | None = None):
+    def save(
+        self,
+        directory,
+        *,
+        command: str | None = None,
+        force: bool = False,
+        extra_manifest: dict | None = None,
+        figures: dict | None = None,
+    ):
         """Write every table as CSV, the given figures, then ``manifest.json`` into ``directory``.
 
         See :func:`sim.io.results.save_result` (atomic writes; the manifest is written last;
@@ -190,8 +214,9 @@ class ProjectionResult:
         """
         from sim.io.results import save_result
 
-        return save_result(self, directory, command=command, force=force,
-                           extra_manifest=extra_manifest, figures=figures)
+        return save_result(
+            self, directory, command=command, force=force, extra_manifest=extra_manifest, figures=figures
+        )
 
 
 #: The only cells of the tables that may be NaN, by definition (the mean of an empty
@@ -201,9 +226,15 @@ class ProjectionResult:
 #: Everything else — the whole ``summary`` and ``stages`` tables, every per-customer CLV —
 #: must be finite, and no cell may ever be infinite.
 NAN_WHEN_EMPTY = {
-    "by_stage": {column: "customer_periods" for column in ("profit_mean", "satisfaction_mean", "loyalty_mean", "spend_mean")},
+    "by_stage": {
+        column: "customer_periods"
+        for column in ("profit_mean", "satisfaction_mean", "loyalty_mean", "spend_mean")
+    },
     "patterns": {"clv_mean": "customers"},
-    "trajectory": {column: "active_share" for column in ("satisfaction_mean", "loyalty_mean", "spend_mean", "profit_mean")},
+    "trajectory": {
+        column: "active_share"
+        for column in ("satisfaction_mean", "loyalty_mean", "spend_mean", "profit_mean")
+    },
     "satisfaction_retention": {"retention": "customer_periods"},
     "value_concentration": {"negative_share": "customer_share", "value_share": None},
     "comparison": {"roi": "delta_spend"},
@@ -241,12 +272,18 @@ def check_finite(result) -> None:
                 bad &= ~(np.isnan(array) & empty)
             if bad.any():
                 row = int(np.flatnonzero(bad)[0])
-                keys = ", ".join(f"{key} {_shown(frame[key].iloc[row])}" for key in _ROW_KEYS if key in frame.columns)
-                raise NonFiniteResultError(f"{name}.{column} is {array[row]} in row {row} ({keys}); {NONFINITE_HINT}")
+                keys = ", ".join(
+                    f"{key} {_shown(frame[key].iloc[row])}" for key in _ROW_KEYS if key in frame.columns
+                )
+                raise NonFiniteResultError(
+                    f"{name}.{column} is {array[row]} in row {row} ({keys}); {NONFINITE_HINT}"
+                )
 
 
-NONFINITE_HINT = ("the model produced NaN or infinity: a numerical failure, not a property of the experiment; "
-                   "parameters at the limits of their ranges are the usual cause (please report it with the config)")
+NONFINITE_HINT = (
+    "the model produced NaN or infinity: a numerical failure, not a property of the experiment; "
+    "parameters at the limits of their ranges are the usual cause (please report it with the config)"
+)
 
 
 def _check_finite_clv(config, clv: dict) -> None:
@@ -298,8 +335,12 @@ def _summary_table(config, names, money, stage_sums, stage_periods, distribution
     for index, name in enumerate(names):
         total = money[index, M_CLV]
         mean = total / n_total
-        variance = max(money[index, M_CLV_SQUARED] / n_total - mean * mean, 0.0) * n_total / max(n_total - 1, 1)
-        quantiles = distribution.quantiles(index, QUANTILE_LEVELS)  # exact, or within 2^-10 (sim.tables.sketch)
+        variance = (
+            max(money[index, M_CLV_SQUARED] / n_total - mean * mean, 0.0) * n_total / max(n_total - 1, 1)
+        )
+        quantiles = distribution.quantiles(
+            index, QUANTILE_LEVELS
+        )  # exact, or within 2^-10 (sim.tables.sketch)
         periods = stage_periods[index].sum()
         row = {
             "policy": name,
@@ -309,7 +350,9 @@ def _summary_table(config, names, money, stage_sums, stage_periods, distribution
             "clv_se": math.sqrt(variance / n_total),
             "clv_sd": math.sqrt(variance),
         }
-        row.update({f"clv_p{round(level * 100):02d}": value for level, value in zip(QUANTILE_LEVELS, quantiles)})
+        row.update(
+            {f"clv_p{round(level * 100):02d}": value for level, value in zip(QUANTILE_LEVELS, quantiles)}
+        )
         row.update({f"clv{part + 1}": money[index, M_CLV1 + part] / n_total for part in range(6)})
         row["retention_spend"] = money[index, M_SPEND] / n_total
         row["acquisition_cost"] = money[index, M_ACQUISITION] / n_total
@@ -392,7 +435,9 @@ def _satisfaction_table(names, satisfaction_bins) -> pd.DataFrame:
     edges = np.round(np.linspace(0.0, 1.0, SATISFACTION_BINS + 1), 12)
     rows = []
     for index, name in enumerate(names):
-        by_stage = [(stage, satisfaction_bins[index, stage_index]) for stage_index, stage in enumerate(STAGES)]
+        by_stage = [
+            (stage, satisfaction_bins[index, stage_index]) for stage_index, stage in enumerate(STAGES)
+        ]
         for stage, bins in by_stage + [("all", satisfaction_bins[index].sum(axis=0))]:
             for bin_index in range(SATISFACTION_BINS):
                 periods, exits = bins[bin_index]
@@ -417,7 +462,8 @@ def _value_table(names, distribution) -> pd.DataFrame:
     """ABC groups (:data:`VALUE_GROUPS`) of customers ranked by CLV: exact from the
     per-customer CLVs, or from the CLV sketch with group sums within ``2^-10`` of the group's
     sum of ``|CLV|`` (value shares of the sketch's total, so they add to 1) and exact
-    negative shares (:mod:`sim.tables.sketch`)."""
+    negative shares (:mod:`sim.tables.sketch`).
+    """
     rows = []
     for index, name in enumerate(names):
         n = distribution.total(index)
@@ -448,7 +494,17 @@ def _value_table(names, distribution) -> pd.DataFrame:
 
 
 #: Columns of the ``comparison`` table (one row per ordered pair of policies).
-COMPARISON_COLUMNS = ["policy", "reference", "delta_clv", "se", "ci_low", "ci_high", "p_better", "delta_spend", "roi"]
+COMPARISON_COLUMNS = [
+    "policy",
+    "reference",
+    "delta_clv",
+    "se",
+    "ci_low",
+    "ci_high",
+    "p_better",
+    "delta_spend",
+    "roi",
+]
 
 
 def _comparison_table(names, money, pair_sums, pair_wins, n_total, reference=None) -> pd.DataFrame:
@@ -458,7 +514,9 @@ def _comparison_table(names, money, pair_sums, pair_wins, n_total, reference=Non
             if index == other or (reference is not None and reference_name != reference):
                 continue
             mean = pair_sums[index, other, 0] / n_total
-            variance = max(pair_sums[index, other, 1] / n_total - mean * mean, 0.0) * n_total / max(n_total - 1, 1)
+            variance = (
+                max(pair_sums[index, other, 1] / n_total - mean * mean, 0.0) * n_total / max(n_total - 1, 1)
+            )
             se = math.sqrt(variance / n_total)
             delta_spend = (money[index, M_SPEND] - money[other, M_SPEND]) / n_total
             rows.append(

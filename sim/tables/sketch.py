@@ -86,14 +86,17 @@ def bin_keys(values: np.ndarray) -> np.ndarray:
 
 def bin_bounds(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """``(lower, upper)`` value bounds of the bins with the given keys (see :func:`bin_keys`);
-    every value of a bin lies in ``[lower, upper]``."""
+    every value of a bin lies in ``[lower, upper]``.
+    """
     keys = np.asarray(keys, dtype=np.int64)
     k = np.where(keys >= 1, keys - 1, -2 - keys)
     exponent = k // _PER_EXPONENT - _EXPONENT_OFFSET
     prefix = k % _PER_EXPONENT
     with np.errstate(over="ignore"):
         low_magnitude = np.ldexp(1.0 + prefix / _PER_EXPONENT, exponent)
-        high_magnitude = np.minimum(np.ldexp(1.0 + (prefix + 1) / _PER_EXPONENT, exponent), np.finfo(float).max)
+        high_magnitude = np.minimum(
+            np.ldexp(1.0 + (prefix + 1) / _PER_EXPONENT, exponent), np.finfo(float).max
+        )
     lower = np.where(keys >= 1, low_magnitude, -high_magnitude)
     upper = np.where(keys >= 1, high_magnitude, -low_magnitude)
     lower = np.where(keys == 0, 0.0, np.where(keys == -1, -_SMALLEST_NORMAL, lower))
@@ -134,22 +137,28 @@ class ClvSketch:
         """The sketch of ``clv[policy, customer]`` (finite float64).
 
         Works through :data:`SLICE` values at a time, so its temporary memory does not grow
-        with the number of customers."""
+        with the number of customers.
+        """
         clv = np.atleast_2d(np.asarray(clv, dtype=np.float64))
         sketch = cls(clv.shape[0])
         n = clv.shape[1]
         for policy in range(clv.shape[0]):
-            pieces = [np.unique(bin_keys(clv[policy, start:start + SLICE]), return_counts=True)
-                      for start in range(0, n, SLICE)]
+            pieces = [
+                np.unique(bin_keys(clv[policy, start : start + SLICE]), return_counts=True)
+                for start in range(0, n, SLICE)
+            ]
             if not pieces:
                 continue
             if len(pieces) == 1:
                 keys, counts = pieces[0]
             else:
-                unique, inverse = np.unique(np.concatenate([piece[0] for piece in pieces]), return_inverse=True)
+                unique, inverse = np.unique(
+                    np.concatenate([piece[0] for piece in pieces]), return_inverse=True
+                )
                 keys = unique
-                counts = _exact_sum_by_index(inverse.reshape(-1), np.concatenate([piece[1] for piece in pieces]),
-                                             len(unique))
+                counts = _exact_sum_by_index(
+                    inverse.reshape(-1), np.concatenate([piece[1] for piece in pieces]), len(unique)
+                )
             sketch.keys[policy] = keys.astype(np.int64)
             sketch.counts[policy] = counts.astype(np.int64)
         return sketch
@@ -170,8 +179,11 @@ class ClvSketch:
         """Flat int64 arrays (for ``.npz`` chunk files and transfer between processes)."""
         return {
             "sketch_policies": np.array([len(self.keys)], dtype=np.int64),
-            "sketch_policy": np.concatenate([np.full(len(k), i, dtype=np.int64) for i, k in enumerate(self.keys)])
-            if self.keys else np.zeros(0, dtype=np.int64),
+            "sketch_policy": np.concatenate(
+                [np.full(len(k), i, dtype=np.int64) for i, k in enumerate(self.keys)]
+            )
+            if self.keys
+            else np.zeros(0, dtype=np.int64),
             "sketch_keys": np.concatenate(self.keys) if self.keys else np.zeros(0, dtype=np.int64),
             "sketch_counts": np.concatenate(self.counts) if self.counts else np.zeros(0, dtype=np.int64),
         }
@@ -188,7 +200,9 @@ class ClvSketch:
     def merge(self, other: "ClvSketch") -> "ClvSketch":
         """Add ``other``'s counts into this sketch (exact; the order of merges never matters)."""
         if other.n_policies != self.n_policies:
-            raise ValueError(f"cannot merge a sketch of {other.n_policies} policies into one of {self.n_policies}")
+            raise ValueError(
+                f"cannot merge a sketch of {other.n_policies} policies into one of {self.n_policies}"
+            )
         for policy in range(self.n_policies):
             keys = np.concatenate([self.keys[policy], other.keys[policy]])
             counts = np.concatenate([self.counts[policy], other.counts[policy]])
@@ -200,7 +214,8 @@ class ClvSketch:
     def quantiles(self, policy: int, levels) -> np.ndarray:
         """Estimated quantiles of ``policy``'s values at ``levels`` (NumPy's default
         definition); error at most one bin width, ``2^-10 |q|`` (module docstring).
-        NaN for a policy without values."""
+        NaN for a policy without values.
+        """
         keys, counts = self.keys[policy], self.counts[policy]
         n = int(counts.sum())
         levels = np.asarray(levels, dtype=np.float64)
@@ -216,7 +231,8 @@ class ClvSketch:
     @staticmethod
     def _order_statistics(keys, counts, ranks) -> np.ndarray:
         """Estimates of the order statistics of 0-based ``ranks`` (ascending): the bin holding
-        each, with the bin's values spread evenly over ``[lower, upper]``."""
+        each, with the bin's values spread evenly over ``[lower, upper]``.
+        """
         cumulative = np.cumsum(counts)
         bins = np.searchsorted(cumulative, ranks, side="right")
         before = cumulative[bins] - counts[bins]

@@ -1,5 +1,6 @@
 """What the firm observes about a customer at its review, the budget's priority rule, and
-Poisson counts by inversion (agent engine)."""
+Poisson counts by inversion (agent engine).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from sim.model.names import STAGES
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerState:
@@ -49,8 +51,14 @@ class CustomerState:
     period: int
 
 
-def allocate_budget(wishes, tier, stage, satisfaction, budget: float,
-                    stage_priority: Iterable[str] = ("decline", "formation", "exploration", "stability")) -> np.ndarray:
+def allocate_budget(
+    wishes,
+    tier,
+    stage,
+    satisfaction,
+    budget: float,
+    stage_priority: Iterable[str] = ("decline", "formation", "exploration", "stability"),
+) -> np.ndarray:
     """Grant retention-spend wishes within a budget by a fixed priority rule.
 
     If the wishes add up to at most ``budget`` every wish is granted in full (the same
@@ -86,7 +94,9 @@ def allocate_budget(wishes, tier, stage, satisfaction, budget: float,
     rank[[STAGES.index(name) for name in order_of_stage]] = np.arange(len(STAGES))
     position = np.arange(len(wishes))
     # np.lexsort: the last key is the primary one
-    order = np.lexsort((position, np.asarray(satisfaction, dtype=float), rank[np.asarray(stage)], np.asarray(tier)))
+    order = np.lexsort(
+        (position, np.asarray(satisfaction, dtype=float), rank[np.asarray(stage)], np.asarray(tier))
+    )
     sorted_wishes = wishes[order]
     before = np.zeros_like(sorted_wishes)  # what the customers ahead in the queue got (exclusive running sum)
     np.cumsum(sorted_wishes[:-1], out=before[1:])
@@ -108,7 +118,8 @@ def _poisson(mean: float, uniform: Callable[[], float]) -> int:
     is split into ``k = ceil(mean / 500)`` equal parts and the count is the sum of ``k``
     Poisson(``mean / k``) inversions, ``k`` uniforms: exact in distribution (a sum of
     independent Poisson counts is Poisson with the summed mean), where one inversion
-    would start from ``exp(-mean)``, which underflows to 0 above a mean of about 745."""
+    would start from ``exp(-mean)``, which underflows to 0 above a mean of about 745.
+    """
     if mean <= _POISSON_CHUNK:
         return _poisson_inversion(mean, uniform())
     parts = math.ceil(mean / _POISSON_CHUNK)

@@ -15,7 +15,7 @@ policy (MODEL.md §5). Unlike the cohort core, customers can interact through th
 * **market events**: a competitor enters (and leaves) at configured periods and multiplies
   the exit odds of (M7), more for transactional than for relationship customers.
 
-Each is switched on in ``[market]`` of the config (:class:`sim.model.config.MarketConfig`); all
+Each is switched on in ``[market]`` of the config (:class:`sim.model.market_config.MarketConfig`); all
 are off by default.
 
 One model
@@ -89,37 +89,52 @@ from typing import Callable, Iterable, Mapping
 import numpy as np
 import pandas as pd
 
-from sim.model.market_config import AGENT_BYTES_PER_CUSTOMER
-from sim.model.config import market_problems, word_of_mouth_problems
-from sim.model.config import ExperimentConfig
-from sim.model.names import SEGMENTS, STAGES
-from sim.exceptions import ConfigError
-from sim.tables.partials import ChunkPartials, M_ACQUISITION, M_CLV, M_CLV1, M_CLV_SQUARED, M_SPEND
-from sim.model.arrays import S_DISCOUNT_FACTOR, S_LONG_TERM
-from sim.model.equations import customer_clv, lifecycle_pattern
-from sim.tables.result import ProjectionResult
-
 from sim.engines.market.budget import CustomerState
 from sim.engines.market.market import _Market, _Setup
-from sim.model.config import with_run_overrides
-from sim.engines.market.state import SNAPSHOT_COLUMNS, MARKET_COLUMNS, ORIGINS, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, _STATE_NAMES
+from sim.engines.market.state import (
+    _STATE_NAMES,
+    MARKET_COLUMNS,
+    ORIGIN_COHORT,
+    ORIGIN_WORD_OF_MOUTH,
+    ORIGINS,
+    SNAPSHOT_COLUMNS,
+)
+from sim.exceptions import ConfigError
+from sim.model.arrays import S_DISCOUNT_FACTOR, S_LONG_TERM
+from sim.model.config import ExperimentConfig, market_problems, with_run_overrides, word_of_mouth_problems
+from sim.model.equations import customer_clv, lifecycle_pattern
+from sim.model.market_config import AGENT_BYTES_PER_CUSTOMER
+from sim.model.names import SEGMENTS, STAGES
+from sim.tables.partials import M_ACQUISITION, M_CLV, M_CLV1, M_CLV_SQUARED, M_SPEND, ChunkPartials
+from sim.tables.result import ProjectionResult
 
 __all__ = [
     "simulate_market",
     "MarketResult",
 ]
 
+
 def _sum_clv(f: np.ndarray, clv5: np.ndarray) -> np.ndarray:
     """CLV = CLV1 + ... + CLV6 - spend - acquisition, summed in the core's order (so equal to
-    the core's per-customer value bit for bit), with the given CLV5 column."""
-    return customer_clv.py_func(f["clv1"], f["clv2"], f["clv3"], f["clv4"], clv5, f["clv6"],
-                                f["spend_value"], f["acquisition"])
+    the core's per-customer value bit for bit), with the given CLV5 column.
+    """
+    return customer_clv.py_func(
+        f["clv1"], f["clv2"], f["clv3"], f["clv4"], clv5, f["clv6"], f["spend_value"], f["acquisition"]
+    )
 
 
-def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: np.ndarray, occupancy: np.ndarray,
-            pattern_count: np.ndarray, pattern_clv: np.ndarray) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _finish(
+    market: _Market,
+    clv_out: np.ndarray,
+    money: np.ndarray,
+    ended_at: np.ndarray,
+    occupancy: np.ndarray,
+    pattern_count: np.ndarray,
+    pattern_clv: np.ndarray,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Per-customer CLVs (with observed referral value when word of mouth is on), the
-    cohort's money/pattern partials, and the ``customers`` and ``market`` frames."""
+    cohort's money/pattern partials, and the ``customers`` and ``market`` frames.
+    """
     setup = market.setup
     n = market.n
     f = state = market.agents[:n]
@@ -149,9 +164,19 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
     p = market.policy
     cohort = slice(0, setup.customers)
     clv_out[p] = clv[cohort]
-    parts = np.column_stack([f["clv1"][cohort], f["clv2"][cohort], f["clv3"][cohort], f["clv4"][cohort], clv5[cohort],
-                             f["clv6"][cohort], f["spend_value"][cohort], f["acquisition"][cohort]])
-    money[p, M_CLV1:M_CLV1 + 6] = parts[:, :6].sum(axis=0)
+    parts = np.column_stack(
+        [
+            f["clv1"][cohort],
+            f["clv2"][cohort],
+            f["clv3"][cohort],
+            f["clv4"][cohort],
+            clv5[cohort],
+            f["clv6"][cohort],
+            f["spend_value"][cohort],
+            f["acquisition"][cohort],
+        ]
+    )
+    money[p, M_CLV1 : M_CLV1 + 6] = parts[:, :6].sum(axis=0)
     money[p, M_SPEND] = parts[:, 6].sum()
     money[p, M_ACQUISITION] = parts[:, 7].sum()
     money[p, M_CLV] = clv[cohort].sum()
@@ -164,23 +189,25 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
     pattern_clv[p] = np.bincount(pattern[cohort], weights=clv[cohort], minlength=4)
 
     name = setup.names[p]
-    customers = pd.DataFrame({
-        "policy": name,
-        "replication": market.replication,
-        "customer": np.arange(n),
-        "origin": np.asarray(ORIGINS, dtype=object)[origin],
-        "referred_by": state["referrer"],
-        "joined": joined,
-        "ended": np.where(end >= 0, joined + end, -1),
-        "segment": np.asarray(SEGMENTS, dtype=object)[state["segment"]],
-        "tier": np.asarray(("A", "B", "C"), dtype=object)[state["tier"]],
-        "highest_stage": np.asarray(STAGES, dtype=object)[highest],
-        "final_stage": np.asarray(_STATE_NAMES, dtype=object)[state["stage"]],
-        "pattern": np.asarray(("I", "II", "III", "IV"), dtype=object)[pattern],
-        "clv_own": own,
-        "clv5_observed": clv5 if market.wom_on else np.zeros(n),
-        "clv": clv,
-    })
+    customers = pd.DataFrame(
+        {
+            "policy": name,
+            "replication": market.replication,
+            "customer": np.arange(n),
+            "origin": np.asarray(ORIGINS, dtype=object)[origin],
+            "referred_by": state["referrer"],
+            "joined": joined,
+            "ended": np.where(end >= 0, joined + end, -1),
+            "segment": np.asarray(SEGMENTS, dtype=object)[state["segment"]],
+            "tier": np.asarray(("A", "B", "C"), dtype=object)[state["tier"]],
+            "highest_stage": np.asarray(STAGES, dtype=object)[highest],
+            "final_stage": np.asarray(_STATE_NAMES, dtype=object)[state["stage"]],
+            "pattern": np.asarray(("I", "II", "III", "IV"), dtype=object)[pattern],
+            "clv_own": own,
+            "clv5_observed": clv5 if market.wom_on else np.zeros(n),
+            "clv": clv,
+        }
+    )
     counts = market.counts
     live = counts["live_relationship"] + counts["live_transactional"]
     periods = np.arange(setup.horizon)
@@ -190,8 +217,10 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
     market_spend = counts["market_spend"]
     # the firm's net cash of each period, discounted to time 0: customers' cash and the
     # market-level spend at the end of the period, acquisition costs when customers join
-    cash_value = (delta ** (periods + 1) * (counts["profit"] - market_spend)
-                  - delta ** periods * counts["acquisition_cost"])
+    cash_value = (
+        delta ** (periods + 1) * (counts["profit"] - market_spend)
+        - delta**periods * counts["acquisition_cost"]
+    )
     columns = {
         "live": live,
         "live_relationship": counts["live_relationship"],
@@ -222,9 +251,23 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
         "cash_value": cash_value,
     }
     frame = pd.DataFrame({"policy": name, "replication": market.replication, "period": periods, **columns})
-    integer_columns = [column for column in MARKET_COLUMNS if column not in
-                       ("satisfaction_mean", "wait_mean", "wished_spend", "retention_spend", "budget", "market_spend",
-                        "acquisition_cost", "competitor", "profit", "cash_value")]
+    integer_columns = [
+        column
+        for column in MARKET_COLUMNS
+        if column
+        not in (
+            "satisfaction_mean",
+            "wait_mean",
+            "wished_spend",
+            "retention_spend",
+            "budget",
+            "market_spend",
+            "acquisition_cost",
+            "competitor",
+            "profit",
+            "cash_value",
+        )
+    ]
     frame[integer_columns] = frame[integer_columns].astype(np.int64)
     return customers, frame
 
@@ -234,7 +277,8 @@ def _finish(market: _Market, clv_out: np.ndarray, money: np.ndarray, ended_at: n
 
 class _NamedConfig:
     """The config seen with extra policy names (user policy functions) by the table builders
-    of :class:`sim.ProjectionResult`; everything else is the config's."""
+    of :class:`sim.ProjectionResult`; everything else is the config's.
+    """
 
     def __init__(self, config: ExperimentConfig, names: tuple[str, ...]):
         self._config = config
@@ -251,7 +295,8 @@ class MarketResult(ProjectionResult):
 
     Attributes
     ----------
-    summary, stages, by_stage, patterns, trajectory, satisfaction_retention, value_concentration, comparison, clv
+    summary, stages, by_stage, patterns, trajectory, satisfaction_retention, value_concentration, \
+    comparison, clv
         As in :class:`sim.ProjectionResult`, for the initial cohort (the customers present
         at period 0), built by the same code from the same partial aggregates. With word
         of mouth on, ``clv5`` is the observed referral value.
@@ -311,7 +356,11 @@ class MarketResult(ProjectionResult):
             acquisition), ``highest_stage`` and ``propensity`` — the input of
             :func:`sim.project_from`.
         """
-        names = self.config.policy_names if not self.snapshots else tuple(dict.fromkeys(k[0] for k in self.snapshots))
+        names = (
+            self.config.policy_names
+            if not self.snapshots
+            else tuple(dict.fromkeys(k[0] for k in self.snapshots))
+        )
         policy = names[0] if policy is None else policy
         key = (policy, replication, t)
         if key not in self.snapshots:
@@ -320,10 +369,14 @@ class MarketResult(ProjectionResult):
                 raise KeyError(f"policy = {policy!r}: no such policy; policies: {', '.join(known_policies)}")
             periods = sorted({k[2] for k in self.snapshots if k[0] == policy and k[1] == replication})
             if not periods:
-                raise KeyError(f"replication = {replication}: no snapshots; replications: "
-                               f"{sorted({k[1] for k in self.snapshots})}")
-            raise KeyError(f"t = {t}: no snapshot recorded; recorded periods: {periods} "
-                           "(set market.snapshot_every or pass snapshot_periods= to simulate_market)")
+                raise KeyError(
+                    f"replication = {replication}: no snapshots; replications: "
+                    f"{sorted({k[1] for k in self.snapshots})}"
+                )
+            raise KeyError(
+                f"t = {t}: no snapshot recorded; recorded periods: {periods} "
+                "(set market.snapshot_every or pass snapshot_periods= to simulate_market)"
+            )
         return pd.DataFrame(self.snapshots[key], columns=list(SNAPSHOT_COLUMNS))
 
     @property
@@ -339,7 +392,8 @@ _POLICY_NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 def _check_word_of_mouth(config: ExperimentConfig) -> None:
     """With word of mouth on, ``people_told * |influence|`` of every satisfaction type at
     most :data:`sim.model.config.MAX_WORD_OF_MOUTH_PROSPECTS`, else ConfigError naming the fields (the
-    configuration already refuses this at load: :func:`sim.model.config.market_problems`)."""
+    configuration already refuses this at load: :func:`sim.model.config.market_problems`).
+    """
     problems = word_of_mouth_problems(config)
     if problems:
         raise ConfigError(problems)
@@ -353,7 +407,8 @@ _RESULT_BYTES_PER_CUSTOMER_MARKET = 2 * 15 * 8 + 8
 
 def estimated_memory(config: ExperimentConfig, n_policies: int | None = None) -> int:
     """Bytes :func:`simulate_market` needs at least for ``config`` (state arrays of one market
-    plus the per-customer tables kept for every market); arrivals beyond the cohort add more."""
+    plus the per-customer tables kept for every market); arrivals beyond the cohort add more.
+    """
     n_policies = len(config.policies) if n_policies is None else n_policies
     customers = config.population.customers
     state = max(customers + 64, 256) * AGENT_BYTES_PER_CUSTOMER
@@ -370,7 +425,8 @@ def _physical_memory() -> int | None:
 def agent_engine_problems(config: ExperimentConfig, n_policies: int | None = None) -> list[tuple[str, str]]:
     """Why the agent engine cannot run ``config`` (before any allocation): the checks of
     :func:`sim.model.config.market_problems` on the agent engine (whatever ``config.engine`` says,
-    e.g. under ``sim run --engine abm``), and a memory estimate above this machine's memory."""
+    e.g. under ``sim run --engine abm``), and a memory estimate above this machine's memory.
+    """
     problems = market_problems(config, agent_engine=True)
     if problems:
         return problems
@@ -378,10 +434,14 @@ def agent_engine_problems(config: ExperimentConfig, n_policies: int | None = Non
     have = _physical_memory()
     if have is not None and need > have:
         n_policies = len(config.policies) if n_policies is None else n_policies
-        problems.append((f"population.customers = {config.population.customers}",
-                         f"the agent engine needs about {need / 2**30:,.1f} GiB for {config.population.customers:,} "
-                         f"customers x {config.run.replications} replications x {n_policies} policies, more than "
-                         f"this machine's {have / 2**30:,.1f} GiB; lower population.customers or run.replications"))
+        problems.append(
+            (
+                f"population.customers = {config.population.customers}",
+                f"the agent engine needs about {need / 2**30:,.1f} GiB for {config.population.customers:,} "
+                f"customers x {config.run.replications} replications x {n_policies} policies, more than "
+                f"this machine's {have / 2**30:,.1f} GiB; lower population.customers or run.replications",
+            )
+        )
     return problems
 
 
@@ -389,17 +449,23 @@ def _checked_functions(policy_functions, config: ExperimentConfig) -> dict[str, 
     if policy_functions is None:
         return {}
     if not isinstance(policy_functions, Mapping):
-        raise TypeError(f"policy_functions must be a mapping {{name: function}}, got {type(policy_functions).__name__}")
+        raise TypeError(
+            f"policy_functions must be a mapping {{name: function}}, got {type(policy_functions).__name__}"
+        )
     checked = {}
     for name, function in policy_functions.items():
         if not isinstance(name, str) or not _POLICY_NAME.match(name) or len(name) > 64:
             raise ValueError(f"policy_functions: name {name!r} must be 1-64 letters, digits, '_', '.' or '-'")
         if name in config.policy_names:
-            raise ValueError(f"policy_functions: name {name!r} is already a policy of the config "
-                             f"({', '.join(config.policy_names)}); choose another")
+            raise ValueError(
+                f"policy_functions: name {name!r} is already a policy of the config "
+                f"({', '.join(config.policy_names)}); choose another"
+            )
         if not callable(function):
-            raise TypeError(f"policy_functions[{name!r}] = {function!r} is not callable; "
-                            "expected fn(CustomerState) -> spend")
+            raise TypeError(
+                f"policy_functions[{name!r}] = {function!r} is not callable; "
+                "expected fn(CustomerState) -> spend"
+            )
         checked[name] = function
     return checked
 
@@ -413,11 +479,19 @@ def _checked_periods(snapshot_periods, horizon: int, every: int) -> frozenset[in
         try:
             snapshot_periods = list(snapshot_periods)
         except TypeError:
-            raise TypeError(f"snapshot_periods = {snapshot_periods!r}: must be a period or an iterable of periods "
-                            f"(whole numbers in [0, {horizon}])") from None
+            raise TypeError(
+                f"snapshot_periods = {snapshot_periods!r}: must be a period or an iterable of periods "
+                f"(whole numbers in [0, {horizon}])"
+            ) from None
         for value in snapshot_periods:
-            if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or not 0 <= value <= horizon:
-                raise ValueError(f"snapshot_periods: {value!r} must be a whole period in [0, {horizon}] (the horizon)")
+            if (
+                isinstance(value, (bool, np.bool_))
+                or not isinstance(value, (int, np.integer))
+                or not 0 <= value <= horizon
+            ):
+                raise ValueError(
+                    f"snapshot_periods: {value!r} must be a whole period in [0, {horizon}] (the horizon)"
+                )
             periods.add(int(value))
     return frozenset(periods)
 
@@ -451,7 +525,8 @@ def simulate_market(
         Override the config's values (validated like the config).
     policy_functions : mapping of str to callable, optional
         Extra policies for this engine only: ``{name: fn}`` with ``fn(CustomerState) ->
-        spend`` (a finite number in [0, 1e12], ``sim.model.config.MAX_MAGNITUDE``) called for every live customer at every review;
+        spend`` (a finite number in [0, 1e12], ``sim.model.sections.MAX_MAGNITUDE``) called for every
+        live customer at every review;
         simulated after the config's policies, on the same customers. An interaction whose
         ``policies`` list is empty applies to them too; a non-empty list (validated
         against the config's policy names) does not include them.
@@ -503,10 +578,16 @@ def simulate_market(
     horizon = config.run.horizon
     periods = _checked_periods(snapshot_periods, horizon, config.market.snapshot_every)
     names = config.policy_names + tuple(functions)
-    setup = _Setup(config, names, functions, bool(config.market.event_log if event_log is None else event_log), periods)
+    setup = _Setup(
+        config, names, functions, bool(config.market.event_log if event_log is None else event_log), periods
+    )
     n_policies = len(names)
     n_customers = config.population.customers
-    work = [(replication, policy) for replication in range(config.run.replications) for policy in range(n_policies)]
+    work = [
+        (replication, policy)
+        for replication in range(config.run.replications)
+        for policy in range(n_policies)
+    ]
     iterator: Iterable = work
     if progress:
         from tqdm.auto import tqdm
@@ -523,8 +604,15 @@ def simulate_market(
             partials.append(current)
         market = _Market(setup, policy, replication, current)
         market.run()
-        customers_frame, market_frame = _finish(market, current.clv, current.money[0], current.ended_at[0],
-                                                current.occupancy[0], current.pattern_count[0], current.pattern_clv[0])
+        customers_frame, market_frame = _finish(
+            market,
+            current.clv,
+            current.money[0],
+            current.ended_at[0],
+            current.occupancy[0],
+            current.pattern_count[0],
+            current.pattern_clv[0],
+        )
         customer_frames.append(customers_frame)
         market_frames.append(market_frame)
         if market.log:
@@ -537,21 +625,41 @@ def simulate_market(
         if policy == n_policies - 1:
             _pair_partials(current)
     elapsed = time.perf_counter() - started
-    projection = ProjectionResult.from_partials(_NamedConfig(config, names), partials, wall_seconds=elapsed, threads=1)
+    projection = ProjectionResult.from_partials(
+        _NamedConfig(config, names), partials, wall_seconds=elapsed, threads=1
+    )
     base = {item.name: getattr(projection, item.name) for item in fields(ProjectionResult)}
     base["config"] = config
-    base["timings"] = {"simulate_seconds": elapsed, "engine": "abm",
-                       "customer_periods": int(sum(frame["live"].sum() for frame in market_frames))}
-    events = (pd.concat(event_frames, ignore_index=True) if event_frames
-              else pd.DataFrame({column: pd.Series(dtype=dtype) for column, dtype in
-                                 zip(_EVENT_COLUMNS, (object, np.int64, float, np.int64, object, object, float))}))
-    return MarketResult(**base, market=pd.concat(market_frames, ignore_index=True),
-                        customers=pd.concat(customer_frames, ignore_index=True), events=events, snapshots=snapshots)
+    base["timings"] = {
+        "simulate_seconds": elapsed,
+        "engine": "abm",
+        "customer_periods": int(sum(frame["live"].sum() for frame in market_frames)),
+    }
+    events = (
+        pd.concat(event_frames, ignore_index=True)
+        if event_frames
+        else pd.DataFrame(
+            {
+                column: pd.Series(dtype=dtype)
+                for column, dtype in zip(
+                    _EVENT_COLUMNS, (object, np.int64, float, np.int64, object, object, float)
+                )
+            }
+        )
+    )
+    return MarketResult(
+        **base,
+        market=pd.concat(market_frames, ignore_index=True),
+        customers=pd.concat(customer_frames, ignore_index=True),
+        events=events,
+        snapshots=snapshots,
+    )
 
 
 def _pair_partials(partials: ChunkPartials) -> None:
     """Paired per-customer differences between policies (common random numbers), as the
-    core's kernel accumulates them."""
+    core's kernel accumulates them.
+    """
     clv = partials.clv
     n_policies = clv.shape[0]
     for policy in range(n_policies):

@@ -1,6 +1,7 @@
 """One market: a SimPy environment holding one policy's customers in one replication, with the
 firm's review and the interaction processes (complaints, word of mouth, acquisition,
-competitor)."""
+competitor).
+"""
 
 from __future__ import annotations
 
@@ -10,24 +11,41 @@ from collections import deque
 import numpy as np
 import simpy
 
-from sim.model import streams
-from sim.model.config import market_servers
-from sim.model.config import ExperimentConfig
-from sim.model.sections import MAX_MAGNITUDE
-from sim.tables.partials import ChunkPartials
-from sim.model.arrays import model_arrays
-from sim.model.policies import policy_tables
-from sim.tables.result import NONFINITE_HINT
-from sim.exceptions import NonFiniteResultError
-from sim.model.names import DECLINE, ENDED
-from sim.model.streams import COMPONENT_ACQUISITION
-
 from sim.engines.market.budget import CustomerState, _poisson, allocate_budget
-from sim.engines.market.state import AGENT_DTYPE, COUNTS_DTYPE, MARKET_STREAM_CUSTOMER, N_R, ORIGIN_ACQUISITION, ORIGIN_COHORT, ORIGIN_WORD_OF_MOUTH, R_COMPLAINTS, R_PURCHASES, R_WORD_OF_MOUTH, _STATE_NAMES, _arrival_times, _close_period, _init_agent, _stream_exponential, _stream_uniform
+from sim.engines.market.state import (
+    _STATE_NAMES,
+    AGENT_DTYPE,
+    COUNTS_DTYPE,
+    MARKET_STREAM_CUSTOMER,
+    N_R,
+    ORIGIN_ACQUISITION,
+    ORIGIN_COHORT,
+    ORIGIN_WORD_OF_MOUTH,
+    R_COMPLAINTS,
+    R_PURCHASES,
+    R_WORD_OF_MOUTH,
+    _arrival_times,
+    _close_period,
+    _init_agent,
+    _stream_exponential,
+    _stream_uniform,
+)
+from sim.exceptions import NonFiniteResultError
+from sim.model import streams
+from sim.model.arrays import model_arrays
+from sim.model.config import ExperimentConfig, market_servers
+from sim.model.names import DECLINE, ENDED
+from sim.model.policies import policy_tables
+from sim.model.sections import MAX_MAGNITUDE
+from sim.model.streams import COMPONENT_ACQUISITION
+from sim.tables.partials import ChunkPartials
+from sim.tables.result import NONFINITE_HINT
+
 
 class _Setup:
     """Everything shared by the markets of one call: config, model arrays, spend tables,
-    policy functions and the initial cohort's size."""
+    policy functions and the initial cohort's size.
+    """
 
     def __init__(self, config: ExperimentConfig, names, functions, event_log: bool, snapshot_periods):
         self.config = config
@@ -51,7 +69,9 @@ class _Setup:
         self.servers = int(market_servers(config)) if capacity.enabled else 0
         acquisition = market.acquisition
         self.acquisition_spend = acquisition.spend_per_customer * self.customers
-        self.acquisition_rate = acquisition.prospects_per_1000 * scale + self.acquisition_spend * acquisition.prospects_per_spend
+        self.acquisition_rate = (
+            acquisition.prospects_per_1000 * scale + self.acquisition_spend * acquisition.prospects_per_spend
+        )
         wom = config.word_of_mouth
         self.talk_probability = wom.talk_probability
         influence = np.asarray(wom.influence.as_tuple())
@@ -63,7 +83,8 @@ class _Setup:
 
     def applies(self, section: str, policy: int) -> bool:
         """Whether interaction ``section`` is on in the market of policy number ``policy``
-        (enabled, and the policy listed in its ``policies`` or the list empty)."""
+        (enabled, and the policy listed in its ``policies`` or the list empty).
+        """
         part = getattr(self.market, section)
         return part.enabled and (not part.policies or self.names[policy] in part.policies)
 
@@ -89,8 +110,9 @@ class _Market:
         self.book_referral = not self.wom_on
         self.budget = setup.budget if setup.applies("budget", policy) else math.inf
         self.servers = setup.servers if self.capacity_on else 0
-        self.market_spend = ((setup.capacity_spend if self.capacity_on else 0.0)
-                             + (setup.acquisition_spend if self.acquisition_on else 0.0))
+        self.market_spend = (setup.capacity_spend if self.capacity_on else 0.0) + (
+            setup.acquisition_spend if self.acquisition_on else 0.0
+        )
         capacity = max(setup.customers + 64, 256)
         self.agents = np.zeros(capacity, dtype=AGENT_DTYPE)
         self.streams = np.zeros((capacity, N_R), dtype=np.uint64)
@@ -129,14 +151,28 @@ class _Market:
 
     def _bind(self) -> None:
         """The step kernel's arguments after ``(agent, period)``, bound once (and again when
-        the state arrays grow or the market state changes)."""
+        the state arrays grow or the market state changes).
+        """
         partials = self.partials
         arrays = self.setup.arrays
         talk_probability = self.setup.talk_probability if self.wom_on else 0.0
         self.kernel_arguments = (
-            self.policy, self.agents, self.streams, self.exit_factor, self.book_referral, talk_probability,
-            arrays.stage, arrays.segment, arrays.referral, arrays.scalars, partials.stage_sums, partials.stage_periods,
-            partials.period_sums, partials.occupancy, partials.satisfaction_bins, self.counts,
+            self.policy,
+            self.agents,
+            self.streams,
+            self.exit_factor,
+            self.book_referral,
+            talk_probability,
+            arrays.stage,
+            arrays.segment,
+            arrays.referral,
+            arrays.scalars,
+            partials.stage_sums,
+            partials.stage_periods,
+            partials.period_sums,
+            partials.occupancy,
+            partials.satisfaction_bins,
+            self.counts,
         )
 
     def _add_agent(self, origin: int, referrer: int, period: int) -> int:
@@ -144,8 +180,18 @@ class _Market:
             self._grow()
         agent = self.n
         arrays = self.setup.arrays
-        _init_agent(agent, self.seed64, self.replication64, origin, referrer, period,
-                    self.agents, self.streams, arrays.segment, arrays.scalars)
+        _init_agent(
+            agent,
+            self.seed64,
+            self.replication64,
+            origin,
+            referrer,
+            period,
+            self.agents,
+            self.streams,
+            arrays.segment,
+            arrays.scalars,
+        )
         self.alive[agent] = True
         self.n += 1
         self.wait_accrued.append(0.0)
@@ -181,7 +227,8 @@ class _Market:
         if not math.isfinite(satisfaction):
             raise NonFiniteResultError(
                 f"satisfaction of customer {agent} is {satisfaction} after period {period} (policy "
-                f"{self.setup.names[self.policy]!r}, replication {self.replication}); {NONFINITE_HINT}")
+                f"{self.setup.names[self.policy]!r}, replication {self.replication}); {NONFINITE_HINT}"
+            )
         if new_stage == ENDED:
             self.alive[agent] = False
             if self.capacity_on and agent in self.queued:  # a customer who left withdraws its complaint
@@ -190,7 +237,15 @@ class _Market:
             event = {(0, 1): "advanced", (1, 2): "advanced", (3, 1): "won_back"}.get((old_stage, new_stage))
             if event is None:
                 event = "ended" if new_stage == ENDED else "declined"
-            log.append((self.env.now, agent, event, _STATE_NAMES[new_stage], float(self.agents["satisfaction"][agent])))
+            log.append(
+                (
+                    self.env.now,
+                    agent,
+                    event,
+                    _STATE_NAMES[new_stage],
+                    float(self.agents["satisfaction"][agent]),
+                )
+            )
         if talked:
             self._talk(agent, kind)
         if self.capacity_on and kind == 0 and new_stage != ENDED:
@@ -246,20 +301,32 @@ class _Market:
             wallet = agents["wallet"][live]
             wishes = np.empty(live.size)
             for index, agent in enumerate(live.tolist()):
-                state = CustomerState(agent, int(segment[index]), int(tier[index]), float(wallet[index]),
-                                      int(stage[index]), float(satisfaction[index]), float(previous[index]),
-                                      period - int(joined[index]), period)
+                state = CustomerState(
+                    agent,
+                    int(segment[index]),
+                    int(tier[index]),
+                    float(wallet[index]),
+                    int(stage[index]),
+                    float(satisfaction[index]),
+                    float(previous[index]),
+                    period - int(joined[index]),
+                    period,
+                )
                 try:
                     value = function(state)
                 except Exception as error:
                     raise RuntimeError(
-                        f"policy function {name!r} raised {type(error).__name__}: {error} for customer {agent} "
-                        f"in period {period} (replication {self.replication})") from error
+                        f"policy function {name!r} raised {type(error).__name__}: {error} for customer "
+                        f"{agent} "
+                        f"in period {period} (replication {self.replication})"
+                    ) from error
                 wishes[index] = _checked_spend(value, name, agent, period)
         row["wished"] = wishes.sum()
         granted = wishes
         if self.budget < math.inf:
-            granted = allocate_budget(wishes, tier, stage, satisfaction, self.budget, setup.market.budget.stage_priority)
+            granted = allocate_budget(
+                wishes, tier, stage, satisfaction, self.budget, setup.market.budget.stage_priority
+            )
         agents["spend"][live] = granted
 
     def _snapshot(self, period: int) -> None:
@@ -284,7 +351,8 @@ class _Market:
 
     def _schedule_purchases(self, agent: int) -> None:
         """Poisson purchases within the coming period (rate by stage); each books an equal
-        share of the period's expected purchase cash flow, so the step scales it by N / rate."""
+        share of the period's expected purchase cash flow, so the step scales it by N / rate.
+        """
         rate = self.setup.purchase_rate[self.agents["stage"][agent]]
         times = _arrival_times(self.streams, agent, R_PURCHASES, rate)
         timeout = self.env.timeout
@@ -295,8 +363,15 @@ class _Market:
     def _purchase(self, agent: int) -> None:
         self.counts["purchases"][self.period] += 1
         if self.log is not None:
-            self.log.append((self.env.now, agent, "purchase", _STATE_NAMES[self.agents["stage"][agent]],
-                             float(self.agents["satisfaction"][agent])))
+            self.log.append(
+                (
+                    self.env.now,
+                    agent,
+                    "purchase",
+                    _STATE_NAMES[self.agents["stage"][agent]],
+                    float(self.agents["satisfaction"][agent]),
+                )
+            )
 
     # ----------------------------------------------------------------- capacity: complaints
 
@@ -350,15 +425,23 @@ class _Market:
 
     def _log_agent(self, agent: int, event: str) -> None:
         if self.log is not None:
-            self.log.append((self.env.now, agent, event, _STATE_NAMES[self.agents["stage"][agent]],
-                             float(self.agents["satisfaction"][agent])))
+            self.log.append(
+                (
+                    self.env.now,
+                    agent,
+                    event,
+                    _STATE_NAMES[self.agents["stage"][agent]],
+                    float(self.agents["satisfaction"][agent]),
+                )
+            )
 
     # ----------------------------------------------------------------- word of mouth and arrivals
 
     def _talk(self, agent: int, kind: int) -> None:
         """Word of mouth after a period in which the customer talked (decided in the step):
         it wins (or deters) Poisson(people_told * |influence|) prospects of its satisfaction
-        type; won prospects arrive at uniform times within the next period."""
+        type; won prospects arrive at uniform times within the next period.
+        """
         setup = self.setup
         streams = self.streams
         count = _poisson(setup.wom_means[kind], lambda: _stream_uniform(streams, agent, R_WORD_OF_MOUTH))
@@ -371,13 +454,15 @@ class _Market:
             for _ in range(count):
                 delay = _stream_uniform(streams, agent, R_WORD_OF_MOUTH)
                 self.env.timeout(delay).callbacks.append(
-                    lambda event, agent=agent: self._arrive(ORIGIN_WORD_OF_MOUTH, agent))
+                    lambda event, agent=agent: self._arrive(ORIGIN_WORD_OF_MOUTH, agent)
+                )
         elif sign < 0:
             self.deterrers.extend([agent] * count)
 
     def _arrive(self, origin: int, referrer: int) -> None:
         """A prospect arrives: cancelled by a deterring word of mouth if one is pending,
-        else it joins at the next review (if there is one and the market has room)."""
+        else it joins at the next review (if there is one and the market has room).
+        """
         if self.env.now > self.horizon - 1:
             return
         if self.deterrers:
@@ -385,8 +470,15 @@ class _Market:
             self.cancelled.append((deterrer, self.period + 1))
             self.counts["deterred"][self.period] += 1
             if self.log is not None:
-                self.log.append((self.env.now, deterrer, "deterred", _STATE_NAMES[self.agents["stage"][deterrer]],
-                                 float(self.agents["satisfaction"][deterrer])))
+                self.log.append(
+                    (
+                        self.env.now,
+                        deterrer,
+                        "deterred",
+                        _STATE_NAMES[self.agents["stage"][deterrer]],
+                        float(self.agents["satisfaction"][deterrer]),
+                    )
+                )
             return
         if self.n + len(self.pending) >= self.setup.market.max_customers:
             self.counts["turned_away"][self.period] += 1
@@ -396,11 +488,14 @@ class _Market:
     def _acquisition(self):
         """Prospects arriving as a Poisson process (organic plus acquisition spend). Stops
         once the market is full (``market.max_customers`` customers, ended ones included,
-        and prospects waiting to join): nobody can join any more, since ``n`` never falls."""
+        and prospects waiting to join): nobody can join any more, since ``n`` never falls.
+        """
         rate = self.setup.acquisition_rate
         if not self.acquisition_on or rate <= 0.0:
             return
-        stream = streams.CustomerStream(self.setup.seed, self.replication, MARKET_STREAM_CUSTOMER, COMPONENT_ACQUISITION)
+        stream = streams.CustomerStream(
+            self.setup.seed, self.replication, MARKET_STREAM_CUSTOMER, COMPONENT_ACQUISITION
+        )
         env = self.env
         max_customers = self.setup.market.max_customers
         while self.n + len(self.pending) < max_customers:
@@ -439,16 +534,22 @@ class _Market:
         self.env.run(until=self.horizon + 0.5)
 
 
-_SPEND_RULE = f"a spend must be a finite number >= 0 and <= {MAX_MAGNITUDE:g} (sim.model.config.MAX_MAGNITUDE)"
+_SPEND_RULE = (
+    f"a spend must be a finite number >= 0 and <= {MAX_MAGNITUDE:g} (sim.model.sections.MAX_MAGNITUDE)"
+)
 
 
 def _checked_spend(value, name: str, agent: int, period: int) -> float:
     try:
         spend = float(value)
     except (TypeError, ValueError, OverflowError):
-        raise ValueError(f"policy function {name!r} returned {value!r} for customer {agent} in period {period}; "
-                         f"{_SPEND_RULE}") from None
+        raise ValueError(
+            f"policy function {name!r} returned {value!r} for customer {agent} in period {period}; "
+            f"{_SPEND_RULE}"
+        ) from None
     if not (math.isfinite(spend) and 0.0 <= spend <= MAX_MAGNITUDE):
-        raise ValueError(f"policy function {name!r} returned {spend!r} for customer {agent} in period {period}; "
-                         f"{_SPEND_RULE}")
+        raise ValueError(
+            f"policy function {name!r} returned {spend!r} for customer {agent} in period {period}; "
+            f"{_SPEND_RULE}"
+        )
     return spend

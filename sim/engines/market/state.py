@@ -7,20 +7,67 @@ model's equations, in the core's order and with the core's draws.
 
 from __future__ import annotations
 
-
 import numpy as np
 from numba import njit
 
-from sim.model.streams import MAX_CUSTOMER, next_exponential, next_normal, next_uniform, seed_stream
-from sim.model.names import STAGES
-from sim.model.step import customer_attributes
-from sim.model.arrays import ROW_ACQUISITION, ROW_ADVANCE, ROW_BASE_PERFORMANCE, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_EXIT, ROW_EXIT_ODDS, ROW_MARGIN, ROW_PRICE_PREMIUM, ROW_SOW, S_ADAPTATION, S_AFFECTION_THRESHOLD, S_ANCHOR, S_ANNOYANCE, S_BETA_ADVANCE, S_BETA_EXIT, S_CARE_GAIN, S_CARE_SCALE, S_DEFECTION_THRESHOLD, S_INDIFFERENCE_HIGH, S_INDIFFERENCE_LOW, S_INITIAL_EXPECTATION, S_MEMORY, S_NEUTRAL_LOYALTY, S_NOISE, S_SAT_SCALE, S_SAT_TOLERANCE, S_TENURE_SCALE
-from sim.model.equations import care_response, loyalty_from_satisfaction, next_stage, perceived_performance, propensity_ends_relationship, satisfaction_type, transition_probabilities, update_expectation, update_satisfaction
-from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY
-from sim.model.streams import COMPONENT_CHURN, COMPONENT_COMPLAINTS, COMPONENT_PERFORMANCE, COMPONENT_PURCHASES, COMPONENT_TRANSITIONS, COMPONENT_WORD_OF_MOUTH
-from sim.model.step import Accounts, account_period, cash_parameters, opening_accounts
+from sim.model.arrays import (
+    ROW_ACQUISITION,
+    ROW_ADVANCE,
+    ROW_BASE_PERFORMANCE,
+    ROW_CROSS_SELL,
+    ROW_EFFECTIVENESS,
+    ROW_EXIT,
+    ROW_EXIT_ODDS,
+    ROW_MARGIN,
+    ROW_PRICE_PREMIUM,
+    ROW_SOW,
+    S_ADAPTATION,
+    S_AFFECTION_THRESHOLD,
+    S_ANCHOR,
+    S_ANNOYANCE,
+    S_BETA_ADVANCE,
+    S_BETA_EXIT,
+    S_CARE_GAIN,
+    S_CARE_SCALE,
+    S_DEFECTION_THRESHOLD,
+    S_INDIFFERENCE_HIGH,
+    S_INDIFFERENCE_LOW,
+    S_INITIAL_EXPECTATION,
+    S_MEMORY,
+    S_NEUTRAL_LOYALTY,
+    S_NOISE,
+    S_SAT_SCALE,
+    S_SAT_TOLERANCE,
+    S_TENURE_SCALE,
+)
+from sim.model.equations import (
+    care_response,
+    loyalty_from_satisfaction,
+    next_stage,
+    perceived_performance,
+    propensity_ends_relationship,
+    satisfaction_type,
+    tenure_ramp,
+    transition_probabilities,
+    update_expectation,
+    update_satisfaction,
+)
+from sim.model.names import DECLINE, ENDED, EXPLORATION, STABILITY, STAGES
+from sim.model.step import Accounts, account_period, cash_parameters, customer_attributes, opening_accounts
+from sim.model.streams import (
+    COMPONENT_CHURN,
+    COMPONENT_COMPLAINTS,
+    COMPONENT_PERFORMANCE,
+    COMPONENT_PURCHASES,
+    COMPONENT_TRANSITIONS,
+    COMPONENT_WORD_OF_MOUTH,
+    MAX_CUSTOMER,
+    next_exponential,
+    next_normal,
+    next_uniform,
+    seed_stream,
+)
 from sim.tables.partials import add_period, add_satisfaction
-from sim.model.equations import tenure_ramp
 
 #: The customer index of the market's own streams (no customer can have it).
 MARKET_STREAM_CUSTOMER = MAX_CUSTOMER
@@ -30,8 +77,18 @@ ORIGIN_COHORT, ORIGIN_ACQUISITION, ORIGIN_WORD_OF_MOUTH = range(3)
 #: Columns of :meth:`MarketResult.snapshot` (the state :func:`sim.project_from` needs, plus
 #: the optional ``highest_stage`` and ``propensity``).
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
-    "customer", "segment", "wallet", "fit", "tier", "stage", "satisfaction", "previous_satisfaction",
-    "expectation", "tenure", "highest_stage", "propensity",
+    "customer",
+    "segment",
+    "wallet",
+    "fit",
+    "tier",
+    "stage",
+    "satisfaction",
+    "previous_satisfaction",
+    "expectation",
+    "tenure",
+    "highest_stage",
+    "propensity",
 )
 _STATE_NAMES = STAGES + ("ended",)
 
@@ -43,70 +100,133 @@ _STATE_NAMES = STAGES + ("ended",)
 #: what the firm set at its review (``spend``), what the interactions change
 #: (``performance_shift``: complaint waits lower (M2); ``purchase_factor``: realised over
 #: expected purchases under event timing), and its bookkeeping.
-AGENT_DTYPE = np.dtype([
-    ("wallet", np.float64),
-    ("fit", np.float64),
-    ("propensity", np.float64),
-    ("expectation", np.float64),
-    ("satisfaction", np.float64),
-    ("previous_satisfaction", np.float64),
-    ("loyalty", np.float64),
-    ("discount", np.float64),
-    ("clv1", np.float64),
-    ("clv2", np.float64),
-    ("clv3", np.float64),
-    ("clv4", np.float64),
-    ("clv5", np.float64),
-    ("clv6", np.float64),
-    ("spend_value", np.float64),
-    ("acquisition", np.float64),
-    ("spend", np.float64),
-    ("performance_shift", np.float64),
-    ("purchase_factor", np.float64),
-    ("segment", np.int64),
-    ("tier", np.int64),
-    ("stage", np.int64),
-    ("highest_stage", np.int64),
-    ("joined", np.int64),
-    ("ended", np.int64),  # tenure at the end of the relationship, -1 while live
-    ("satisfaction_type", np.int64),
-    ("origin", np.int64),
-    ("referrer", np.int64),
-])
+AGENT_DTYPE = np.dtype(
+    [
+        ("wallet", np.float64),
+        ("fit", np.float64),
+        ("propensity", np.float64),
+        ("expectation", np.float64),
+        ("satisfaction", np.float64),
+        ("previous_satisfaction", np.float64),
+        ("loyalty", np.float64),
+        ("discount", np.float64),
+        ("clv1", np.float64),
+        ("clv2", np.float64),
+        ("clv3", np.float64),
+        ("clv4", np.float64),
+        ("clv5", np.float64),
+        ("clv6", np.float64),
+        ("spend_value", np.float64),
+        ("acquisition", np.float64),
+        ("spend", np.float64),
+        ("performance_shift", np.float64),
+        ("purchase_factor", np.float64),
+        ("segment", np.int64),
+        ("tier", np.int64),
+        ("stage", np.int64),
+        ("highest_stage", np.int64),
+        ("joined", np.int64),
+        ("ended", np.int64),  # tenure at the end of the relationship, -1 while live
+        ("satisfaction_type", np.int64),
+        ("origin", np.int64),
+        ("referrer", np.int64),
+    ]
+)
 #: Stream states ``streams[agent, :]`` (xoroshiro128+ pairs ``(s0, s1)`` at columns
 #: ``R_* , R_* + 1``): the core's components and the interactions'.
 R_PERF, R_MOVE, R_CHURN, R_PURCHASES, R_COMPLAINTS, R_WORD_OF_MOUTH = 0, 2, 4, 6, 8, 10
 N_R = 12
 #: The random-stream component seeding each pair of columns (pair r: columns 2r, 2r + 1).
-_STREAM_COMPONENTS = (COMPONENT_PERFORMANCE, COMPONENT_TRANSITIONS, COMPONENT_CHURN,
-                      COMPONENT_PURCHASES, COMPONENT_COMPLAINTS, COMPONENT_WORD_OF_MOUTH)
+_STREAM_COMPONENTS = (
+    COMPONENT_PERFORMANCE,
+    COMPONENT_TRANSITIONS,
+    COMPONENT_CHURN,
+    COMPONENT_PURCHASES,
+    COMPONENT_COMPLAINTS,
+    COMPONENT_WORD_OF_MOUTH,
+)
 
 #: The market's counts of one period, ``counts[period]`` of a structured array: the step
 #: kernel adds the first ten (customers live, ended and leaving by segment, dissatisfied,
 #: sums of satisfaction, profit and spend), the market's processes the others. The
 #: ``market`` table is built from them (:data:`MARKET_COLUMNS`).
-COUNTS_DTYPE = np.dtype([(name, np.float64) for name in (
-    "live_relationship", "live_transactional", "ended_relationship", "ended_transactional",
-    "exits_relationship", "exits_transactional", "dissatisfied", "satisfaction", "profit", "spend",
-    "joined_acquisition", "joined_word_of_mouth", "acquisition_cost", "prospects_won", "deterred",
-    "turned_away", "complaints", "served", "wait", "wished", "budget", "servers", "competitor",
-    "purchases", "market_spend",
-)])
+COUNTS_DTYPE = np.dtype(
+    [
+        (name, np.float64)
+        for name in (
+            "live_relationship",
+            "live_transactional",
+            "ended_relationship",
+            "ended_transactional",
+            "exits_relationship",
+            "exits_transactional",
+            "dissatisfied",
+            "satisfaction",
+            "profit",
+            "spend",
+            "joined_acquisition",
+            "joined_word_of_mouth",
+            "acquisition_cost",
+            "prospects_won",
+            "deterred",
+            "turned_away",
+            "complaints",
+            "served",
+            "wait",
+            "wished",
+            "budget",
+            "servers",
+            "competitor",
+            "purchases",
+            "market_spend",
+        )
+    ]
+)
 
 #: Columns of the ``market`` table (besides policy, replication, period), in order.
 MARKET_COLUMNS: tuple[str, ...] = (
-    "live", "live_relationship", "live_transactional", "ended_relationship", "ended_transactional",
-    "exits_relationship", "exits_transactional", "dissatisfied", "satisfaction_mean",
-    "joined_acquisition", "joined_word_of_mouth", "prospects_won", "deterred", "turned_away",
-    "complaints", "complaints_served", "wait_mean", "servers", "wished_spend", "retention_spend",
-    "budget", "market_spend", "acquisition_cost", "competitor", "purchases", "profit", "cash_value",
+    "live",
+    "live_relationship",
+    "live_transactional",
+    "ended_relationship",
+    "ended_transactional",
+    "exits_relationship",
+    "exits_transactional",
+    "dissatisfied",
+    "satisfaction_mean",
+    "joined_acquisition",
+    "joined_word_of_mouth",
+    "prospects_won",
+    "deterred",
+    "turned_away",
+    "complaints",
+    "complaints_served",
+    "wait_mean",
+    "servers",
+    "wished_spend",
+    "retention_spend",
+    "budget",
+    "market_spend",
+    "acquisition_cost",
+    "competitor",
+    "purchases",
+    "profit",
+    "cash_value",
 )
 
 
 def agent_accounts(agents) -> Accounts:
     """The :class:`sim.model.step.Accounts` of ``agents`` (a structured array), field by field."""
-    return Accounts(agents["discount"], agents["clv1"], agents["clv2"], agents["clv3"], agents["clv4"],
-                    agents["clv5"], agents["clv6"], agents["spend_value"])
+    return Accounts(
+        agents["discount"],
+        agents["clv1"],
+        agents["clv2"],
+        agents["clv3"],
+        agents["clv4"],
+        agents["clv5"],
+        agents["clv6"],
+        agents["spend_value"],
+    )
 
 
 # --------------------------------------------------------------------------- the jitted step
@@ -116,7 +236,8 @@ def agent_accounts(agents) -> Accounts:
 def _init_agent(agent, seed, replication, origin, referrer, period, agents, streams, segment_table, scalars):
     """Draw the attributes of customer ``agent`` with every engine's (A1)-(A3), (M8) draw
     (:func:`sim.model.step.customer_attributes`), seed its streams and set the start state of
-    a new customer: exploration, satisfaction 1/2, the initial expectation, tenure 0."""
+    a new customer: exploration, satisfaction 1/2, the initial expectation, tenure 0.
+    """
     segment, wallet, fit, tier, propensity = customer_attributes(seed, replication, np.int64(agent), scalars)
     state = agents[agent]
     state.wallet = wallet
@@ -158,7 +279,8 @@ def _init_agent(agent, seed, replication, origin, referrer, period, agents, stre
 @njit(cache=True)
 def _stream_uniform(streams, agent, slot):
     """The next uniform of customer ``agent``'s stream held at ``streams[agent, slot:slot+2]``
-    (the same numbers as :class:`sim.model.streams.CustomerStream`). Jit-compiled."""
+    (the same numbers as :class:`sim.model.streams.CustomerStream`). Jit-compiled.
+    """
     value, s0, s1 = next_uniform(streams[agent, slot], streams[agent, slot + 1])
     streams[agent, slot] = s0
     streams[agent, slot + 1] = s1
@@ -177,7 +299,8 @@ def _stream_exponential(streams, agent, slot):
 @njit(cache=True)
 def _arrival_times(streams, agent, slot, rate):
     """Times in [0, 1) of a Poisson process of rate ``rate`` per period, from exponential
-    gaps of the stream at ``streams[agent, slot:slot+2]`` (one draw more than arrivals)."""
+    gaps of the stream at ``streams[agent, slot:slot+2]`` (one draw more than arrivals).
+    """
     times = []
     elapsed = _stream_exponential(streams, agent, slot) / rate
     while elapsed < 1.0:
@@ -219,7 +342,8 @@ def _close_period(
     partial aggregates at ``[0, policy]``; every customer adds into the market counts
     ``counts[period]``. With ``talk_probability > 0`` (word of mouth on) one uniform of the
     word-of-mouth stream decides whether the customer talks about this period.
-    Returns ``(new_stage, satisfaction_type, talked)``. Jit-compiled."""
+    Returns ``(new_stage, satisfaction_type, talked)``. Jit-compiled.
+    """
     state = agents[agent]
     segment = state.segment
     stage = state.stage
@@ -260,8 +384,16 @@ def _close_period(
     state.satisfaction = satisfaction
     state.loyalty = loyalty
     # (C1)-(C6): this period's cash, received at the end of the period (sim.model.step)
-    accounts = Accounts(state.discount, state.clv1, state.clv2, state.clv3, state.clv4, state.clv5, state.clv6,
-                        state.spend_value)
+    accounts = Accounts(
+        state.discount,
+        state.clv1,
+        state.clv2,
+        state.clv3,
+        state.clv4,
+        state.clv5,
+        state.clv6,
+        state.spend_value,
+    )
     accounts, profit = account_period(
         accounts,
         cash_parameters(scalars),
@@ -286,8 +418,19 @@ def _close_period(
     state.clv6 = accounts.clv6
     state.spend_value = accounts.spend
     if cohort:
-        add_period(stage_periods, stage_sums, period_sums, 0, policy, stage, tenure, profit, satisfaction, loyalty,
-                   spend)
+        add_period(
+            stage_periods,
+            stage_sums,
+            period_sums,
+            0,
+            policy,
+            stage,
+            tenure,
+            profit,
+            satisfaction,
+            loyalty,
+            spend,
+        )
     # (M7): the stage transition, from one uniform draw; (M8) Beta churn when on
     forward, leave = transition_probabilities(
         stage,

@@ -1,5 +1,6 @@
 """How each kind of figure is built (simulate and tabulate), drawn, and described before any
-work (the caption's facts), one ``_build_*`` / ``_draw_*`` / ``*_facts`` triple per kind."""
+work (the caption's facts), one ``_build_*`` / ``_draw_*`` / ``*_facts`` triple per kind.
+"""
 
 from __future__ import annotations
 
@@ -7,20 +8,45 @@ import math
 
 import numpy as np
 import pandas as pd
-from sim.plotting.gallery.tables import ABC_REFERENCE, _market_columns, lorenz_table, loyalty_curve_table, response_config, survival_validation_table, tenure_stage_table
-from sim.model.config import ExperimentConfig
-from sim.plotting.gallery.spec import FRONTIER_COLUMNS, FigureData, FigureSpec, _SKIPPED
-from sim.model.names import PATTERNS
-from sim.tables.result import Z95
+
 from sim.experiments.comparison import frontier_table
+from sim.model.config import ExperimentConfig
+from sim.model.names import PATTERNS
+from sim.plotting.gallery.spec import _SKIPPED, FRONTIER_COLUMNS, FigureData, FigureSpec
+from sim.plotting.gallery.tables import (
+    ABC_REFERENCE,
+    _market_columns,
+    lorenz_table,
+    loyalty_curve_table,
+    response_config,
+    survival_validation_table,
+    tenure_stage_table,
+)
+from sim.plotting.lifecycle import (
+    plot_lifecycle_curve,
+    plot_lorenz,
+    plot_loyalty_curve,
+    plot_market_series,
+    plot_markov_validation,
+    plot_net_clv,
+    plot_pattern_bars,
+    plot_response_curve,
+    plot_retention_by_satisfaction,
+    plot_satisfaction_over_time,
+    plot_survival_validation,
+)
 from sim.plotting.projection import plot_comparison_forest, plot_frontier
-from sim.plotting.lifecycle import plot_lifecycle_curve, plot_lorenz, plot_loyalty_curve, plot_market_series, plot_markov_validation, plot_net_clv, plot_pattern_bars, plot_response_curve, plot_retention_by_satisfaction, plot_satisfaction_over_time, plot_survival_validation
+from sim.tables.result import Z95
 
 
 def _size_facts(config: ExperimentConfig) -> dict:
-    return {"customers": config.population.customers, "replications": config.run.replications,
-            "horizon": config.run.horizon, "seed": config.run.seed,
-            "long_term": config.transitions.long_term_periods}
+    return {
+        "customers": config.population.customers,
+        "replications": config.run.replications,
+        "horizon": config.run.horizon,
+        "seed": config.run.seed,
+        "long_term": config.transitions.long_term_periods,
+    }
 
 
 def _with_panel(frame: pd.DataFrame, panel: str) -> pd.DataFrame:
@@ -40,10 +66,27 @@ def _build_lifecycle_curve(spec: FigureSpec, quick: bool, threads: int | None) -
     params = spec.parameters(quick)
     table = tenure_stage_table(config, params.tenure_step, policies=[params.policy], threads=threads)
     table = table[table["customer_periods"] >= params.min_customer_periods]
-    table = table[["policy", "tenure_start", "tenure_end", "tenure_mid", "stage", "customer_periods",
-                   "loyalty_mean", "profit_mean"]].reset_index(drop=True)
-    return FigureData(table, {**_size_facts(config), "policy": params.policy, "tenure_step": params.tenure_step,
-                              "min_customer_periods": params.min_customer_periods})
+    table = table[
+        [
+            "policy",
+            "tenure_start",
+            "tenure_end",
+            "tenure_mid",
+            "stage",
+            "customer_periods",
+            "loyalty_mean",
+            "profit_mean",
+        ]
+    ].reset_index(drop=True)
+    return FigureData(
+        table,
+        {
+            **_size_facts(config),
+            "policy": params.policy,
+            "tenure_step": params.tenure_step,
+            "min_customer_periods": params.min_customer_periods,
+        },
+    )
 
 
 def _draw_lifecycle_curve(spec: FigureSpec, data: FigureData):
@@ -77,7 +120,9 @@ def _draw_stage_occupancy(spec: FigureSpec, data: FigureData):
     from sim.plotting.style import label_panels
 
     policies = list(dict.fromkeys(data.table["policy"]))
-    figure, axes = plt.subplots(1, len(policies), figsize=(4.2 * len(policies), 3.8), sharey=True, squeeze=False)
+    figure, axes = plt.subplots(
+        1, len(policies), figsize=(4.2 * len(policies), 3.8), sharey=True, squeeze=False
+    )
     axes = axes[0]
     for index, (ax, policy) in enumerate(zip(axes, policies)):
         plot_stage_occupancy(data.table, policy=policy, ax=ax)
@@ -109,8 +154,15 @@ def _draw_lifecycle_patterns(spec: FigureSpec, data: FigureData):
     axes[1].set_title("Mean CLV")
     axes[1].get_legend().remove()
     for ax in axes:
-        ax.set_xticks(range(len(PATTERNS)), ["I\nended in\nexploration", "II\nended in\nformation",
-                                             "III\nleft stability\nearly", "IV\nlong-term"])
+        ax.set_xticks(
+            range(len(PATTERNS)),
+            [
+                "I\nended in\nexploration",
+                "II\nended in\nformation",
+                "III\nleft stability\nearly",
+                "IV\nlong-term",
+            ],
+        )
     label_panels(axes)
     return figure
 
@@ -121,16 +173,28 @@ def _build_satisfaction_loyalty(spec: FigureSpec, quick: bool, threads: int | No
     curve = loyalty_curve_table(config, params.points)
     result = _project(config, threads)
     table = result.satisfaction_retention
-    simulated = table[(table["policy"] == params.policy) & table["stage"].isin(params.stages)
-                      & (table["customer_periods"] >= params.min_customer_periods)]
-    simulated = simulated[["policy", "stage", "satisfaction_low", "satisfaction_high", "customer_periods", "retention"]]
+    simulated = table[
+        (table["policy"] == params.policy)
+        & table["stage"].isin(params.stages)
+        & (table["customer_periods"] >= params.min_customer_periods)
+    ]
+    simulated = simulated[
+        ["policy", "stage", "satisfaction_low", "satisfaction_high", "customer_periods", "retention"]
+    ]
     frame = pd.concat([_with_panel(curve, "model"), _with_panel(simulated, "simulated")], ignore_index=True)
     loy = config.loyalty
-    return FigureData(frame, {**_size_facts(config), "policy": params.policy,
-                              "defection_threshold": loy.defection_threshold,
-                              "affection_threshold": loy.affection_threshold,
-                              "indifference_low": loy.indifference_low, "indifference_high": loy.indifference_high,
-                              "min_customer_periods": params.min_customer_periods})
+    return FigureData(
+        frame,
+        {
+            **_size_facts(config),
+            "policy": params.policy,
+            "defection_threshold": loy.defection_threshold,
+            "affection_threshold": loy.affection_threshold,
+            "indifference_low": loy.indifference_low,
+            "indifference_high": loy.indifference_high,
+            "min_customer_periods": params.min_customer_periods,
+        },
+    )
 
 
 def _draw_satisfaction_loyalty(spec: FigureSpec, data: FigureData):
@@ -161,7 +225,9 @@ def _build_satisfaction_trap(spec: FigureSpec, quick: bool, threads: int | None)
     values = summary[["policy", "clv_mean", "clv_se", "retention_spend", "satisfaction_mean"]].copy()
     values["ci_low"] = values["clv_mean"] - Z95 * values["clv_se"]
     values["ci_high"] = values["clv_mean"] + Z95 * values["clv_se"]
-    frame = pd.concat([_with_panel(trajectory, "trajectory"), _with_panel(values, "value")], ignore_index=True)
+    frame = pd.concat(
+        [_with_panel(trajectory, "trajectory"), _with_panel(values, "value")], ignore_index=True
+    )
     facts = {**_size_facts(config)}
     for row in values.itertuples():
         facts[f"clv_{row.policy}"] = row.clv_mean
@@ -204,20 +270,34 @@ def _build_spend_response(spec: FigureSpec, quick: bool, threads: int | None) ->
         for spend in params.spends:
             name = f"{stage}_{float(spend):g}"
             delta = comparison.loc[name]
-            rows.append({"stage": stage, "spend": float(spend), "policy": name,
-                         "clv_mean": summary.loc[name, "clv_mean"], "clv_se": summary.loc[name, "clv_se"],
-                         "retention_spend": summary.loc[name, "retention_spend"],
-                         "delta_clv": delta["delta_clv"], "delta_se": delta["se"],
-                         "ci_low": delta["ci_low"], "ci_high": delta["ci_high"],
-                         "is_base": float(spend) == getattr(base.spend, stage), "care_peak_spend": peak})
+            rows.append(
+                {
+                    "stage": stage,
+                    "spend": float(spend),
+                    "policy": name,
+                    "clv_mean": summary.loc[name, "clv_mean"],
+                    "clv_se": summary.loc[name, "clv_se"],
+                    "retention_spend": summary.loc[name, "retention_spend"],
+                    "delta_clv": delta["delta_clv"],
+                    "delta_se": delta["se"],
+                    "ci_low": delta["ci_low"],
+                    "ci_high": delta["ci_high"],
+                    "is_base": float(spend) == getattr(base.spend, stage),
+                    "care_peak_spend": peak,
+                }
+            )
     table = pd.DataFrame(rows)
     table["is_optimum"] = False
     for stage, group in table.groupby("stage", sort=False):
         table.loc[group["clv_mean"].idxmax(), "is_optimum"] = True
     optimum = table[table["is_optimum"]].set_index("stage")["spend"]
-    facts = {**_size_facts(config), "base_policy": params.base_policy, "care_peak_spend": peak,
-             "optimum": ", ".join(f"{stage} {optimum[stage]:g}" for stage in params.stages),
-             "base_spend": ", ".join(f"{stage} {getattr(base.spend, stage):g}" for stage in params.stages)}
+    facts = {
+        **_size_facts(config),
+        "base_policy": params.base_policy,
+        "care_peak_spend": peak,
+        "optimum": ", ".join(f"{stage} {optimum[stage]:g}" for stage in params.stages),
+        "base_spend": ", ".join(f"{stage} {getattr(base.spend, stage):g}" for stage in params.stages),
+    }
     return FigureData(table, facts)
 
 
@@ -235,9 +315,9 @@ def _draw_spend_response(spec: FigureSpec, data: FigureData):
         plot_response_curve(data.table, stage, ax=ax)
         if index > 0:
             ax.get_legend().remove()
-    for ax in axes[len(stages):]:
+    for ax in axes[len(stages) :]:
         ax.set_visible(False)
-    label_panels(axes[:len(stages)])
+    label_panels(axes[: len(stages)])
     return figure
 
 
@@ -250,8 +330,15 @@ def _build_policy_comparison(spec: FigureSpec, quick: bool, threads: int | None)
     front = frontier_table(result.summary, 1)[FRONTIER_COLUMNS]
     frame = pd.concat([_with_panel(forest, "forest"), _with_panel(front, "frontier")], ignore_index=True)
     best = front.loc[front["clv_mean"].idxmax()]
-    return FigureData(frame, {**_size_facts(config), "reference": params.reference, "best_policy": best["policy"],
-                              "efficient": ", ".join(front.loc[front["efficient"].astype(bool), "policy"])})
+    return FigureData(
+        frame,
+        {
+            **_size_facts(config),
+            "reference": params.reference,
+            "best_policy": best["policy"],
+            "efficient": ", ".join(front.loc[front["efficient"].astype(bool), "policy"]),
+        },
+    )
 
 
 def _draw_policy_comparison(spec: FigureSpec, data: FigureData):
@@ -271,8 +358,11 @@ def _draw_policy_comparison(spec: FigureSpec, data: FigureData):
 def _build_clv_decomposition(spec: FigureSpec, quick: bool, threads: int | None) -> FigureData:
     config = spec.config("main", quick)
     result = _project(config, threads)
-    columns = ["policy"] + [f"clv{part}" for part in range(1, 7)] + ["retention_spend", "acquisition_cost",
-                                                                      "clv_mean", "clv_se"]
+    columns = (
+        ["policy"]
+        + [f"clv{part}" for part in range(1, 7)]
+        + ["retention_spend", "acquisition_cost", "clv_mean", "clv_se"]
+    )
     return FigureData(result.summary[columns].reset_index(drop=True), _size_facts(config))
 
 
@@ -297,17 +387,23 @@ def _build_value_concentration(spec: FigureSpec, quick: bool, threads: int | Non
     clv = getattr(result, "clv", None)
     frames = []
     if clv:
-        frames.append(_with_panel(lorenz_table({policy: clv[policy] for policy in policies}, params.points), "lorenz"))
+        frames.append(
+            _with_panel(lorenz_table({policy: clv[policy] for policy in policies}, params.points), "lorenz")
+        )
     else:  # per-customer CLVs not kept: the ABC points of the value_concentration table
         rows = []
         for policy in policies:
             groups = result.value_concentration[result.value_concentration["policy"] == policy]
             rows.append({"policy": policy, "customer_share": 0.0, "value_share": 0.0})
-            rows += [{"policy": policy, "customer_share": c, "value_share": v} for c, v in
-                     zip(groups["customer_share"].cumsum(), groups["value_share"].cumsum())]
+            rows += [
+                {"policy": policy, "customer_share": c, "value_share": v}
+                for c, v in zip(groups["customer_share"].cumsum(), groups["value_share"].cumsum())
+            ]
         frames.append(_with_panel(pd.DataFrame(rows), "lorenz"))
     abc = result.value_concentration[result.value_concentration["policy"].isin(policies)]
-    frames.append(_with_panel(abc[["policy", "group", "customer_share", "value_share", "negative_share"]], "abc"))
+    frames.append(
+        _with_panel(abc[["policy", "group", "customer_share", "value_share", "negative_share"]], "abc")
+    )
     frames.append(_with_panel(ABC_REFERENCE, "reference"))
     facts = {**_size_facts(config)}
     for row in abc.itertuples():
@@ -334,16 +430,37 @@ def _draw_value_concentration(spec: FigureSpec, data: FigureData):
     positions = np.arange(len(groups))
     for index, policy in enumerate(policies):
         rows = abc[abc["policy"] == policy].set_index("group").loc[groups]
-        axes[1].bar(positions + (index - len(policies) / 2) * width, rows["value_share"], width=width,
-                    color=colors[policy], label=policy)
-        for x, value, negative in zip(positions + (index - len(policies) / 2) * width, rows["value_share"],
-                                      rows["negative_share"]):
+        axes[1].bar(
+            positions + (index - len(policies) / 2) * width,
+            rows["value_share"],
+            width=width,
+            color=colors[policy],
+            label=policy,
+        )
+        for x, value, negative in zip(
+            positions + (index - len(policies) / 2) * width, rows["value_share"], rows["negative_share"]
+        ):
             if negative > 0.005:
-                axes[1].annotate(f"{negative:.0%}", (x, max(value, 0.0)), textcoords="offset points", xytext=(0, 2),
-                                 ha="center", va="bottom", fontsize=6.5, color="#b2182b")
+                axes[1].annotate(
+                    f"{negative:.0%}",
+                    (x, max(value, 0.0)),
+                    textcoords="offset points",
+                    xytext=(0, 2),
+                    ha="center",
+                    va="bottom",
+                    fontsize=6.5,
+                    color="#b2182b",
+                )
     reference = [0.5, 0.3, 0.2]
-    axes[1].bar(positions + (len(policies) / 2) * width, reference, width=width, color="white",
-                edgecolor="#636363", hatch="//", label="rule of thumb")
+    axes[1].bar(
+        positions + (len(policies) / 2) * width,
+        reference,
+        width=width,
+        color="white",
+        edgecolor="#636363",
+        hatch="//",
+        label="rule of thumb",
+    )
     axes[1].set_xticks(positions, ["A: top 5 %", "B: next 15 %", "C: bottom 80 %"])
     axes[1].set_ylabel("share of total CLV")
     axes[1].axhline(0.0, color="black", linewidth=0.6)
@@ -355,8 +472,8 @@ def _draw_value_concentration(spec: FigureSpec, data: FigureData):
 
 
 def _build_validation(spec: FigureSpec, quick: bool, threads: int | None) -> FigureData:
-    from sim.analytic.sbg import sbg_fit
     from sim.analytic.lifecycle_chain import lifecycle_markov_clv
+    from sim.analytic.sbg import sbg_fit
 
     params = spec.parameters(quick)
     markov = spec.config("markov", quick)
@@ -365,29 +482,53 @@ def _build_validation(spec: FigureSpec, quick: bool, threads: int | None) -> Fig
     for horizon in range(1, largest + 1):
         at_horizon = markov.with_overrides(run={"horizon": horizon})
         for policy in markov.policy_names:
-            exact_rows.append({"policy": policy, "horizon": horizon,
-                               "exact_clv": lifecycle_markov_clv(at_horizon, policy)})
+            exact_rows.append(
+                {"policy": policy, "horizon": horizon, "exact_clv": lifecycle_markov_clv(at_horizon, policy)}
+            )
     exact = pd.DataFrame(exact_rows)
     for horizon in params.horizons:
         result = _project(markov, threads, horizon=horizon)
         for row in result.summary.itertuples():
-            value = exact[(exact["policy"] == row.policy) & (exact["horizon"] == horizon)]["exact_clv"].iloc[0]
-            simulated_rows.append({"policy": row.policy, "horizon": horizon, "exact_clv": value,
-                                   "simulated_clv": row.clv_mean, "simulated_se": row.clv_se,
-                                   "z": (row.clv_mean - value) / row.clv_se})
+            value = exact[(exact["policy"] == row.policy) & (exact["horizon"] == horizon)]["exact_clv"].iloc[
+                0
+            ]
+            simulated_rows.append(
+                {
+                    "policy": row.policy,
+                    "horizon": horizon,
+                    "exact_clv": value,
+                    "simulated_clv": row.clv_mean,
+                    "simulated_se": row.clv_se,
+                    "z": (row.clv_mean - value) / row.clv_se,
+                }
+            )
     simulated = pd.DataFrame(simulated_rows)
 
     cohort = spec.config("cohort", quick)
-    survival = survival_validation_table(cohort, params.survivors, params.holdout, policy=params.cohort_policy,
-                                         threads=threads)
+    survival = survival_validation_table(
+        cohort, params.survivors, params.holdout, policy=params.cohort_policy, threads=threads
+    )
     fit = sbg_fit(list(params.survivors))
     periods = len(params.survivors) + len(params.holdout)
-    frame = pd.concat([_with_panel(exact, "markov_exact"), _with_panel(simulated, "markov_simulated"),
-                       _with_panel(survival, "survival")], ignore_index=True)
-    facts = {**_size_facts(markov), "cohort_customers": cohort.population.customers,
-             "cohort_replications": cohort.run.replications, "alpha": fit.alpha, "beta": fit.beta,
-             "max_abs_z": float(simulated["z"].abs().max()), "fit_periods": len(params.survivors) - 1,
-             "periods": periods - 1, "horizons": ", ".join(str(h) for h in params.horizons)}
+    frame = pd.concat(
+        [
+            _with_panel(exact, "markov_exact"),
+            _with_panel(simulated, "markov_simulated"),
+            _with_panel(survival, "survival"),
+        ],
+        ignore_index=True,
+    )
+    facts = {
+        **_size_facts(markov),
+        "cohort_customers": cohort.population.customers,
+        "cohort_replications": cohort.run.replications,
+        "alpha": fit.alpha,
+        "beta": fit.beta,
+        "max_abs_z": float(simulated["z"].abs().max()),
+        "fit_periods": len(params.survivors) - 1,
+        "periods": periods - 1,
+        "horizons": ", ".join(str(h) for h in params.horizons),
+    }
     return FigureData(frame, facts)
 
 
@@ -398,8 +539,9 @@ def _draw_validation(spec: FigureSpec, data: FigureData):
 
     table = data.table
     figure, axes = plt.subplots(1, 2, figsize=(11.5, 4.3), width_ratios=[1.3, 1])
-    plot_markov_validation(table[table["panel"] == "markov_exact"], table[table["panel"] == "markov_simulated"],
-                           ax=axes[0])
+    plot_markov_validation(
+        table[table["panel"] == "markov_exact"], table[table["panel"] == "markov_simulated"], ax=axes[0]
+    )
     axes[0].set_title("Markov-reducible model: CLV, closed form vs simulated")
     plot_survival_validation(table[table["panel"] == "survival"], ax=axes[1])
     axes[1].set_title(f"sBG survival (α = {data.facts['alpha']:.3f}, β = {data.facts['beta']:.3f})")
@@ -419,7 +561,9 @@ def _build_agent_effects(spec: FigureSpec, quick: bool, threads: int | None) -> 
     for scenario in params.scenarios:
         config = spec.config(scenario, quick)
         facts.update(_size_facts(config))
-        keep = [policy.model_dump(mode="python") for policy in config.policies if policy.name == params.policy]
+        keep = [
+            policy.model_dump(mode="python") for policy in config.policies if policy.name == params.policy
+        ]
         config = config.with_overrides(policies=keep)
         result = simulate_market(config)
         market = result.market[result.market["policy"] == params.policy]
@@ -430,8 +574,10 @@ def _build_agent_effects(spec: FigureSpec, quick: bool, threads: int | None) -> 
         if competitor.enabled:
             entry = competitor.enters_at
             facts["competitor_enters_at"] = competitor.enters_at
-            facts["competitor_exit_odds"] = (f"relationship × {competitor.exit_odds.relationship:g}, "
-                                             f"transactional × {competitor.exit_odds.transactional:g}")
+            facts["competitor_exit_odds"] = (
+                f"relationship × {competitor.exit_odds.relationship:g}, "
+                f"transactional × {competitor.exit_odds.transactional:g}"
+            )
     table = pd.concat(frames, ignore_index=True)
     facts["policy"] = params.policy
     facts["entry"] = entry
@@ -451,8 +597,12 @@ def _draw_agent_effects(spec: FigureSpec, data: FigureData):
     plot_market_series(table, "live_per_cohort", ax=axes[0], colors=colors, entry=entry)
     axes[0].set_ylabel("live customers per cohort customer")
     axes[0].set_title("Customers in the market")
-    exits = table.melt(id_vars=["scenario", "period"], value_vars=["exit_rate_relationship", "exit_rate_transactional"],
-                       var_name="segment", value_name="exit_rate")
+    exits = table.melt(
+        id_vars=["scenario", "period"],
+        value_vars=["exit_rate_relationship", "exit_rate_transactional"],
+        var_name="segment",
+        value_name="exit_rate",
+    )
     for scenario in scenarios:
         for segment, style in (("exit_rate_relationship", "-"), ("exit_rate_transactional", "--")):
             rows = exits[(exits["scenario"] == scenario) & (exits["segment"] == segment)]
@@ -465,9 +615,13 @@ def _draw_agent_effects(spec: FigureSpec, data: FigureData):
     axes[1].set_title("Exit rate by segment")
     from matplotlib.lines import Line2D
 
-    axes[1].legend(handles=[Line2D([], [], color="black", linestyle="-", label="relationship customers"),
-                            Line2D([], [], color="black", linestyle="--", label="transactional customers")],
-                   loc="upper left")
+    axes[1].legend(
+        handles=[
+            Line2D([], [], color="black", linestyle="-", label="relationship customers"),
+            Line2D([], [], color="black", linestyle="--", label="transactional customers"),
+        ],
+        loc="upper left",
+    )
     axes[1].set_ylim(0, None)
     plot_market_series(table, "cash_value_cumulative", ax=axes[2], colors=colors, entry=entry)
     axes[2].set_ylabel("cumulative discounted net cash per cohort customer")
@@ -482,8 +636,12 @@ def _main_size_facts(spec, parameters, configs) -> dict:
 
 
 def _lifecycle_curve_facts(spec, parameters, configs) -> dict:
-    return {**_size_facts(configs["main"]), "policy": parameters.policy, "tenure_step": parameters.tenure_step,
-            "min_customer_periods": parameters.min_customer_periods}
+    return {
+        **_size_facts(configs["main"]),
+        "policy": parameters.policy,
+        "tenure_step": parameters.tenure_step,
+        "min_customer_periods": parameters.min_customer_periods,
+    }
 
 
 def _stage_occupancy_facts(spec, parameters, configs) -> dict:
@@ -494,9 +652,15 @@ def _stage_occupancy_facts(spec, parameters, configs) -> dict:
 def _satisfaction_loyalty_facts(spec, parameters, configs) -> dict:
     config = configs["main"]
     loy = config.loyalty
-    return {**_size_facts(config), "policy": parameters.policy, "defection_threshold": loy.defection_threshold,
-            "affection_threshold": loy.affection_threshold, "indifference_low": loy.indifference_low,
-            "indifference_high": loy.indifference_high, "min_customer_periods": parameters.min_customer_periods}
+    return {
+        **_size_facts(config),
+        "policy": parameters.policy,
+        "defection_threshold": loy.defection_threshold,
+        "affection_threshold": loy.affection_threshold,
+        "indifference_low": loy.indifference_low,
+        "indifference_high": loy.indifference_high,
+        "min_customer_periods": parameters.min_customer_periods,
+    }
 
 
 def _satisfaction_trap_facts(spec, parameters, configs) -> dict:
@@ -513,16 +677,25 @@ def _spend_response_facts(spec, parameters, configs) -> dict:
     config = configs["main"]
     dyn = config.dynamics
     base = next(policy for policy in config.policies if policy.name == parameters.base_policy)
-    return {**_size_facts(config), "base_policy": parameters.base_policy,
-            "care_peak_spend": best_care_spend(dyn.care_gain, dyn.care_scale, dyn.annoyance),
-            "optimum": ", ".join(f"{stage} {spend:g}" for stage, spend in zip(parameters.stages, parameters.spends)),
-            "base_spend": ", ".join(f"{stage} {getattr(base.spend, stage):g}" for stage in parameters.stages)}
+    return {
+        **_size_facts(config),
+        "base_policy": parameters.base_policy,
+        "care_peak_spend": best_care_spend(dyn.care_gain, dyn.care_scale, dyn.annoyance),
+        "optimum": ", ".join(
+            f"{stage} {spend:g}" for stage, spend in zip(parameters.stages, parameters.spends)
+        ),
+        "base_spend": ", ".join(f"{stage} {getattr(base.spend, stage):g}" for stage in parameters.stages),
+    }
 
 
 def _policy_comparison_facts(spec, parameters, configs) -> dict:
     config = configs["main"]
-    return {**_size_facts(config), "reference": parameters.reference, "best_policy": config.policy_names[0],
-            "efficient": ", ".join(config.policy_names)}
+    return {
+        **_size_facts(config),
+        "reference": parameters.reference,
+        "best_policy": config.policy_names[0],
+        "efficient": ", ".join(config.policy_names),
+    }
 
 
 def _value_concentration_facts(spec, parameters, configs) -> dict:
@@ -538,11 +711,17 @@ def _value_concentration_facts(spec, parameters, configs) -> dict:
 
 def _validation_facts(spec, parameters, configs) -> dict:
     cohort = configs["cohort"]
-    return {**_size_facts(configs["markov"]), "cohort_customers": cohort.population.customers,
-            "cohort_replications": cohort.run.replications, "alpha": 0.0, "beta": 0.0, "max_abs_z": 0.0,
-            "fit_periods": len(parameters.survivors) - 1,
-            "periods": len(parameters.survivors) + len(parameters.holdout) - 1,
-            "horizons": ", ".join(str(h) for h in parameters.horizons)}
+    return {
+        **_size_facts(configs["markov"]),
+        "cohort_customers": cohort.population.customers,
+        "cohort_replications": cohort.run.replications,
+        "alpha": 0.0,
+        "beta": 0.0,
+        "max_abs_z": 0.0,
+        "fit_periods": len(parameters.survivors) - 1,
+        "periods": len(parameters.survivors) + len(parameters.holdout) - 1,
+        "horizons": ", ".join(str(h) for h in parameters.horizons),
+    }
 
 
 def _agent_effects_facts(spec, parameters, configs) -> dict:
@@ -554,8 +733,10 @@ def _agent_effects_facts(spec, parameters, configs) -> dict:
         if competitor.enabled:
             entry = competitor.enters_at
             facts["competitor_enters_at"] = competitor.enters_at
-            facts["competitor_exit_odds"] = (f"relationship × {competitor.exit_odds.relationship:g}, "
-                                             f"transactional × {competitor.exit_odds.transactional:g}")
+            facts["competitor_exit_odds"] = (
+                f"relationship × {competitor.exit_odds.relationship:g}, "
+                f"transactional × {competitor.exit_odds.transactional:g}"
+            )
     facts["policy"] = parameters.policy
     facts["entry"] = entry
     return facts

@@ -53,10 +53,61 @@ from typing import Sequence
 
 from pydantic import ValidationError
 
-from sim.model.config import ExperimentConfig
 from sim.exceptions import ConfigError
-from sim.plotting.gallery.spec import DEFAULT_CONFIG_DIR, FigureData, FigureSpec, _AgentParams, _ComparisonParams, _Header, _Kind, _LifecycleParams, _LoyaltyParams, _Params, _PoliciesParams, _ResponseParams, _ValidationParams, _ValueParams, _experiment_data, _pydantic_problems, _read_toml
-from sim.plotting.gallery.builders import _agent_effects_facts, _build_agent_effects, _build_clv_decomposition, _build_lifecycle_curve, _build_lifecycle_patterns, _build_policy_comparison, _build_satisfaction_loyalty, _build_satisfaction_trap, _build_spend_response, _build_stage_occupancy, _build_validation, _build_value_concentration, _draw_agent_effects, _draw_clv_decomposition, _draw_lifecycle_curve, _draw_lifecycle_patterns, _draw_policy_comparison, _draw_satisfaction_loyalty, _draw_satisfaction_trap, _draw_spend_response, _draw_stage_occupancy, _draw_validation, _draw_value_concentration, _lifecycle_curve_facts, _main_size_facts, _policy_comparison_facts, _satisfaction_loyalty_facts, _satisfaction_trap_facts, _spend_response_facts, _stage_occupancy_facts, _validation_facts, _value_concentration_facts
+from sim.model.config import ExperimentConfig
+from sim.plotting.gallery.builders import (
+    _agent_effects_facts,
+    _build_agent_effects,
+    _build_clv_decomposition,
+    _build_lifecycle_curve,
+    _build_lifecycle_patterns,
+    _build_policy_comparison,
+    _build_satisfaction_loyalty,
+    _build_satisfaction_trap,
+    _build_spend_response,
+    _build_stage_occupancy,
+    _build_validation,
+    _build_value_concentration,
+    _draw_agent_effects,
+    _draw_clv_decomposition,
+    _draw_lifecycle_curve,
+    _draw_lifecycle_patterns,
+    _draw_policy_comparison,
+    _draw_satisfaction_loyalty,
+    _draw_satisfaction_trap,
+    _draw_spend_response,
+    _draw_stage_occupancy,
+    _draw_validation,
+    _draw_value_concentration,
+    _lifecycle_curve_facts,
+    _main_size_facts,
+    _policy_comparison_facts,
+    _satisfaction_loyalty_facts,
+    _satisfaction_trap_facts,
+    _spend_response_facts,
+    _stage_occupancy_facts,
+    _validation_facts,
+    _value_concentration_facts,
+)
+from sim.plotting.gallery.spec import (
+    DEFAULT_CONFIG_DIR,
+    FigureData,
+    FigureSpec,
+    _AgentParams,
+    _ComparisonParams,
+    _experiment_data,
+    _Header,
+    _Kind,
+    _LifecycleParams,
+    _LoyaltyParams,
+    _Params,
+    _PoliciesParams,
+    _pydantic_problems,
+    _read_toml,
+    _ResponseParams,
+    _ValidationParams,
+    _ValueParams,
+)
 from sim.plotting.gallery.tables import response_config
 
 __all__ = [
@@ -95,11 +146,15 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
     data = _read_toml(path, source)
     unknown = [key for key in data if key not in ("figure", "experiment", "experiments")]
     if unknown:
-        raise ConfigError([(key, "unknown top-level key; allowed: figure, experiment, experiments") for key in unknown],
-                          source)
+        raise ConfigError(
+            [(key, "unknown top-level key; allowed: figure, experiment, experiments") for key in unknown],
+            source,
+        )
     if "figure" not in data:
-        raise ConfigError([("figure", "is required: the [figure] table (number, kind, title, caption, full, quick)")],
-                          source)
+        raise ConfigError(
+            [("figure", "is required: the [figure] table (number, kind, title, caption, full, quick)")],
+            source,
+        )
     try:
         header = _Header.model_validate(data["figure"])
     except ValidationError as error:
@@ -108,7 +163,9 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
         raise ConfigError([(f"figure.kind = {header.kind!r}", f"allowed: {', '.join(FIGURE_KINDS)}")], source)
     kind = FIGURE_KINDS[header.kind]
     if "experiment" in data and "experiments" in data:
-        raise ConfigError([("experiment", "give either [experiment] or [experiments.<label>], not both")], source)
+        raise ConfigError(
+            [("experiment", "give either [experiment] or [experiments.<label>], not both")], source
+        )
     if "experiment" in data:
         raw = {"main": data["experiment"]}
     elif isinstance(data.get("experiments"), dict) and data["experiments"]:
@@ -119,16 +176,34 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
     if kind.experiments is not None:
         missing = [label for label in kind.experiments if label not in experiments]
         extra = [label for label in experiments if label not in kind.experiments]
-        problems = [(("experiment" if label == "main" else f"experiments.{label}"),
-                     f"is required by kind {header.kind!r}") for label in missing]
-        problems += [(f"experiments.{label}", f"unknown for kind {header.kind!r}; it uses: "
-                      f"{', '.join(kind.experiments)}") for label in extra]
+        problems = [
+            (
+                ("experiment" if label == "main" else f"experiments.{label}"),
+                f"is required by kind {header.kind!r}",
+            )
+            for label in missing
+        ]
+        problems += [
+            (
+                f"experiments.{label}",
+                f"unknown for kind {header.kind!r}; it uses: {', '.join(kind.experiments)}",
+            )
+            for label in extra
+        ]
         if problems:
             raise ConfigError(problems, source)
     spec = FigureSpec(
-        name=path.stem, path=path, number=header.number, kind=header.kind, title=header.title,
-        caption=header.caption, full=header.full.model_dump(), quick=header.quick.model_dump(),
-        params=dict(header.params), experiments=experiments, parameter_model=kind.params,
+        name=path.stem,
+        path=path,
+        number=header.number,
+        kind=header.kind,
+        title=header.title,
+        caption=header.caption,
+        full=header.full.model_dump(),
+        quick=header.quick.model_dump(),
+        params=dict(header.params),
+        experiments=experiments,
+        parameter_model=kind.params,
     )
     if header.kind == "agent_effects" and not _agent_engine_available():
         return spec  # reported as skipped when made; its [market] tables need the engine's config
@@ -161,8 +236,12 @@ def _check_policy_names(spec: FigureSpec, parameters, configs: dict, source: str
 
     def need(field: str, name: str, config: ExperimentConfig) -> None:
         if name not in config.policy_names:
-            problems.append((f"figure.params.{field} = {name!r}",
-                             f"no such policy; policies: {', '.join(config.policy_names)}"))
+            problems.append(
+                (
+                    f"figure.params.{field} = {name!r}",
+                    f"no such policy; policies: {', '.join(config.policy_names)}",
+                )
+            )
 
     for field in ("policy", "base_policy", "reference"):
         name = getattr(parameters, field, None)
@@ -176,8 +255,12 @@ def _check_policy_names(spec: FigureSpec, parameters, configs: dict, source: str
     if spec.kind == "agent_effects":
         for label in parameters.scenarios:
             if label not in configs:
-                problems.append((f"figure.params.scenarios: {label!r}",
-                                 f"no [experiments.{label}]; experiments: {', '.join(configs)}"))
+                problems.append(
+                    (
+                        f"figure.params.scenarios: {label!r}",
+                        f"no [experiments.{label}]; experiments: {', '.join(configs)}",
+                    )
+                )
             else:
                 need("policy", parameters.policy, configs[label])
     if problems:
@@ -186,7 +269,8 @@ def _check_policy_names(spec: FigureSpec, parameters, configs: dict, source: str
 
 def _check_kind(spec: FigureSpec, parameters, configs: dict, source: str, quick: bool) -> None:
     """What a kind builds from its parameters, built once here without simulating (the
-    spend-response sweep: a stage base policy, at most 64 policies)."""
+    spend-response sweep: a stage base policy, at most 64 policies).
+    """
     if spec.kind == "spend_response":
         try:
             response_config(configs["main"], parameters.base_policy, parameters.stages, parameters.spends)
@@ -197,20 +281,39 @@ def _check_kind(spec: FigureSpec, parameters, configs: dict, source: str, quick:
 
 def _check_caption(spec: FigureSpec, parameters, configs: dict, source: str) -> None:
     """The caption formats with the facts the figure will provide (names, syntax and format
-    specifications, with each fact's value or a stand-in of its type), before any work."""
+    specifications, with each fact's value or a stand-in of its type), before any work.
+    """
     facts = FIGURE_KINDS[spec.kind].facts(spec, parameters, configs)
     try:
         _format_caption(spec.caption, facts)
     except KeyError as error:
-        raise ConfigError([(f"figure.caption: {{{error.args[0]}}}",
-                            f"the figure does not provide it; available: {', '.join(sorted(facts))}")], source) from None
+        raise ConfigError(
+            [
+                (
+                    f"figure.caption: {{{error.args[0]}}}",
+                    f"the figure does not provide it; available: {', '.join(sorted(facts))}",
+                )
+            ],
+            source,
+        ) from None
     except (IndexError, ValueError, TypeError, AttributeError) as error:
-        raise ConfigError([("figure.caption", (f"not a valid caption template: {error}; placeholders are "
-                                               "{name} or {name:format}, literal braces {{ and }}"))],
-                          source) from None
+        raise ConfigError(
+            [
+                (
+                    "figure.caption",
+                    (
+                        f"not a valid caption template: {error}; placeholders are "
+                        "{name} or {name:format}, literal braces {{ and }}"
+                    ),
+                )
+            ],
+            source,
+        ) from None
 
 
-def load_figure_specs(directory: str | Path = DEFAULT_CONFIG_DIR, only: Sequence[str] | None = None) -> list[FigureSpec]:
+def load_figure_specs(
+    directory: str | Path = DEFAULT_CONFIG_DIR, only: Sequence[str] | None = None
+) -> list[FigureSpec]:
     """Every figure spec of ``directory`` (``*.toml``), in figure-number order.
 
     Parameters
@@ -232,25 +335,39 @@ def load_figure_specs(directory: str | Path = DEFAULT_CONFIG_DIR, only: Sequence
     paths = {path.stem: path for path in sorted(directory.glob("*.toml"))}
     if not paths:
         raise ConfigError([("", f"no figure configs (*.toml) in {directory}")])
-    if only is not None and (isinstance(only, str) or not all(isinstance(name, str) and name.strip() for name in only)
-                             or not len(only)):
-        raise ValueError(f"--only {only!r}: give one or more figure names (file stems; an empty name is not a "
-                         f"figure, and no --only makes them all); figures: {', '.join(paths)}")
+    if only is not None and (
+        isinstance(only, str)
+        or not all(isinstance(name, str) and name.strip() for name in only)
+        or not len(only)
+    ):
+        raise ValueError(
+            f"--only {only!r}: give one or more figure names (file stems; an empty name is not a "
+            f"figure, and no --only makes them all); figures: {', '.join(paths)}"
+        )
     if only:
         unknown = [name for name in only if name not in paths]
         if unknown:
             import difflib
 
-            hints = [f"{name!r}" + (f" (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(name, paths, 1)) else "")
-                     for name in unknown]
+            hints = [
+                f"{name!r}"
+                + (
+                    f" (did you mean {close[0]!r}?)"
+                    if (close := difflib.get_close_matches(name, paths, 1))
+                    else ""
+                )
+                for name in unknown
+            ]
             raise ValueError(f"--only: no figure {', '.join(hints)}; figures: {', '.join(paths)}")
         paths = {name: paths[name] for name in only}
     specs = [load_figure_spec(path) for path in paths.values()]
     numbers: dict[int, str] = {}
     for spec in specs:
         if spec.number in numbers:
-            raise ConfigError([(f"figure.number = {spec.number}", f"used by both {numbers[spec.number]} and {spec.name}")],
-                              str(spec.path))
+            raise ConfigError(
+                [(f"figure.number = {spec.number}", f"used by both {numbers[spec.number]} and {spec.name}")],
+                str(spec.path),
+            )
         numbers[spec.number] = spec.name
     return sorted(specs, key=lambda spec: spec.number)
 
@@ -265,27 +382,55 @@ def load_figure_specs(directory: str | Path = DEFAULT_CONFIG_DIR, only: Sequence
 
 
 FIGURE_KINDS: dict[str, _Kind] = {
-    "lifecycle_curve": _Kind(_LifecycleParams, ("main",), _build_lifecycle_curve, _draw_lifecycle_curve,
-                             _lifecycle_curve_facts),
-    "stage_occupancy": _Kind(_PoliciesParams, ("main",), _build_stage_occupancy, _draw_stage_occupancy,
-                             _stage_occupancy_facts),
-    "lifecycle_patterns": _Kind(_Params, ("main",), _build_lifecycle_patterns, _draw_lifecycle_patterns,
-                                _main_size_facts),
-    "satisfaction_loyalty": _Kind(_LoyaltyParams, ("main",), _build_satisfaction_loyalty, _draw_satisfaction_loyalty,
-                                  _satisfaction_loyalty_facts),
-    "satisfaction_trap": _Kind(_PoliciesParams, ("main",), _build_satisfaction_trap, _draw_satisfaction_trap,
-                               _satisfaction_trap_facts),
-    "spend_response": _Kind(_ResponseParams, ("main",), _build_spend_response, _draw_spend_response,
-                            _spend_response_facts),
-    "policy_comparison": _Kind(_ComparisonParams, ("main",), _build_policy_comparison, _draw_policy_comparison,
-                               _policy_comparison_facts),
-    "clv_decomposition": _Kind(_Params, ("main",), _build_clv_decomposition, _draw_clv_decomposition,
-                               _main_size_facts),
-    "value_concentration": _Kind(_ValueParams, ("main",), _build_value_concentration, _draw_value_concentration,
-                                 _value_concentration_facts),
-    "validation": _Kind(_ValidationParams, ("markov", "cohort"), _build_validation, _draw_validation,
-                        _validation_facts),
-    "agent_effects": _Kind(_AgentParams, None, _build_agent_effects, _draw_agent_effects, _agent_effects_facts),
+    "lifecycle_curve": _Kind(
+        _LifecycleParams, ("main",), _build_lifecycle_curve, _draw_lifecycle_curve, _lifecycle_curve_facts
+    ),
+    "stage_occupancy": _Kind(
+        _PoliciesParams, ("main",), _build_stage_occupancy, _draw_stage_occupancy, _stage_occupancy_facts
+    ),
+    "lifecycle_patterns": _Kind(
+        _Params, ("main",), _build_lifecycle_patterns, _draw_lifecycle_patterns, _main_size_facts
+    ),
+    "satisfaction_loyalty": _Kind(
+        _LoyaltyParams,
+        ("main",),
+        _build_satisfaction_loyalty,
+        _draw_satisfaction_loyalty,
+        _satisfaction_loyalty_facts,
+    ),
+    "satisfaction_trap": _Kind(
+        _PoliciesParams,
+        ("main",),
+        _build_satisfaction_trap,
+        _draw_satisfaction_trap,
+        _satisfaction_trap_facts,
+    ),
+    "spend_response": _Kind(
+        _ResponseParams, ("main",), _build_spend_response, _draw_spend_response, _spend_response_facts
+    ),
+    "policy_comparison": _Kind(
+        _ComparisonParams,
+        ("main",),
+        _build_policy_comparison,
+        _draw_policy_comparison,
+        _policy_comparison_facts,
+    ),
+    "clv_decomposition": _Kind(
+        _Params, ("main",), _build_clv_decomposition, _draw_clv_decomposition, _main_size_facts
+    ),
+    "value_concentration": _Kind(
+        _ValueParams,
+        ("main",),
+        _build_value_concentration,
+        _draw_value_concentration,
+        _value_concentration_facts,
+    ),
+    "validation": _Kind(
+        _ValidationParams, ("markov", "cohort"), _build_validation, _draw_validation, _validation_facts
+    ),
+    "agent_effects": _Kind(
+        _AgentParams, None, _build_agent_effects, _draw_agent_effects, _agent_effects_facts
+    ),
 }
 
 
@@ -306,14 +451,17 @@ def figure_data(spec: FigureSpec, *, quick: bool = False, threads: int | None = 
 
 def draw_figure(spec: FigureSpec, data: FigureData):
     """Draw ``data`` (from :func:`figure_data`) in the project style; returns the Figure
-    (``None`` for a skipped figure)."""
+    (``None`` for a skipped figure).
+    """
     if data.status != "ok":
         return None
     from sim.plotting.style import figure_style
 
     with figure_style():
         figure = FIGURE_KINDS[spec.kind].draw(spec, data)
-        figure.suptitle(f"Figure {spec.number}. {spec.title}", x=0.01, ha="left", fontsize=11, fontweight="bold")
+        figure.suptitle(
+            f"Figure {spec.number}. {spec.title}", x=0.01, ha="left", fontsize=11, fontweight="bold"
+        )
     return figure
 
 
@@ -339,8 +487,10 @@ def figure_caption(spec: FigureSpec, data: FigureData) -> str:
     try:
         return _format_caption(spec.caption, data.facts)
     except KeyError as error:
-        raise ValueError(f"{spec.path}: figure.caption uses {{{error.args[0]}}}, which the figure does not provide; "
-                         f"available: {', '.join(sorted(data.facts))}") from None
+        raise ValueError(
+            f"{spec.path}: figure.caption uses {{{error.args[0]}}}, which the figure does not provide; "
+            f"available: {', '.join(sorted(data.facts))}"
+        ) from None
     except (IndexError, ValueError, TypeError, AttributeError) as error:
         raise ValueError(f"{spec.path}: figure.caption is not a valid caption template: {error}") from None
 
@@ -349,5 +499,3 @@ def figure_caption(spec: FigureSpec, data: FigureData) -> str:
 
 
 # =========================================================================== command line
-
-

@@ -1,9 +1,8 @@
 """``make_figures``: build, draw and write every figure (PNG, SVG, the CSV of the data drawn,
-the caption), then the index (``README.md``) and ``manifest.json``."""
+the caption), then the index (``README.md``) and ``manifest.json``.
+"""
 
 from __future__ import annotations
-
-import sys
 
 import dataclasses
 import datetime as _dt
@@ -11,14 +10,16 @@ import json
 import os
 import platform
 import shlex
+import sys
 import time
-
-import numpy as np
 from pathlib import Path
 from typing import Callable, Sequence
-from sim.plotting.gallery.spec import DEFAULT_CONFIG_DIR, DEFAULT_OUT, DEFAULT_QUICK_OUT
+
+import numpy as np
+
 from sim.io.paths import RUN_MARKER
 from sim.plotting.gallery.kinds import draw_figure, figure_caption, figure_data, load_figure_specs
+from sim.plotting.gallery.spec import DEFAULT_CONFIG_DIR, DEFAULT_OUT, DEFAULT_QUICK_OUT
 
 
 @dataclasses.dataclass
@@ -53,9 +54,15 @@ def _command(name: str | None, quick: bool, out: Path, config_dir: Path) -> str:
     return " ".join(shlex.quote(part) for part in parts)
 
 
-def make_figures(out: str | Path | None = None, *, quick: bool = False, only: Sequence[str] | None = None,
-                 config_dir: str | Path = DEFAULT_CONFIG_DIR, threads: int | None = None,
-                 log: Callable[[str], None] | None = None) -> list[FigureRecord]:
+def make_figures(
+    out: str | Path | None = None,
+    *,
+    quick: bool = False,
+    only: Sequence[str] | None = None,
+    config_dir: str | Path = DEFAULT_CONFIG_DIR,
+    threads: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> list[FigureRecord]:
     """Regenerate figures: PNG, SVG, CSV of the plotted data and caption, plus the index.
 
     Parameters
@@ -118,15 +125,28 @@ def make_figures(out: str | Path | None = None, *, quick: bool = False, only: Se
             caption = f"{spec.title}: {data.status}."
             for suffix in (".png", ".svg", ".csv"):
                 (out / f"{spec.name}{suffix}").unlink(missing_ok=True)
-        files.append(atomic_write_text(out / f"{spec.name}.txt",
-                                       f"Figure {spec.number}. {spec.title}\n\n{caption}\n").name)
+        files.append(
+            atomic_write_text(
+                out / f"{spec.name}.txt", f"Figure {spec.number}. {spec.title}\n\n{caption}\n"
+            ).name
+        )
         seconds = time.perf_counter() - started
         sizes = {**spec.sizes(quick), "params": spec.quick["params"] if quick else spec.full["params"]}
-        record = FigureRecord(name=spec.name, number=spec.number, kind=spec.kind, title=spec.title, caption=caption,
-                              status=data.status, files=files, command=_command(spec.name, quick, out, config_dir),
-                              quick=quick, sizes=sizes, seconds=round(seconds, 2),
-                              created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-                              config=_relative(spec.path, out))
+        record = FigureRecord(
+            name=spec.name,
+            number=spec.number,
+            kind=spec.kind,
+            title=spec.title,
+            caption=caption,
+            status=data.status,
+            files=files,
+            command=_command(spec.name, quick, out, config_dir),
+            quick=quick,
+            sizes=sizes,
+            seconds=round(seconds, 2),
+            created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            config=_relative(spec.path, out),
+        )
         records.append(record)
         if log is not None:
             log(f"  {spec.number:>2}. {spec.name:<22} {data.status:<8} {seconds:6.1f} s")
@@ -184,9 +204,11 @@ def _index(manifest: dict, out: Path) -> str:
         "# Figures" + (" (quick sizes)" if quick else ""),
         "",
         "Made by `sim figures" + (" --quick" if quick else "") + "` from the configs in "
-        f"[`{manifest.get('configs', 'experiments/figures')}/`]({manifest.get('configs_link', '../../experiments/figures/')}); "
+        f"[`{manifest.get('configs', 'experiments/figures')}/`]"
+        f"({manifest.get('configs_link', '../../experiments/figures/')}); "
         "regenerate one figure with the command in its "
-        "entry. Each figure comes with `<name>.csv`, exactly the data drawn (a `panel` column separates panels), "
+        "entry. Each figure comes with `<name>.csv`, exactly the data drawn (a `panel` column separates "
+        "panels), "
         "and `<name>.txt`, its caption. Everything is simulated by the project's own engines from versioned "
         "configs and fixed seeds: the same command gives the same numbers.",
         "",
@@ -195,21 +217,33 @@ def _index(manifest: dict, out: Path) -> str:
     machine = manifest.get("platform", {})
     if wall is not None:
         cpu = manifest.get("full_run_cpu_seconds")
-        lines += [f"Whole run: {wall:.0f} s wall time" + (f" ({cpu:.0f} s CPU time)" if cpu is not None else "")
-                  + f" on {machine.get('cpus', '?')} CPU cores ({machine.get('system', '')} {machine.get('machine', '')}), "
-                  f"sim {manifest.get('versions', {}).get('sim', '?')}, numba {manifest.get('versions', {}).get('numba', '?')}. "
-                  "SVGs are written next to the PNGs but not committed (regenerate them with the command).",
-                  ""]
-    lines += ["| # | figure | files | customers × replications | time | command |", "|---|---|---|---|---|---|"]
+        lines += [
+            f"Whole run: {wall:.0f} s wall time"
+            + (f" ({cpu:.0f} s CPU time)" if cpu is not None else "")
+            + f" on {machine.get('cpus', '?')} CPU cores ({machine.get('system', '')} "
+            f"{machine.get('machine', '')}), "
+            f"sim {manifest.get('versions', {}).get('sim', '?')}, numba "
+            f"{manifest.get('versions', {}).get('numba', '?')}. "
+            "SVGs are written next to the PNGs but not committed (regenerate them with the command).",
+            "",
+        ]
+    lines += [
+        "| # | figure | files | customers × replications | time | command |",
+        "|---|---|---|---|---|---|",
+    ]
     for entry in manifest["figures"]:
         sizes = entry["sizes"]
-        size = f"{sizes['customers']:,} × {sizes['replications']}" + (f", H = {sizes['horizon']}" if sizes.get("horizon") else "")
+        size = f"{sizes['customers']:,} × {sizes['replications']}" + (
+            f", H = {sizes['horizon']}" if sizes.get("horizon") else ""
+        )
         files = ", ".join(f"[{name.rsplit('.', 1)[-1]}]({name})" for name in entry["files"])
         if entry.get("config"):
             files += f", [config]({entry['config']})"
         status = "" if entry["status"] == "ok" else f" — **{entry['status']}**"
-        lines.append(f"| {entry['number']} | [{entry['title']}](#{entry['number']}-{_anchor(entry['title'])}){status} "
-                     f"| {files} | {size} | {entry['seconds']:.1f} s | `{entry['command']}` |")
+        lines.append(
+            f"| {entry['number']} | [{entry['title']}](#{entry['number']}-{_anchor(entry['title'])}){status} "
+            f"| {files} | {size} | {entry['seconds']:.1f} s | `{entry['command']}` |"
+        )
     lines.append("")
     for entry in manifest["figures"]:
         lines += [f"## {entry['number']}. {entry['title']}", ""]
@@ -227,7 +261,11 @@ def _anchor(title: str) -> str:
 def _threads_limit() -> int:
     from sim.model.sections import RunConfig
 
-    return next(item.le for item in RunConfig.model_fields["threads"].metadata if getattr(item, "le", None) is not None)
+    return next(
+        item.le
+        for item in RunConfig.model_fields["threads"].metadata
+        if getattr(item, "le", None) is not None
+    )
 
 
 def check_threads(threads) -> None:
@@ -236,5 +274,7 @@ def check_threads(threads) -> None:
         return
     limit = _threads_limit()
     if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or not 0 <= threads <= limit:
-        raise ValueError(f"--threads {threads!r}: must be a whole number in [0, {limit}] (numba threads, 0 = all "
-                         "cores; the bound of run.threads)")
+        raise ValueError(
+            f"--threads {threads!r}: must be a whole number in [0, {limit}] (numba threads, 0 = all "
+            "cores; the bound of run.threads)"
+        )

@@ -1,23 +1,23 @@
 """A figure's versioned description: the ``[figure]`` table of one TOML file of
 ``experiments/figures/`` (number, kind, title, caption, sizes, kind-specific parameters) and
-the experiment(s) it simulates; and :class:`FigureData`, what a figure draws."""
+the experiment(s) it simulates; and :class:`FigureData`, what a figure draws.
+"""
 
 from __future__ import annotations
 
-import math
-
 import copy
 import dataclasses
+import math
 import tomllib
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
 from sim.exceptions import ConfigError
 from sim.model.config import ExperimentConfig, config_from_dict
 from sim.model.names import STAGES
-
 
 #: Where the figure configs live (relative to the working directory).
 DEFAULT_CONFIG_DIR = Path("experiments") / "figures"
@@ -94,7 +94,9 @@ class _ResponseParams(_Params):
     @classmethod
     def _non_negative_increasing(cls, spends):
         if any(s < 0 or not math.isfinite(s) for s in spends) or list(spends) != sorted(set(spends)):
-            raise ValueError(f"spends must be distinct finite numbers >= 0 in increasing order; got {list(spends)}")
+            raise ValueError(
+                f"spends must be distinct finite numbers >= 0 in increasing order; got {list(spends)}"
+            )
         return spends
 
 
@@ -117,7 +119,9 @@ class _ValidationParams(_Params):
     @classmethod
     def _positive(cls, horizons):
         if any(h < 1 for h in horizons) or list(horizons) != sorted(set(horizons)):
-            raise ValueError(f"horizons must be distinct whole numbers >= 1 in increasing order; got {list(horizons)}")
+            raise ValueError(
+                f"horizons must be distinct whole numbers >= 1 in increasing order; got {list(horizons)}"
+            )
         return horizons
 
 
@@ -188,14 +192,18 @@ class FigureSpec:
     def config(self, label: str = "main", quick: bool = False) -> ExperimentConfig:
         """The validated experiment ``label`` at the full or quick sizes."""
         if label not in self.experiments:
-            raise KeyError(f"figure {self.name!r} has no experiment {label!r}; it has: {', '.join(self.experiments)}")
+            raise KeyError(
+                f"figure {self.name!r} has no experiment {label!r}; it has: {', '.join(self.experiments)}"
+            )
         data = copy.deepcopy(self.experiments[label])
         sizes = self.sizes(quick)
         data.setdefault("population", {})["customers"] = sizes["customers"]
         data.setdefault("run", {})["replications"] = sizes["replications"]
         if sizes["horizon"] is not None:
             data["run"]["horizon"] = sizes["horizon"]
-        return config_from_dict(data, f"{self.path} [{'experiment' if label == 'main' else 'experiments.' + label}]")
+        return config_from_dict(
+            data, f"{self.path} [{'experiment' if label == 'main' else 'experiments.' + label}]"
+        )
 
 
 def _deep_merge(base: dict, override: dict) -> dict:
@@ -224,13 +232,17 @@ def _read_toml(path: Path, source: str) -> dict:
 def _experiment_data(table: Any, label: str, path: Path, source: str, seen: tuple = ()) -> dict:
     where = "experiment" if label == "main" else f"experiments.{label}"
     if not isinstance(table, dict):
-        raise ConfigError([(where, f"must be a table (an experiment config), got {type(table).__name__}")], source)
+        raise ConfigError(
+            [(where, f"must be a table (an experiment config), got {type(table).__name__}")], source
+        )
     table = dict(table)
     base = table.pop("base", None)
     if base is None:
         return table
     if not isinstance(base, str):
-        raise ConfigError([(f"{where}.base = {base!r}", "must be a path (relative to the figure file)")], source)
+        raise ConfigError(
+            [(f"{where}.base = {base!r}", "must be a path (relative to the figure file)")], source
+        )
     base_path = (path.parent / base).resolve()
     if base_path in seen:
         raise ConfigError([(f"{where}.base = {base!r}", "the bases refer to each other in a loop")], source)
@@ -256,7 +268,8 @@ def _pydantic_problems(error: ValidationError, prefix: str) -> list[tuple[str, s
 class FigureData:
     """What a figure draws: ``table`` (written as ``<name>.csv``, exactly the plotted
     data), ``facts`` (values for the caption's placeholders), and ``status`` (``"ok"``, or
-    ``"skipped: <why>"`` when the figure cannot be made here)."""
+    ``"skipped: <why>"`` when the figure cannot be made here).
+    """
 
     table: pd.DataFrame
     facts: dict = dataclasses.field(default_factory=dict)

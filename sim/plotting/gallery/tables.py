@@ -2,16 +2,17 @@
 from runs with nested horizons, the loyalty curve, the Lorenz curve, the spend-response
 configs, the survival validation and the market columns. They only select, aggregate and
 combine the tidy tables of :func:`sim.project`, :func:`sim.simulate_market` and the closed
-forms; no model logic."""
+forms; no model logic.
+"""
 
 from __future__ import annotations
 
 import copy
-
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
+
 from sim.model.config import ExperimentConfig
 from sim.model.names import STAGES
 from sim.runs.projection import project
@@ -27,8 +28,13 @@ def _by_stage_sums(result, policy: str) -> pd.DataFrame:
     return pd.DataFrame(sums, index=list(STAGES))
 
 
-def tenure_stage_table(config: ExperimentConfig, tenure_step: int, *, policies: Sequence[str] | None = None,
-                       threads: int | None = None) -> pd.DataFrame:
+def tenure_stage_table(
+    config: ExperimentConfig,
+    tenure_step: int,
+    *,
+    policies: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Mean loyalty, profit, satisfaction and spend per customer-period by tenure bin and stage.
 
     The cohort's tables give per-period means over all active customers (``trajectory``)
@@ -71,7 +77,9 @@ def tenure_stage_table(config: ExperimentConfig, tenure_step: int, *, policies: 
     names = list(config.policy_names if policies is None else policies)
     unknown = [name for name in names if name not in config.policy_names]
     if unknown:
-        raise ValueError(f"policies = {unknown}: not in the config; policies: {', '.join(config.policy_names)}")
+        raise ValueError(
+            f"policies = {unknown}: not in the config; policies: {', '.join(config.policy_names)}"
+        )
     keep = [policy.model_dump(mode="python") for policy in config.policies if policy.name in names]
     config = config.with_overrides(policies=keep)
     horizon = config.run.horizon
@@ -87,8 +95,14 @@ def tenure_stage_table(config: ExperimentConfig, tenure_step: int, *, policies: 
             pooled = bin_sums.sum(axis=0).rename("all")
             for stage, values in list(bin_sums.iterrows()) + [("all", pooled)]:
                 count = values["customer_periods"]
-                row = {"policy": name, "tenure_start": start, "tenure_end": stop, "tenure_mid": (start + stop - 1) / 2,
-                       "stage": stage, "customer_periods": int(round(count))}
+                row = {
+                    "policy": name,
+                    "tenure_start": start,
+                    "tenure_end": stop,
+                    "tenure_mid": (start + stop - 1) / 2,
+                    "stage": stage,
+                    "customer_periods": int(round(count)),
+                }
                 for column in ("loyalty_mean", "profit_mean", "satisfaction_mean", "spend_mean"):
                     row[column] = values[column] / count if count > 0 else np.nan
                 rows.append(row)
@@ -113,12 +127,19 @@ def loyalty_curve_table(config: ExperimentConfig, points: int = 201) -> pd.DataF
     if isinstance(points, bool) or not isinstance(points, (int, np.integer)) or points < 2:
         raise ValueError(f"points = {points!r}: must be a whole number >= 2")
     loy = config.loyalty
-    grid = np.unique(np.concatenate([np.linspace(0.0, 1.0, int(points)),
-                                     [loy.defection_threshold, loy.affection_threshold]]))
-    loyalty = loyalty_from_satisfaction.py_func(grid, loy.defection_threshold, loy.affection_threshold,
-                                                loy.indifference_low, loy.indifference_high)
-    zone = np.where(grid < loy.defection_threshold, "defection",
-                    np.where(grid < loy.affection_threshold, "indifference", "affection"))
+    grid = np.unique(
+        np.concatenate(
+            [np.linspace(0.0, 1.0, int(points)), [loy.defection_threshold, loy.affection_threshold]]
+        )
+    )
+    loyalty = loyalty_from_satisfaction.py_func(
+        grid, loy.defection_threshold, loy.affection_threshold, loy.indifference_low, loy.indifference_high
+    )
+    zone = np.where(
+        grid < loy.defection_threshold,
+        "defection",
+        np.where(grid < loy.affection_threshold, "indifference", "affection"),
+    )
     return pd.DataFrame({"satisfaction": grid, "loyalty": np.asarray(loyalty, dtype=float), "zone": zone})
 
 
@@ -153,13 +174,21 @@ def lorenz_table(clv: dict, points: int = 201) -> pd.DataFrame:
         total = cumulative[-1]
         share = np.linspace(0.0, 1.0, int(points))
         ranks = np.rint(share * values.size).astype(np.int64)
-        frames.append(pd.DataFrame({"policy": policy, "customer_share": share,
-                                    "value_share": cumulative[ranks] / total if total != 0 else np.nan}))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "policy": policy,
+                    "customer_share": share,
+                    "value_share": cumulative[ranks] / total if total != 0 else np.nan,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def response_config(config: ExperimentConfig, base_policy: str, stages: Sequence[str],
-                    spends: Sequence[float]) -> ExperimentConfig:
+def response_config(
+    config: ExperimentConfig, base_policy: str, stages: Sequence[str], spends: Sequence[float]
+) -> ExperimentConfig:
     """An experiment whose policies trace the spend response of each stage.
 
     For every stage in ``stages`` and every spend in ``spends``, a stage policy named
@@ -178,15 +207,21 @@ def response_config(config: ExperimentConfig, base_policy: str, stages: Sequence
 
     base = next((policy for policy in config.policies if policy.name == base_policy), None)
     if base is None:
-        raise ValueError(f"base_policy = {base_policy!r}: no such policy; policies: {', '.join(config.policy_names)}")
+        raise ValueError(
+            f"base_policy = {base_policy!r}: no such policy; policies: {', '.join(config.policy_names)}"
+        )
     if not isinstance(base, StagePolicy):
-        raise ValueError(f"base_policy = {base_policy!r}: must be a policy of kind 'stage', not {base.kind!r}")
+        raise ValueError(
+            f"base_policy = {base_policy!r}: must be a policy of kind 'stage', not {base.kind!r}"
+        )
     bad = [stage for stage in stages if stage not in STAGES]
     if bad:
         raise ValueError(f"stages = {bad}: allowed: {', '.join(STAGES)}")
     if 1 + len(stages) * len(spends) > 64:
-        raise ValueError(f"{len(stages)} stages x {len(spends)} spends + 1 = {1 + len(stages) * len(spends)} policies; "
-                         "at most 64 are allowed: use fewer spends")
+        raise ValueError(
+            f"{len(stages)} stages x {len(spends)} spends + 1 = {1 + len(stages) * len(spends)} policies; "
+            "at most 64 are allowed: use fewer spends"
+        )
     dumped = base.model_dump(mode="python")
     policies = [dumped]
     for stage in stages:
@@ -200,12 +235,21 @@ def response_config(config: ExperimentConfig, base_policy: str, stages: Sequence
 
 
 #: The ABC rule of thumb (MODEL.md §3): cumulative (customer share, value share).
-ABC_REFERENCE = pd.DataFrame({"customer_share": [0.0, 0.05, 0.20, 1.0], "value_share": [0.0, 0.50, 0.80, 1.0]})
+ABC_REFERENCE = pd.DataFrame(
+    {"customer_share": [0.0, 0.05, 0.20, 1.0], "value_share": [0.0, 0.50, 0.80, 1.0]}
+)
 
 
-def survival_validation_table(cohort: ExperimentConfig, survivors: Sequence[int], holdout: Sequence[int] = (), *,
-                              policy: str | None = None, customers: int | None = None,
-                              replications: int | None = None, threads: int | None = None) -> pd.DataFrame:
+def survival_validation_table(
+    cohort: ExperimentConfig,
+    survivors: Sequence[int],
+    holdout: Sequence[int] = (),
+    *,
+    policy: str | None = None,
+    customers: int | None = None,
+    replications: int | None = None,
+    threads: int | None = None,
+) -> pd.DataFrame:
     """Observed, sBG-fitted and simulated survival of a cohort (the survival panel of the
     ``validation`` figure).
 
@@ -230,8 +274,10 @@ def survival_validation_table(cohort: ExperimentConfig, survivors: Sequence[int]
 
     fit = sbg_fit(list(survivors))
     periods = len(survivors) + len(holdout)
-    cohort = cohort.with_overrides(population={"churn_propensity": {"alpha": float(fit.alpha), "beta": float(fit.beta)}},
-                                   run={"horizon": periods - 1})
+    cohort = cohort.with_overrides(
+        population={"churn_propensity": {"alpha": float(fit.alpha), "beta": float(fit.beta)}},
+        run={"horizon": periods - 1},
+    )
     result = project(cohort, threads=threads, customers=customers, replications=replications)
     cohort = result.config
     policy = policy or cohort.policy_names[0]
@@ -241,32 +287,51 @@ def survival_validation_table(cohort: ExperimentConfig, survivors: Sequence[int]
     observed = np.asarray(list(survivors) + list(holdout), dtype=float)
     t = np.arange(periods)
     fitted = np.asarray(sbg_survival(fit.alpha, fit.beta, t), dtype=float)
-    return pd.DataFrame({
-        "period": t,
-        "observed_survivors": observed.astype(np.int64),
-        "observed_survival": observed / observed[0],
-        "observed_role": ["fit"] * len(survivors) + ["holdout"] * len(holdout),
-        "fitted_survival": fitted,
-        "simulated_survival": simulated_survival,
-        "simulated_se": np.sqrt(simulated_survival * (1.0 - simulated_survival) / n_total),
-    })
+    return pd.DataFrame(
+        {
+            "period": t,
+            "observed_survivors": observed.astype(np.int64),
+            "observed_survival": observed / observed[0],
+            "observed_role": ["fit"] * len(survivors) + ["holdout"] * len(holdout),
+            "fitted_survival": fitted,
+            "simulated_survival": simulated_survival,
+            "simulated_se": np.sqrt(simulated_survival * (1.0 - simulated_survival) / n_total),
+        }
+    )
 
 
 def _market_columns(market: pd.DataFrame, cohort: int) -> pd.DataFrame:
     """Per-period means over replications: live customers and word-of-mouth joins per
-    cohort customer, exit rates by segment, cumulative discounted net cash per cohort customer."""
+    cohort customer, exit rates by segment, cumulative discounted net cash per cohort customer.
+    """
     grouped = market.groupby("period", sort=True)
-    sums = grouped[["live", "live_relationship", "live_transactional", "exits_relationship", "exits_transactional",
-                    "joined_word_of_mouth", "deterred", "cash_value"]].sum()
+    sums = grouped[
+        [
+            "live",
+            "live_relationship",
+            "live_transactional",
+            "exits_relationship",
+            "exits_transactional",
+            "joined_word_of_mouth",
+            "deterred",
+            "cash_value",
+        ]
+    ].sum()
     replications = market["replication"].nunique()
     with np.errstate(invalid="ignore", divide="ignore"):
-        out = pd.DataFrame({
-            "period": sums.index.to_numpy(),
-            "live_per_cohort": sums["live"].to_numpy() / (replications * cohort),
-            "joined_word_of_mouth_per_1000": 1000.0 * sums["joined_word_of_mouth"].to_numpy() / (replications * cohort),
-            "exit_rate_relationship": (sums["exits_relationship"] / sums["live_relationship"]).to_numpy(),
-            "exit_rate_transactional": (sums["exits_transactional"] / sums["live_transactional"]).to_numpy(),
-            "cash_value_cumulative": np.cumsum(sums["cash_value"].to_numpy()) / (replications * cohort),
-            "competitor": grouped["competitor"].max().to_numpy().astype(bool),
-        })
+        out = pd.DataFrame(
+            {
+                "period": sums.index.to_numpy(),
+                "live_per_cohort": sums["live"].to_numpy() / (replications * cohort),
+                "joined_word_of_mouth_per_1000": 1000.0
+                * sums["joined_word_of_mouth"].to_numpy()
+                / (replications * cohort),
+                "exit_rate_relationship": (sums["exits_relationship"] / sums["live_relationship"]).to_numpy(),
+                "exit_rate_transactional": (
+                    sums["exits_transactional"] / sums["live_transactional"]
+                ).to_numpy(),
+                "cash_value_cumulative": np.cumsum(sums["cash_value"].to_numpy()) / (replications * cohort),
+                "competitor": grouped["competitor"].max().to_numpy().astype(bool),
+            }
+        )
     return out
