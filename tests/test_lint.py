@@ -1,6 +1,7 @@
 """The code is lint-clean: ``ruff check`` and ``ruff format --check`` with the settings of
 ``pyproject.toml`` (pyflakes, pycodestyle, import order, numpy-style docstrings on public
-names, lines of at most 110 characters). ruff is a dev dependency; a missing ruff fails."""
+names, lines of at most 110 characters). ruff is a dev dependency; a missing ruff fails.
+"""
 
 from __future__ import annotations
 
