@@ -33,6 +33,33 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # -----------------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A fake home folder (Path.home() follows $HOME on POSIX)."""
+    folder = tmp_path / "home" / "researcher"
+    folder.mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(folder))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def small_run():
+    """One customer, one period, one policy: every documented empty-group NaN appears."""
+    from sim.engines.core import simulate_chunk
+    from sim.model.arrays import model_arrays
+    from sim.model.policies import policy_tables
+
+    config = sim.config_from_dict(
+        {
+            "population": {"customers": 1},
+            "run": {"horizon": 1, "replications": 1},
+            "policies": [{"name": "u", "kind": "uniform", "spend": 0.0}],
+        }
+    )
+    partials = simulate_chunk(model_arrays(config), policy_tables(config), 1, 0, 0, 1, 1)
+    return config, partials
+
+
 @pytest.fixture(scope="session")
 def baseline_config():
     """The shipped baseline experiment."""

@@ -134,13 +134,18 @@ def _imports(module: str) -> list[tuple[int, str, tuple[str, ...]]]:
     return found
 
 
+#: The package's entry points: ``sim/__init__.py`` assembles the top level from every layer,
+#: ``sim/__main__.py`` runs the command line (``python -m sim``).
+ENTRY_POINTS = ("sim", "sim.__main__")
+
+
 def _library_modules() -> list[str]:
-    """Every module but the package's own ``__init__`` (which assembles the top level)."""
-    return [module for module in MODULES if module != "sim"]
+    """Every module but the package's entry points."""
+    return [module for module in MODULES if module not in ENTRY_POINTS]
 
 
 def test_every_subpackage_has_a_layer_and_a_docstring_saying_what_it_may_import():
-    subpackages = sorted({_subpackage(module) for module in MODULES if _subpackage(module)})
+    subpackages = sorted({_subpackage(module) for module in _library_modules() if _subpackage(module)})
     assert set(subpackages) <= set(RANK), sorted(set(subpackages) - set(RANK))
     for name in subpackages:
         path = PACKAGE / name / "__init__.py"
@@ -293,7 +298,7 @@ def test_the_top_level_is_the_curated_list():
 def test_every_subpackage_all_resolves():
     import importlib
 
-    for module in MODULES:
+    for module in _library_modules():
         loaded = importlib.import_module(module)
         for name in getattr(loaded, "__all__", ()):
             assert hasattr(loaded, name), f"{module}.__all__ lists {name!r}, which it does not define"

@@ -15,14 +15,15 @@ import os
 import sys
 from pathlib import Path
 
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
 
 REPO = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
 KERNEL_NAME = "sim-test-python3"
+#: Matplotlib's backend for notebooks: figures become image/png outputs of their cells.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 #: Small sizes injected after each notebook's parameters cell.
 SMALL = {
@@ -71,6 +72,8 @@ def kernel_name(tmp_path_factory):
                 "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
                 "display_name": "sim tests (this interpreter)",
                 "language": "python",
+                # the kernel draws inline whatever the caller's MPLBACKEND (Agg would draw nothing)
+                "env": {"MPLBACKEND": INLINE_BACKEND},
             }
         )
     )
@@ -97,6 +100,22 @@ def test_notebook_executes_with_small_sizes(path, kernel_name):
     assert not [output for output in outputs if output.get("output_type") == "error"]
     images = [output for output in outputs if "image/png" in output.get("data", {})]
     assert images, f"{path.name} drew no figure"
+
+
+def test_the_kernel_draws_inline_whatever_the_callers_backend(kernel_name, monkeypatch):
+    """A caller with MPLBACKEND=Agg in the environment (a common CI or headless setting) still
+    gets figures: the kernelspec sets the inline backend for the kernel process.
+    """
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    notebook = nbformat.v4.new_notebook(
+        cells=[
+            nbformat.v4.new_code_cell("import os, matplotlib\nprint(os.environ['MPLBACKEND'])"),
+            nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nplt.plot([0, 1], [1, 0]);"),
+        ]
+    )
+    nbclient.NotebookClient(notebook, kernel_name=kernel_name, timeout=120).execute()
+    assert notebook.cells[0].outputs[0]["text"].strip() == INLINE_BACKEND
+    assert any("image/png" in output.get("data", {}) for output in notebook.cells[1].outputs)
 
 
 def test_strip_outputs_clears_what_the_no_outputs_test_refuses(tmp_path):

@@ -26,7 +26,7 @@ import pytest
 from hypothesis import assume, event, given
 from hypothesis import strategies as st
 
-from sim.engines.core import START_COLUMNS, _new_customers, run_customers, simulate_chunk
+from sim.engines.core import new_customers, run_customers, simulate_chunk
 from sim.exceptions import ConfigError
 from sim.model.arrays import model_arrays
 from sim.model.config import config_from_dict
@@ -241,16 +241,7 @@ def check_run(config):
         warnings.simplefilter("error", RuntimeWarning)  # no overflow or invalid value anywhere
         partials = simulate_chunk(arrays, tables, config.run.seed, 0, 0, n, horizon, trace_customers=n)
         result = ProjectionResult.from_partials(config, [partials])  # raises on any unexpected NaN/inf
-    attributes, start = np.empty((n, 5)), np.empty((n, len(START_COLUMNS)))
-    _new_customers(
-        np.uint64(config.run.seed),
-        np.uint64(0),
-        np.int64(0),
-        arrays.scalars,
-        arrays.segment,
-        attributes,
-        start,
-    )
+    attributes, start = new_customers(arrays, config.run.seed, 0, 0, n)
 
     # 1. nothing non-finite in the raw partials or the per-customer CLVs
     for field in ChunkPartials.FIELDS + ("clv",):

@@ -11,6 +11,11 @@ from pathlib import Path
 from sim.checks.bench import format_table, run_benchmarks, write_report
 from sim.cli._common import EXIT_BAD_INPUT
 
+__all__ = [
+    "register",
+    "main",
+]
+
 
 def _handle(args) -> int:
     if args.repeats is not None and args.repeats < 1:

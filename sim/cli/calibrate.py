@@ -15,6 +15,10 @@ from sim.fitting.cohort import calibrate_transactions, check_period_months, read
 from sim.fitting.synthetic import synthetic_transaction_log, write_transaction_log
 from sim.model.config import ExperimentConfig, config_from_dict, load_config
 
+__all__ = [
+    "register",
+]
+
 
 def _print_fit(calibration: SurvivalCalibration, stream=None) -> None:
     stream = stream or sys.stdout

@@ -16,6 +16,10 @@ from sim.plotting.gallery.kinds import load_figure_specs
 from sim.plotting.gallery.make import check_threads, make_figures
 from sim.plotting.gallery.spec import DEFAULT_CONFIG_DIR, DEFAULT_OUT, DEFAULT_QUICK_OUT, FIGURE_SUFFIXES
 
+__all__ = [
+    "register",
+]
+
 
 def _manifest_problem(out: Path, force: bool) -> str | None:
     """A folder whose ``manifest.json`` is not a figure set's (a ``sim run`` or ``sim optimize``

@@ -22,6 +22,10 @@ from sim.experiments.optimize import (
 from sim.experiments.spend_search import SpendLayout
 from sim.plotting.experiments import optimize_figure
 
+__all__ = [
+    "register",
+]
+
 
 def _report(result: OptimizationResult) -> str:
     lines = ["optimal spend per period (CRN search):"]

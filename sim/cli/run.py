@@ -17,6 +17,13 @@ from sim.model.config import ExperimentConfig, sweep_grid
 from sim.plotting.experiments import sweep_figure
 from sim.plotting.market import market_figure
 
+__all__ = [
+    "register",
+    "experiment_report",
+    "run_sweep_command",
+    "run_market_command",
+]
+
 
 def register(subparsers) -> None:
     """Add ``sim run CONFIG`` to the ``sim`` command line."""

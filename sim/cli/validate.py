@@ -9,6 +9,10 @@ import pandas as pd
 from sim.checks.validate import DEFAULT_SEED, FULL_CUSTOMERS, QUICK_CUSTOMERS, Z_LIMIT, run_checks
 from sim.cli._common import EXIT_BAD_INPUT, non_negative_int
 
+__all__ = [
+    "register",
+]
+
 
 def _csv_problem(path, force: bool) -> str | None:
     """Why ``--csv path`` cannot be written (checked before any work), or None."""

@@ -92,6 +92,7 @@ __all__ = [
     "DRAW_BATCH",
     "MAX_RAMP_TABLE",
     "stay_bounds",
+    "new_customers",
     "run_customers",
     "simulate_chunk",
 ]
@@ -612,6 +613,35 @@ def run_customers(
     return partials
 
 
+def new_customers(arrays, seed: int, replication: int, first_customer: int, n_customers: int):
+    """The attributes and start states of the newly acquired customers ``first_customer ..
+    first_customer + n_customers - 1`` of one replication (checked wrapper of the parallel
+    kernel :func:`_new_customers`).
+
+    Returns
+    -------
+    attributes : ndarray, shape (n_customers, 5)
+        Columns :data:`ATTRIBUTE_COLUMNS`, drawn with :func:`sim.model.step.customer_attributes`.
+    start : ndarray, shape (n_customers, 7)
+        Columns :data:`START_COLUMNS`: exploration, satisfaction 1/2, the initial expectation,
+        tenure 0, and the acquisition cost of the customer's segment.
+    """
+    if n_customers < 0 or first_customer < 0:
+        raise ValueError(f"first_customer = {first_customer} and n_customers = {n_customers} must be >= 0")
+    attributes = np.empty((n_customers, len(ATTRIBUTE_COLUMNS)))
+    start = np.empty((n_customers, len(START_COLUMNS)))
+    _new_customers(
+        np.uint64(seed),
+        np.uint64(replication),
+        np.int64(first_customer),
+        arrays.scalars,
+        arrays.segment,
+        attributes,
+        start,
+    )
+    return attributes, start
+
+
 def simulate_chunk(
     arrays,
     tables,
@@ -632,17 +662,7 @@ def simulate_chunk(
     """
     if first_customer % BLOCK:
         raise ValueError(f"first_customer = {first_customer} must be a multiple of BLOCK = {BLOCK}")
-    attributes = np.empty((n_customers, len(ATTRIBUTE_COLUMNS)))
-    start = np.empty((n_customers, len(START_COLUMNS)))
-    _new_customers(
-        np.uint64(seed),
-        np.uint64(replication),
-        np.int64(first_customer),
-        arrays.scalars,
-        arrays.segment,
-        attributes,
-        start,
-    )
+    attributes, start = new_customers(arrays, seed, replication, first_customer, n_customers)
     customer_ids = np.arange(first_customer, first_customer + n_customers, dtype=np.int64)
     return run_customers(
         arrays, tables, seed, replication, customer_ids, attributes, start, horizon, trace_customers

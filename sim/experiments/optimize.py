@@ -58,7 +58,7 @@ import pandas as pd
 from sim.exceptions import ConfigError
 from sim.experiments.spend_search import SpendLayout, SpendSearch, _objective_config, search_spend
 from sim.io.progress import Progress, report_status
-from sim.model.config import ExperimentConfig
+from sim.model.config import MAX_POLICIES, ExperimentConfig
 from sim.model.names import SEGMENTS, STAGES
 from sim.runs.projection import project
 from sim.tables.result import Z95
@@ -255,12 +255,6 @@ class OptimizationResult:
         )
 
 
-def _max_policies() -> int:
-    """The most policies a config may hold (the ``max_length`` of ``ExperimentConfig.policies``)."""
-    metadata = ExperimentConfig.model_fields["policies"].metadata
-    return next(item.max_length for item in metadata if getattr(item, "max_length", None) is not None)
-
-
 def optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
     """The name of the optimised policy, once every check :func:`optimize_spend` can make
     before any work has passed: the name is free, the config leaves room for one more
@@ -278,7 +272,7 @@ def optimum_name(config: ExperimentConfig, seed: int | None = None) -> str:
                 ),
             )
         )
-    limit = _max_policies()
+    limit = MAX_POLICIES
     if len(config.policies) >= limit:
         problems.append(
             (

@@ -15,6 +15,11 @@ from sim.experiments.spend_search import SpendLayout, _objective_config
 from sim.model.config import ExperimentConfig
 from sim.model.names import EXPLORATION, SEGMENTS, STAGES
 
+__all__ = [
+    "referral_case_clv",
+    "referral_case_optimum",
+]
+
 
 def _referral_case_problems(config: ExperimentConfig) -> list[str]:
     from sim.analytic.lifecycle_chain import markov_reducible_problems

@@ -14,6 +14,14 @@ from sim.experiments.comparison import run_experiment
 from sim.io.progress import Progress, report_status
 from sim.model.config import ExperimentConfig, apply_overrides, sweep_grid
 
+__all__ = [
+    "SweepResult",
+    "sweep_point_configs",
+    "sweep_size_problems",
+    "MAX_REPORTED_POINTS",
+    "run_sweep",
+]
+
 
 @dataclass
 class SweepResult:

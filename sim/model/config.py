@@ -56,6 +56,7 @@ __all__ = [
     "load_config",
     "config_to_toml",
     "write_config",
+    "MAX_POLICIES",
     "with_run_overrides",
     "config_from_dict",
     "apply_overrides",
@@ -78,6 +79,10 @@ __all__ = [
 # --------------------------------------------------------------------------- market (agent engine)
 
 
+#: The most policies an experiment may hold.
+MAX_POLICIES = 64
+
+
 class ExperimentConfig(_Frozen):
     """A complete experiment: the model, the policies to compare and the run settings."""
 
@@ -90,7 +95,7 @@ class ExperimentConfig(_Frozen):
     word_of_mouth: WordOfMouthConfig = Field(default_factory=WordOfMouthConfig)
     economics: EconomicsConfig = Field(default_factory=EconomicsConfig)
     policies: tuple[PolicyConfig, ...] = Field(
-        default_factory=_default_policies, min_length=1, max_length=64, strict=False
+        default_factory=_default_policies, min_length=1, max_length=MAX_POLICIES, strict=False
     )
     run: RunConfig = Field(default_factory=RunConfig)
     engine: Literal["core", "abm"] = Field(

@@ -13,6 +13,19 @@ from pydantic import Field, field_validator, model_validator
 from sim.model.names import STAGES
 from sim.model.sections import NonNegative, Positive, Probability, SegmentValues, StageNonNegative, _Frozen
 
+__all__ = [
+    "MAX_MARKET_CUSTOMERS",
+    "AGENT_BYTES_PER_CUSTOMER",
+    "MAX_PURCHASE_RATE",
+    "MAX_PROSPECTS_PER_CUSTOMER",
+    "MarketBudgetConfig",
+    "MarketCapacityConfig",
+    "MarketWordOfMouthConfig",
+    "MarketAcquisitionConfig",
+    "MarketCompetitorConfig",
+    "MarketConfig",
+]
+
 #: Largest ``market.max_customers``.
 MAX_MARKET_CUSTOMERS = 100_000_000
 

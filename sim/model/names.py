@@ -6,6 +6,20 @@ Imports nothing from the package.
 
 from __future__ import annotations
 
+__all__ = [
+    "STAGES",
+    "SEGMENTS",
+    "TIERS",
+    "SATISFACTION_TYPES",
+    "PATTERNS",
+    "EXPLORATION",
+    "FORMATION",
+    "STABILITY",
+    "DECLINE",
+    "ENDED",
+    "N_STAGES",
+]
+
 #: The four lifecycle stages, in the only order a relationship may pass them (MODEL.md §1).
 STAGES: tuple[str, ...] = ("exploration", "formation", "stability", "decline")
 

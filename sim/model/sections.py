@@ -15,6 +15,35 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from sim.model.names import SATISFACTION_TYPES, STAGES, TIERS
 
+__all__ = [
+    "MAX_MAGNITUDE",
+    "MIN_CARE_SCALE",
+    "StageValues",
+    "StageProbabilities",
+    "StageNonNegative",
+    "SegmentValues",
+    "SatisfactionTypeValues",
+    "ChurnPropensity",
+    "PopulationConfig",
+    "DynamicsConfig",
+    "LoyaltyConfig",
+    "TransitionConfig",
+    "WordOfMouthConfig",
+    "EconomicsConfig",
+    "NonePolicy",
+    "UniformPolicy",
+    "StagePolicy",
+    "TablePolicy",
+    "ValuePolicy",
+    "MaxSatisfactionPolicy",
+    "ReactivePolicy",
+    "RunConfig",
+    "MAX_SWEEP_POINTS",
+    "ComparisonConfig",
+    "PrecisionConfig",
+    "OptimizeConfig",
+]
+
 
 class _Frozen(BaseModel):
     """Base for config sections: immutable, unknown keys rejected, strict-ish types."""

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+__all__ = [
+    "plot_survival_fit",
+]
+
 
 def plot_survival_fit(table: pd.DataFrame, ax=None):
     """Observed survival (points) and the fitted sBG curve (line) against the period.

@@ -7,6 +7,10 @@ import pandas as pd
 
 from sim.checks.validate import Z_LIMIT
 
+__all__ = [
+    "plot_checks",
+]
+
 
 def plot_checks(table: pd.DataFrame, ax=None):
     """The z-score of every check (horizontal bars) with the +-4 SE limits.

@@ -8,6 +8,12 @@ from sim.experiments.comparison import frontier_table
 from sim.experiments.optimize import OptimizationResult
 from sim.experiments.sweep import SweepResult
 
+__all__ = [
+    "comparison_figure",
+    "sweep_figure",
+    "optimize_figure",
+]
+
 
 def comparison_figure(result):
     """The comparison page of a run: forest plot of paired ΔCLV, frontier and CLV

@@ -12,6 +12,20 @@ import pandas as pd
 from sim.model.names import PATTERNS, STAGES
 from sim.tables.result import Z95
 
+__all__ = [
+    "plot_lifecycle_curve",
+    "plot_pattern_bars",
+    "plot_loyalty_curve",
+    "plot_retention_by_satisfaction",
+    "plot_satisfaction_over_time",
+    "plot_net_clv",
+    "plot_response_curve",
+    "plot_lorenz",
+    "plot_markov_validation",
+    "plot_survival_validation",
+    "plot_market_series",
+]
+
 
 def _axes(ax):
     if ax is None:

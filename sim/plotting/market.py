@@ -7,6 +7,11 @@ import pandas as pd
 
 from sim.engines.market.engine import MarketResult
 
+__all__ = [
+    "plot_market",
+    "market_figure",
+]
+
 # --------------------------------------------------------------------------- plots
 
 

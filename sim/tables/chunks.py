@@ -17,6 +17,14 @@ import numpy as np
 from sim.tables.partials import ChunkPartials
 from sim.tables.sketch import ClvSketch
 
+__all__ = [
+    "CLV_KEEP_LIMIT",
+    "WorkItem",
+    "exact_clv_tables",
+    "ChunkResult",
+    "ChunkReducer",
+]
+
 #: Up to this many customers x replications, the CLV quantiles and the value-concentration
 #: table are computed from every customer's CLV, which :attr:`sim.ProjectionResult.clv`
 #: keeps (8 bytes per value and policy); above it they come from the

@@ -33,6 +33,18 @@ from sim.tables.partials import (
     ChunkPartials,
 )
 
+__all__ = [
+    "QUANTILE_LEVELS",
+    "STATE_NAMES",
+    "Z95",
+    "ProjectionResult",
+    "NAN_WHEN_EMPTY",
+    "check_finite",
+    "NONFINITE_HINT",
+    "VALUE_GROUPS",
+    "COMPARISON_COLUMNS",
+]
+
 #: CLV quantiles reported in the summary table.
 QUANTILE_LEVELS = (0.05, 0.25, 0.5, 0.75, 0.95)
 

@@ -12,6 +12,12 @@ import numpy as np
 
 from sim.model.names import STAGES
 
+__all__ = [
+    "CustomerState",
+    "allocate_budget",
+    "poisson_count",
+]
+
 
 @dataclass(frozen=True, slots=True)
 class CustomerState:
@@ -105,12 +111,12 @@ def allocate_budget(
     return granted
 
 
-#: Largest Poisson mean drawn by one inversion in :func:`_poisson` (exp(-mean) is then
+#: Largest Poisson mean drawn by one inversion in :func:`poisson_count` (exp(-mean) is then
 #: far from underflow: exp(-500) ~ 7e-218).
 _POISSON_CHUNK = 500.0
 
 
-def _poisson(mean: float, uniform: Callable[[], float]) -> int:
+def poisson_count(mean: float, uniform: Callable[[], float]) -> int:
     """A Poisson(``mean``) count by inversion of the distribution function, one uniform
     from ``uniform()`` per inversion.
 

@@ -11,7 +11,7 @@ from collections import deque
 import numpy as np
 import simpy
 
-from sim.engines.market.budget import CustomerState, _poisson, allocate_budget
+from sim.engines.market.budget import CustomerState, allocate_budget, poisson_count
 from sim.engines.market.state import (
     _STATE_NAMES,
     AGENT_DTYPE,
@@ -444,7 +444,7 @@ class _Market:
         """
         setup = self.setup
         streams = self.streams
-        count = _poisson(setup.wom_means[kind], lambda: _stream_uniform(streams, agent, R_WORD_OF_MOUTH))
+        count = poisson_count(setup.wom_means[kind], lambda: _stream_uniform(streams, agent, R_WORD_OF_MOUTH))
         self._log_agent(agent, "talked")
         if count == 0:
             return

@@ -69,6 +69,26 @@ from sim.model.streams import (
 )
 from sim.tables.partials import add_period, add_satisfaction
 
+__all__ = [
+    "MARKET_STREAM_CUSTOMER",
+    "ORIGINS",
+    "ORIGIN_COHORT",
+    "ORIGIN_ACQUISITION",
+    "ORIGIN_WORD_OF_MOUTH",
+    "SNAPSHOT_COLUMNS",
+    "AGENT_DTYPE",
+    "R_PERF",
+    "R_MOVE",
+    "R_CHURN",
+    "R_PURCHASES",
+    "R_COMPLAINTS",
+    "R_WORD_OF_MOUTH",
+    "N_R",
+    "COUNTS_DTYPE",
+    "MARKET_COLUMNS",
+    "agent_accounts",
+]
+
 #: The customer index of the market's own streams (no customer can have it).
 MARKET_STREAM_CUSTOMER = MAX_CUSTOMER
 #: How a customer came to the firm: the initial cohort, the acquisition process, word of mouth.

@@ -21,6 +21,12 @@ from sim.io.paths import RUN_MARKER
 from sim.plotting.gallery.kinds import draw_figure, figure_caption, figure_data, load_figure_specs
 from sim.plotting.gallery.spec import DEFAULT_CONFIG_DIR, DEFAULT_OUT, DEFAULT_QUICK_OUT
 
+__all__ = [
+    "FigureRecord",
+    "make_figures",
+    "check_threads",
+]
+
 
 @dataclasses.dataclass
 class FigureRecord:

@@ -17,6 +17,15 @@ from sim.model.config import ExperimentConfig
 from sim.model.names import STAGES
 from sim.runs.projection import project
 
+__all__ = [
+    "tenure_stage_table",
+    "loyalty_curve_table",
+    "lorenz_table",
+    "response_config",
+    "ABC_REFERENCE",
+    "survival_validation_table",
+]
+
 
 def _by_stage_sums(result, policy: str) -> pd.DataFrame:
     """Per-stage sums (not means) over customer-periods of one policy's ``by_stage`` rows."""

@@ -112,7 +112,7 @@ def test_bad_executor_arguments_are_refused_before_work(capsys, tmp_path):
 
 # ----------------------------------------------------------------------------- with Dask
 
-distributed = pytest.importorskip("distributed")
+import distributed  # noqa: E402  (a dev dependency: the Dask executor is tested in CI)
 
 
 @pytest.fixture(scope="module")

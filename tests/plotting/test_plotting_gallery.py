@@ -19,12 +19,13 @@ import pytest
 import sim
 import sim.plotting.gallery.make
 from sim.cli.main import main
+from sim.engines.market.engine import simulate_market
 from sim.plotting import gallery as figures
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "experiments" / "figures"
 Z95 = 1.959963984540054
-#: The 11 figures of issue 8, by number.
+#: The 11 figures of issue 8 and the two CDNOW figures of the transaction-log issue, by number.
 EXPECTED = {
     1: "lifecycle_curve",
     2: "stage_occupancy",
@@ -37,12 +38,10 @@ EXPECTED = {
     9: "value_concentration",
     10: "validation",
     11: "agent_effects",
+    # figures of data, not simulations (tests/plotting/test_plotting_fit_figures.py checks them)
+    12: "cdnow_tracking",
+    13: "cdnow_conditional",
 }
-
-try:  # the agent engine (issue 3) may not be in every checkout
-    from sim.engines.market.engine import simulate_market
-except ImportError:  # pragma: no cover
-    simulate_market = None
 
 
 #: The caption facts of every figure of the quick run, by name (filled by ``quick_run``).
@@ -114,9 +113,6 @@ def test_every_figure_is_made_with_its_files_and_index(quick_run):
         assert entry["command"] in readme
         caption = (quick_run / f"{name}.txt").read_text()
         assert "{" not in caption and "}" not in caption, caption  # every placeholder filled
-        if name == "agent_effects" and simulate_market is None:  # pragma: no cover
-            assert entry["status"].startswith("skipped: agent engine not available")
-            continue
         assert entry["status"] == "ok"
         for suffix in ("png", "svg", "csv", "txt"):
             assert f"{name}.{suffix}" in entry["files"]
@@ -475,9 +471,6 @@ def test_validation_markov_and_sbg_panels(quick_run):
     assert (np.abs(survival["simulated_survival"] - survival["fitted_survival"]) <= 4 * se + 1e-12).all()
 
 
-@pytest.mark.skipif(
-    simulate_market is None, reason="agent engine (sim.engines.market.engine) not in this checkout"
-)
 def test_agent_effects_are_the_market_tables(quick_run):
     spec = _spec("agent_effects")
     params = spec.parameters(quick=True)

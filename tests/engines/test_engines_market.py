@@ -733,21 +733,18 @@ def test_the_satisfaction_bin_is_one_rule_on_scalars_and_arrays():
     np.testing.assert_array_equal(satisfaction_bin.py_func(grid), [min(int(value * 10), 9) for value in grid])
 
 
-def test_a_nan_satisfaction_books_no_satisfaction_bin(baseline_config):
-    """The step kernel's satisfaction bin: a NaN satisfaction (int(NaN) is undefined, the write
-    unchecked) books nothing; a finite one books exactly one bin, as in the core.
-    """
-    from sim.engines.market.state import _close_period
+def test_a_nan_satisfaction_books_no_satisfaction_bin():
+    """Every engine counts a customer-period with sim.tables.partials.add_satisfaction: a NaN
+    satisfaction (int(NaN) is undefined, the write unchecked) books nothing, a finite one exactly
+    one bin (and its exit column when the move is an exit)."""
+    from sim.tables.partials import SATISFACTION_BINS, add_satisfaction
 
-    config = baseline_config.with_overrides(run={"horizon": 4})
-    market = _one_market(config, 2)
-    market.agents["expectation"][1] = np.nan  # -> NaN disconfirmation -> NaN satisfaction (M4)
-    bins = market.partials.satisfaction_bins
-    _close_period(1, 0, *market.kernel_arguments)
-    assert math.isnan(market.agents["satisfaction"][1])
+    bins = np.zeros((1, 1, 4, SATISFACTION_BINS, 2), dtype=np.int64)
+    add_satisfaction(bins, 0, 0, 2, np.nan, True)
     assert bins.sum() == 0
-    _close_period(0, 0, *market.kernel_arguments)
-    assert bins[..., 0].sum() == 1
+    add_satisfaction(bins, 0, 0, 2, 0.55, True)
+    add_satisfaction(bins, 0, 0, 2, 0.55, False)
+    assert bins[0, 0, 2, 5, 0] == 2 and bins[0, 0, 2, 5, 1] == 1 and bins.sum() == 3
 
 
 def test_a_nan_satisfaction_is_a_named_error(baseline_config, monkeypatch):
@@ -780,11 +777,11 @@ def test_poisson_draws_have_the_right_mean_for_large_means(mean, n):
     The mean of n draws is within 4 SE of the Poisson mean, SE = sqrt(mean / n); so is the variance
     (SE of a sample variance of Poisson draws ~ mean * sqrt(2 / n) for a large mean).
     """
-    from sim.engines.market.budget import _poisson
+    from sim.engines.market.budget import poisson_count
 
     uniforms = np.random.default_rng(20240611).random(n * 20)
     position = iter(uniforms)
-    draws = np.array([_poisson(mean, lambda: next(position)) for _ in range(n)], dtype=float)
+    draws = np.array([poisson_count(mean, lambda: next(position)) for _ in range(n)], dtype=float)
     assert abs(draws.mean() - mean) < 4 * math.sqrt(mean / n), draws.mean()
     assert abs(draws.var(ddof=1) - mean) < 4 * mean * math.sqrt(2 / n), draws.var(ddof=1)
 
@@ -796,7 +793,7 @@ def test_poisson_draws_for_small_means_are_the_inverse_distribution_function():
     """
     from scipy.stats import poisson
 
-    from sim.engines.market.budget import _poisson
+    from sim.engines.market.budget import poisson_count
 
     def constant(value, used):
         def draw():
@@ -809,12 +806,12 @@ def test_poisson_draws_for_small_means_are_the_inverse_distribution_function():
     for mean in (0.0, 0.05, 3.0, 40.0, 500.0):
         for u in uniforms:
             used = []
-            count = _poisson(mean, constant(u, used))
+            count = poisson_count(mean, constant(u, used))
             assert len(used) == 1
             assert count == poisson.ppf(u, mean), (mean, u, count)
     for mean, parts in ((500.5, 2), (800.0, 2), (5000.0, 10)):
         used = []
-        _poisson(mean, constant(0.5, used))
+        poisson_count(mean, constant(0.5, used))
         assert len(used) == parts
 
 

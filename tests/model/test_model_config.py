@@ -10,7 +10,7 @@ import sim
 from sim.exceptions import ConfigError
 from sim.model.config import config_from_dict, load_config
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # (what is wrong, config, text every message must contain)
 BAD_CONFIGS = [
@@ -402,7 +402,7 @@ def test_overrides_update_sections_but_replace_the_sweep():
 
 def _cli(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "sim.cli.main", *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "sim", *args], cwd=cwd, capture_output=True, text=True, timeout=300
     )
 
 

@@ -311,10 +311,10 @@ def test_a_config_with_the_most_policies_is_refused_before_work(
     """Sim optimize adds the optimised policy: a config already holding the most policies
     allowed (64) is refused before the search, by the API and the command line.
     """
-    from sim.experiments.optimize import _max_policies
+    from sim.model.config import MAX_POLICIES
 
     _no_simulation(monkeypatch)
-    limit = _max_policies()
+    limit = MAX_POLICIES
     assert limit == 64
     policies = [{"name": f"p{i}", "kind": "uniform", "spend": i / 8} for i in range(limit)]
     config = baseline_config.with_overrides(policies=policies, comparison={"reference": "p0"})
