@@ -13,6 +13,12 @@ Quick start::
     result.summary          # one row per policy
     sim.plot_stage_occupancy(result.stages)
 
+Real transaction logs in, the field's standard customer-base models beside::
+
+    fit = sim.fit_transactions(sim.data.CDNOW_SAMPLE_PATH, "1997-09-30", "1998-06-30")
+    fit.evaluation          # BG/NBD and Pareto/NBD against the holdout
+    fit.save("results/fit-cdnow")   # tables, manifest.json (``sim fit`` adds the figures)
+
 The model's equations are documented in :mod:`sim.model.equations`; its parameters in
 :mod:`sim.model.config`.
 """
@@ -20,12 +26,13 @@ The model's equations are documented in :mod:`sim.model.equations`; its paramete
 import importlib as _importlib
 import warnings as _warnings
 
-from sim import analytic, experiments, fitting
+from sim import analytic, data, experiments, fitting
 from sim.engines.market.engine import MarketResult, simulate_market
-from sim.exceptions import ConfigError
+from sim.exceptions import ConfigError, DataError
 from sim.experiments.comparison import ExperimentResult, project_to_precision, run_experiment
 from sim.experiments.optimize import OptimizationResult, optimize_spend
 from sim.experiments.sweep import SweepResult, run_sweep
+from sim.fitting.evaluation import FitResult, fit_transactions
 from sim.io.results import sim_version as _sim_version
 from sim.model.config import ExperimentConfig, config_from_dict, load_config
 from sim.model.names import PATTERNS, SEGMENTS, STAGES
@@ -49,12 +56,14 @@ __version__ = _sim_version()
 __all__ = [
     "__version__",
     "analytic",
+    "data",
     "experiments",
     "fitting",
     "STAGES",
     "SEGMENTS",
     "PATTERNS",
     "ConfigError",
+    "DataError",
     "ExperimentConfig",
     "load_config",
     "config_from_dict",
@@ -70,6 +79,8 @@ __all__ = [
     "SweepResult",
     "optimize_spend",
     "OptimizationResult",
+    "fit_transactions",
+    "FitResult",
     "plot_stage_occupancy",
     "plot_clv_by_policy",
     "plot_clv_parts",

@@ -192,14 +192,6 @@ def _time_numpy(config, customers: int) -> tuple[float, int]:
     return elapsed, int(out["stage_periods"].sum())
 
 
-def _abm_available() -> bool:
-    try:
-        from sim.engines.market import engine as abm  # noqa: F401
-    except ImportError:
-        return False
-    return hasattr(abm, "simulate_market")
-
-
 def _time_abm(config, customers: int) -> tuple[float, int]:
     from sim.engines.market.engine import simulate_market
 
@@ -318,7 +310,7 @@ def run_benchmarks(
     # warm-up: compile (or load) the kernels, and the reference's helpers
     _time_core(config, 4096, 1)
     _time_numpy(config, 256)
-    abm = include_abm and _abm_available()
+    abm = include_abm
     if abm:
         _time_abm(config, 20)
     rates = {"core_1thread": [], "core": [], "numpy": [], "abm": []}

@@ -1,5 +1,6 @@
 """``sim bench``: measure the engines' speed, compile time and memory; print the table and
-write the JSON report under ``results/benchmarks/``.
+write the JSON report under ``results/benchmarks/``. ``sim bench --fit`` measures the
+customer-base models on transaction logs instead (:mod:`sim.checks.bench_fit`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def _handle(args) -> int:
     if args.json is not None and args.json.exists() and args.json.is_dir():
         print(f"sim: --json {args.json} is a folder; give a file name", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.fit:
+        return _handle_fit(args)
     report = run_benchmarks(
         args.quick,
         include_compile=not args.no_compile,
@@ -33,6 +36,19 @@ def _handle(args) -> int:
     )
     written = write_report(report, args.json)
     print(format_table(report))
+    print("\nwrote " + ", ".join(str(path) for path in written))
+    return 0
+
+
+def _handle_fit(args) -> int:
+    from sim.checks.bench_fit import format_fit_table, run_fit_benchmark, write_fit_report
+
+    sizes = "quick" if args.quick else "full"
+    print(f"sim bench --fit: the customer-base models on transaction logs ({sizes} sizes)")
+    report = run_fit_benchmark(args.quick, repeats=args.repeats, log=print)
+    written = write_fit_report(report, args.json)
+    print()
+    print(format_fit_table(report))
     print("\nwrote " + ", ".join(str(path) for path in written))
     return 0
 
@@ -52,6 +68,12 @@ def register(subparsers) -> None:
     parser.add_argument("--no-compile", action="store_true", help="skip the compile-time measurement")
     parser.add_argument("--no-memory", action="store_true", help="skip the memory measurement")
     parser.add_argument("--no-abm", action="store_true", help="skip the SimPy agent engine")
+    parser.add_argument(
+        "--fit",
+        action="store_true",
+        help="instead: read, summarise, fit and predict BG/NBD, Pareto/NBD and Gamma-Gamma on a CDNOW-sized "
+        "and a 10^6-customer log (results/benchmarks/fit-*.json)",
+    )
     parser.set_defaults(handler=_handle)
 
 

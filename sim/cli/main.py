@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from sim.cli import bench, calibrate, optimize, run, validate
+from sim.cli import bench, calibrate, fit, optimize, run, validate
 from sim.cli import figures as figures_command
 from sim.cli._common import EXIT_INTERRUPTED
 
@@ -21,7 +21,7 @@ __all__ = [
 
 #: The command modules, in the order ``sim --help`` lists them; each has ``register(subparsers)``,
 #: which adds its parser and sets ``handler=<function(args) -> int>``.
-COMMANDS = (run, calibrate, validate, optimize, figures_command, bench)
+COMMANDS = (run, calibrate, fit, validate, optimize, figures_command, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

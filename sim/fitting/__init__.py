@@ -1,10 +1,30 @@
-"""Models fitted to data: the simulator's calibration to observed survival or a transaction
-log (:mod:`sim.fitting.calibration`), and synthetic logs simulated from a config
-(:mod:`sim.fitting.synthetic`).
+"""Models fitted to data.
+
+* Customer-base models of transaction logs, one registry, one interface
+  (:mod:`sim.fitting.base`): BG/NBD (:mod:`sim.fitting.bgnbd`), Pareto/NBD
+  (:mod:`sim.fitting.pnbd`) and Gamma-Gamma spend (:mod:`sim.fitting.ggamma`), fitted by
+  maximum likelihood (:mod:`sim.fitting.mle`) and evaluated on a holdout period by
+  :func:`fit_transactions` (:mod:`sim.fitting.evaluation`).
+* The simulator's calibration to observed survival (:mod:`sim.fitting.calibration`) or to a
+  transaction log (:mod:`sim.fitting.cohort`), and synthetic logs simulated from a config
+  (:mod:`sim.fitting.synthetic`).
 
 May import: :mod:`sim.runs` and everything below it, :mod:`sim.analytic`, :mod:`sim.data`.
 """
 
-from sim.fitting import calibration, synthetic
+from sim.fitting import calibration, cohort, synthetic
+from sim.fitting.base import CustomerBaseModel, FittedModel, get_model, model_names, register_model
+from sim.fitting.evaluation import FitResult, fit_transactions
 
-__all__ = ["calibration", "synthetic"]
+__all__ = [
+    "fit_transactions",
+    "FitResult",
+    "CustomerBaseModel",
+    "FittedModel",
+    "get_model",
+    "model_names",
+    "register_model",
+    "calibration",
+    "cohort",
+    "synthetic",
+]

@@ -6,9 +6,8 @@ revenue per active customer-period matched with the model's (``sim calibrate tra
 from __future__ import annotations
 
 import csv
-import datetime as _dt
-import io
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from sim.data.transactions import read_transactions
+from sim.exceptions import DataError
 from sim.fitting.calibration import (
     SurvivalCalibration,
     _fit,
@@ -51,95 +52,89 @@ PILOT_CUSTOMERS = 50_000
 MAX_LOG_PERIODS = 1200
 
 
+#: Hints of :func:`sim.data.read_transactions` about options :func:`read_transaction_log` does
+#: not have (amounts are required here; dates are ISO).
+_READER_HINTS = (
+    re.compile(r" \(or pass amount_column=None to read the log without amounts\)"),
+    re.compile(r" \(pass date_format=[^)]*\)"),
+)
+
+
+def _header_columns(path: Path) -> dict[str, str]:
+    """The header's name for each of :data:`LOG_COLUMNS`, matched without regard to case or
+    surrounding spaces (``Customer_ID`` reads as ``customer_id``).
+
+    Raises
+    ------
+    DataError
+        If the header lacks one of them (naming what it has). A file that cannot be opened or
+        decoded is left to :func:`sim.data.read_transactions` to report.
+    """
+    try:
+        with open(path, encoding="utf-8-sig", newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return {column: column for column in LOG_COLUMNS}
+    if header is None:  # an empty file
+        return {column: column for column in LOG_COLUMNS}
+    found = {cell.strip().lower(): cell.strip() for cell in reversed(header)}
+    missing = [column for column in LOG_COLUMNS if column not in found]
+    if missing:
+        raise DataError(
+            f"{path}, line 1: missing column(s) {', '.join(missing)}; the header must name "
+            f"{', '.join(LOG_COLUMNS)} (found: {', '.join(cell.strip() for cell in header) or 'nothing'})"
+        )
+    return {column: found[column] for column in LOG_COLUMNS}
+
+
 def read_transaction_log(path: str | Path) -> pd.DataFrame:
     """Read a transaction log CSV with columns ``customer_id, date, amount`` (header required,
-    other columns ignored).
+    names compared without regard to case; other columns ignored).
 
-    ``date`` is an ISO date (``YYYY-MM-DD``; a time part is allowed and ignored), ``amount``
-    a finite number ``>= 0`` (revenue of the transaction; net refunds out beforehand).
+    Reading and validation are :func:`sim.data.read_transactions`'s (the one reader of the
+    package, also behind ``sim fit``): ``date`` is an ISO date (``YYYY-MM-DD``; a time part is
+    allowed and ignored) that must exist, ``amount`` a finite number ``>= 0`` (revenue of the
+    transaction; net refunds out beforehand), and several rows of one customer on one day are
+    merged into one transaction (amounts summed), which changes neither the survival counts
+    nor the revenue the calibration uses.
 
     Returns
     -------
     DataFrame
-        ``customer_id`` (str), ``date`` (datetime64), ``amount`` (float), in file order.
+        ``customer_id`` (str), ``date`` (datetime64), ``amount`` (float), one row per
+        transaction, ordered by customer (in order of first appearance) and date; ``attrs``
+        as :func:`sim.data.read_transactions` sets them (``rows_read``, ``rows_merged``, ...).
 
     Raises
     ------
-    ValueError
-        For a missing or unreadable file, a missing column, no rows, or a bad value — naming
-        the file, the line, the column, the value and what is allowed.
+    sim.exceptions.DataError
+        (a ValueError) for a missing, empty, non-UTF-8 or unreadable file, a missing
+        column, no rows, a log of one customer, or a bad value — naming the file, the line,
+        the column, the value and what is allowed.
     """
     path = Path(path)
-    if not path.exists():
-        raise ValueError(f"{path}: no such file")
-    if path.is_dir():
-        raise ValueError(f"{path} is a directory, not a CSV file")
+    columns = _header_columns(path) if path.is_file() else {column: column for column in LOG_COLUMNS}
     try:
-        text = path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise ValueError(f"{path} is not UTF-8 text (byte {error.start}): save it as UTF-8 CSV") from None
-    if not text.strip():
-        raise ValueError(
-            f"{path} is empty: a transaction log needs a header ({', '.join(LOG_COLUMNS)}) and rows"
+        log = read_transactions(
+            path,
+            customer_column=columns["customer_id"],
+            date_column=columns["date"],
+            amount_column=columns["amount"],
         )
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = [column.strip().lower() for column in next(reader)]
-    except csv.Error as error:
-        raise ValueError(f"{path}, line 1: not valid CSV ({error})") from None
-    missing = [column for column in LOG_COLUMNS if column not in header]
-    if missing:
-        raise ValueError(
-            f"{path}, line 1: missing column(s) {', '.join(missing)}; the header must name "
-            f"{', '.join(LOG_COLUMNS)} (found: {', '.join(header) or 'nothing'})"
-        )
-    where = {column: header.index(column) for column in LOG_COLUMNS}
-    ids, dates, amounts = [], [], []
-    try:
-        for row in reader:
-            line_number = reader.line_num
-            if not row or all(not cell.strip() for cell in row):
-                continue
-            if len(row) < len(header):
-                raise ValueError(
-                    f"{path}, line {line_number}: {len(row)} field(s), the header has {len(header)}"
-                )
-            customer = row[where["customer_id"]].strip()
-            if not customer:
-                raise ValueError(f"{path}, line {line_number}: customer_id is empty")
-            raw_date = row[where["date"]].strip()
-            try:
-                date = _dt.datetime.fromisoformat(raw_date).date()
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line_number}: date = {raw_date!r} is not an ISO date (YYYY-MM-DD)"
-                ) from None
-            raw_amount = row[where["amount"]].strip()
-            try:
-                amount = float(raw_amount)
-            except ValueError:
-                raise ValueError(
-                    f"{path}, line {line_number}: amount = {raw_amount!r} is not a number"
-                ) from None
-            if not math.isfinite(amount) or amount < 0:
-                raise ValueError(
-                    f"{path}, line {line_number}: amount = {raw_amount!r} must be a finite number >= 0 "
-                    "(revenue of the transaction; net refunds out before calibrating)"
-                )
-            ids.append(customer)
-            dates.append(date)
-            amounts.append(amount)
-    except csv.Error as error:
-        raise ValueError(f"{path}, line {reader.line_num}: not valid CSV ({error})") from None
-    if not ids:
-        raise ValueError(f"{path} has a header but no transactions")
-    return pd.DataFrame(
+    except DataError as error:  # without the reader's options this function does not have
+        text = str(error)
+        for hint in _READER_HINTS:
+            text = hint.sub("", text)
+        raise DataError(text) from None
+    table = pd.DataFrame(
         {
-            "customer_id": pd.Series(ids, dtype=object),
-            "date": pd.to_datetime(pd.Series(dates)),
-            "amount": amounts,
+            "customer_id": log["customer_id"].astype(str).to_numpy(dtype=object),
+            "date": log["date"].to_numpy(),
+            "amount": log["amount"].to_numpy(dtype=float),
         }
     )
+    table.attrs.update(log.attrs)
+    return table
 
 
 @dataclass(frozen=True)
@@ -204,7 +199,7 @@ def cohort_survival(log: pd.DataFrame, period_months: int = 1) -> CohortSurvival
     log
         Columns ``customer_id``, ``date`` (anything :func:`pandas.to_datetime` reads) and
         ``amount`` (revenue, ``>= 0``), e.g. from :func:`read_transaction_log` or
-        :func:`synthetic_transaction_log`.
+        :func:`~sim.fitting.synthetic.synthetic_transaction_log`.
     period_months
         Calendar months per period (1 to 12).
 
@@ -311,7 +306,8 @@ def simulated_revenue_per_active_period(
     customers: int = PILOT_CUSTOMERS,
     margin: bool = False,
 ) -> float:
-    """The model's mean core purchases per active customer-period over periods ``0 .. horizon-1``.
+    """The model's mean core purchases per active customer-period over periods ``0`` to
+    ``horizon - 1``.
 
     Runs :func:`sim.project` on a copy of ``config`` with only ``policy`` (default: the
     first), no discounting and no cost to serve, and with every stage's margin set to 1
@@ -352,8 +348,8 @@ def calibrate_transactions(
 
     1. :func:`cohort_survival` gives the first cohort's survivor counts and its revenue per
        alive customer-period.
-    2. :func:`calibrate_survival`'s fit and config, with ``economics.period_months`` set to
-       ``period_months``.
+    2. :func:`~sim.fitting.calibration.calibrate_survival`'s fit and config, with
+       ``economics.period_months`` set to ``period_months``.
     3. The wallet level: revenue per active customer-period is proportional to
        ``population.wallet_median`` (the wallet is ``median * exp(sigma z)``; neither the
        stage dynamics nor the value tiers depend on the median), so the calibrated median is

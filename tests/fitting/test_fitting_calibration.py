@@ -674,7 +674,7 @@ def test_plot_survival_fit_draws_the_table():
         # one mistyped year would make the calibration simulate ~96,000 periods
         (
             "customer_id,date,amount\nA,2020-01-05,10\nB,2020-02-01,5\nA,9999-12-01,3\n",
-            "date 9999-12-01 is outside the supported range 1677-09-22 to 2262-04-11",
+            "line 4: date = 9999-12-01 is outside the supported range 1677-09-22 to 2262-04-11",
         ),
         # ... or, within the dates pandas holds, ~2,200 periods
         (

@@ -520,19 +520,6 @@ def test_agent_effects_are_the_market_tables(quick_run):
     assert series["no_interactions"]["joined_word_of_mouth_per_1000"].sum() == 0
 
 
-def test_agent_figure_reports_skipped_without_the_engine(tmp_path, monkeypatch):
-    """Without the agent engine the figure is not faked: it is reported as skipped."""
-    import sys
-
-    monkeypatch.setitem(
-        sys.modules, "sim.engines.market.engine", None
-    )  # makes ``from .abm import ...`` raise ImportError
-    records = figures.make_figures(tmp_path, quick=True, only=["agent_effects"], config_dir=CONFIGS)
-    assert records[0].status.startswith("skipped: agent engine not available")
-    assert not (tmp_path / "agent_effects.png").exists() and not (tmp_path / "agent_effects.csv").exists()
-    assert "skipped: agent engine not available" in (tmp_path / "README.md").read_text()
-
-
 # ----------------------------------------------------------------------------- bad input
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 from sim.experiments.comparison import frontier_table
 from sim.model.config import ExperimentConfig
 from sim.model.names import PATTERNS
-from sim.plotting.gallery.spec import _SKIPPED, FRONTIER_COLUMNS, FigureData, FigureSpec
+from sim.plotting.gallery.spec import FRONTIER_COLUMNS, FigureData, FigureSpec
 from sim.plotting.gallery.tables import (
     ABC_REFERENCE,
     _market_columns,
@@ -550,10 +550,8 @@ def _draw_validation(spec: FigureSpec, data: FigureData):
 
 
 def _build_agent_effects(spec: FigureSpec, quick: bool, threads: int | None) -> FigureData:
-    try:
-        from sim.engines.market.engine import simulate_market
-    except ImportError as error:
-        return FigureData(pd.DataFrame(), {}, status=f"{_SKIPPED}: agent engine not available ({error})")
+    from sim.engines.market.engine import simulate_market
+
     params = spec.parameters(quick)
     frames = []
     facts = {}

@@ -44,6 +44,16 @@ The figures (``kind``)
 10. ``validation`` — simulated against closed form: Pfeifer & Carraway (2000) Markov-chain
     CLV, and shifted-beta-geometric survival fitted to Fader & Hardie's (2007) cohort.
 11. ``agent_effects`` — agent engine: word of mouth on/off and a competitor's entry.
+12. ``cdnow_tracking`` — BG/NBD and Pareto/NBD fitted to the CDNOW 1/10 sample: weekly and
+    cumulative repeat transactions, actual against expected, calibration | holdout.
+13. ``cdnow_conditional`` — the same fits: mean holdout transactions by calibration repeat
+    count (0 .. 7+), actual and both models side by side.
+
+Figures of data (12, 13) draw a bundled transaction log through
+:func:`sim.fitting.evaluation.fit_transactions` instead of a simulation: their kinds require
+no experiment (``_Kind.experiments == ()``), their files have no ``[experiment]`` table, and
+``customers`` of ``full`` and ``quick`` is the data set's cohort size (checked when built);
+see :mod:`sim.plotting.gallery.fits`.
 """
 
 from __future__ import annotations
@@ -89,6 +99,13 @@ from sim.plotting.gallery.builders import (
     _validation_facts,
     _value_concentration_facts,
 )
+from sim.plotting.gallery.fits import (
+    _build_cdnow_conditional,
+    _build_cdnow_tracking,
+    _draw_cdnow_conditional,
+    _draw_cdnow_tracking,
+    _transaction_fit_facts,
+)
 from sim.plotting.gallery.spec import (
     DEFAULT_CONFIG_DIR,
     FigureData,
@@ -105,6 +122,7 @@ from sim.plotting.gallery.spec import (
     _pydantic_problems,
     _read_toml,
     _ResponseParams,
+    _TransactionFitParams,
     _ValidationParams,
     _ValueParams,
 )
@@ -162,11 +180,19 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
     if header.kind not in FIGURE_KINDS:
         raise ConfigError([(f"figure.kind = {header.kind!r}", f"allowed: {', '.join(FIGURE_KINDS)}")], source)
     kind = FIGURE_KINDS[header.kind]
-    if "experiment" in data and "experiments" in data:
+    given = [key for key in ("experiment", "experiments") if key in data]
+    if kind.experiments == () and given:  # a figure of a data set
+        raise ConfigError(
+            [(given[0], f"kind {header.kind!r} draws a bundled data set, not a simulation: leave it out")],
+            source,
+        )
+    if len(given) == 2:
         raise ConfigError(
             [("experiment", "give either [experiment] or [experiments.<label>], not both")], source
         )
-    if "experiment" in data:
+    if kind.experiments == ():
+        raw = {}
+    elif "experiment" in data:
         raw = {"main": data["experiment"]}
     elif isinstance(data.get("experiments"), dict) and data["experiments"]:
         raw = dict(data["experiments"])
@@ -205,8 +231,6 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
         experiments=experiments,
         parameter_model=kind.params,
     )
-    if header.kind == "agent_effects" and not _agent_engine_available():
-        return spec  # reported as skipped when made; its [market] tables need the engine's config
     for quick in (False, True):
         try:
             parameters = spec.parameters(quick)
@@ -218,15 +242,6 @@ def load_figure_spec(path: str | Path) -> FigureSpec:
         _check_kind(spec, parameters, configs, source, quick)
         _check_caption(spec, parameters, configs, source)
     return spec
-
-
-def _agent_engine_available() -> bool:
-    """Whether :func:`sim.engines.market.engine.simulate_market` (the agent engine) can be imported."""
-    try:
-        from sim.engines.market.engine import simulate_market  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _check_policy_names(spec: FigureSpec, parameters, configs: dict, source: str) -> None:
@@ -430,6 +445,12 @@ FIGURE_KINDS: dict[str, _Kind] = {
     ),
     "agent_effects": _Kind(
         _AgentParams, None, _build_agent_effects, _draw_agent_effects, _agent_effects_facts
+    ),
+    "cdnow_tracking": _Kind(
+        _TransactionFitParams, (), _build_cdnow_tracking, _draw_cdnow_tracking, _transaction_fit_facts
+    ),
+    "cdnow_conditional": _Kind(
+        _TransactionFitParams, (), _build_cdnow_conditional, _draw_cdnow_conditional, _transaction_fit_facts
     ),
 }
 

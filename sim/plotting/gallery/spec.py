@@ -15,9 +15,20 @@ from typing import Any, Callable, Literal
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from sim.data.cdnow import CDNOW_CALIBRATION_END, CDNOW_HOLDOUT_END, CDNOW_UNIT
 from sim.exceptions import ConfigError
 from sim.model.config import ExperimentConfig, config_from_dict
 from sim.model.names import STAGES
+
+__all__ = [
+    "DEFAULT_CONFIG_DIR",
+    "DEFAULT_OUT",
+    "DEFAULT_QUICK_OUT",
+    "FIGURE_SUFFIXES",
+    "FRONTIER_COLUMNS",
+    "FigureSpec",
+    "FigureData",
+]
 
 #: Where the figure configs live (relative to the working directory).
 DEFAULT_CONFIG_DIR = Path("experiments") / "figures"
@@ -130,10 +141,48 @@ class _AgentParams(_Params):
     scenarios: tuple[str, ...] = Field(min_length=1)
 
 
+class _TransactionFitParams(_Params):
+    """A figure of the customer-base models fitted to a bundled transaction log (no simulation)."""
+
+    dataset: Literal["cdnow_sample"] = "cdnow_sample"
+    calibration_end: str = CDNOW_CALIBRATION_END
+    holdout_end: str = CDNOW_HOLDOUT_END
+    unit: Literal["day", "week", "month"] = CDNOW_UNIT
+    models: tuple[str, ...] = Field(("bgnbd", "pnbd"), min_length=1)
+
+    @field_validator("calibration_end", "holdout_end")
+    @classmethod
+    def _iso_day(cls, value):
+        import datetime
+
+        try:
+            datetime.date.fromisoformat(value)
+        except ValueError:
+            raise ValueError(f"must be a day YYYY-MM-DD; got {value!r}") from None
+        return value
+
+    @field_validator("models")
+    @classmethod
+    def _transaction_models(cls, models):
+        from sim.fitting.base import get_model, model_names
+
+        names = model_names()
+        wrong = [name for name in models if name not in names or get_model(name).kind != "transactions"]
+        if wrong or len(set(models)) != len(models):
+            transaction = [name for name in names if get_model(name).kind == "transactions"]
+            raise ValueError(
+                f"models must be distinct transaction models of the registry ({', '.join(transaction)}); "
+                f"got {list(models)}"
+            )
+        return models
+
+
 @dataclasses.dataclass(frozen=True)
 class _Kind:
     params: type[_Params]
-    experiments: tuple[str, ...] | None  # required labels (None: any, at least one)
+    # required experiment labels: None: any, at least one; (): none -- a figure of a bundled
+    # data set (e.g. the CDNOW fits), whose file has no [experiment] table
+    experiments: tuple[str, ...] | None
     build: Callable
     draw: Callable
     facts: Callable  # (spec, parameters, configs) -> {fact: value or a stand-in of its type}, before any work
@@ -161,7 +210,10 @@ class FigureSpec:
     params : dict
         Kind-specific parameters (validated).
     experiments : dict
-        ``{label: experiment data}`` merged with its ``base``, not yet sized.
+        ``{label: experiment data}`` merged with its ``base``, not yet sized; empty for a
+        kind that draws a bundled data set rather than a simulation (``cdnow_tracking``,
+        ``cdnow_conditional``: the file has no ``[experiment]`` table, and ``customers`` of
+        ``full``/``quick`` is the data set's cohort size, checked when the figure is built).
     parameter_model : type
         The kind's pydantic model of ``params`` (from the registry of kinds,
         :data:`sim.plotting.gallery.kinds.FIGURE_KINDS`).
