@@ -736,7 +736,8 @@ def test_the_satisfaction_bin_is_one_rule_on_scalars_and_arrays():
 def test_a_nan_satisfaction_books_no_satisfaction_bin():
     """Every engine counts a customer-period with sim.tables.partials.add_satisfaction: a NaN
     satisfaction (int(NaN) is undefined, the write unchecked) books nothing, a finite one exactly
-    one bin (and its exit column when the move is an exit)."""
+    one bin (and its exit column when the move is an exit).
+    """
     from sim.tables.partials import SATISFACTION_BINS, add_satisfaction
 
     bins = np.zeros((1, 1, 4, SATISFACTION_BINS, 2), dtype=np.int64)
