@@ -115,7 +115,7 @@ def test_no_pickle_eval_or_exec_in_the_package():
 
 
 def test_every_file_in_the_package_is_written_through_the_atomic_writer():
-    """Only sim/results.py touches files for writing; every other module writes through
+    """Only sim/io/results.py touches files for writing; every other module writes through
     atomic_write_bytes/atomic_write_text or save_result (temporary file + rename). Flags
     open(..., 'w'/'a'/'x'), Path.write_text/write_bytes, np.save*, DataFrame.to_csv/to_json/
     to_parquet with a target, and savefig to anything but an in-memory buffer.

@@ -215,7 +215,7 @@ def configs(draw):
 
 
 def _patterns_from_paths(paths, long_term):
-    """Lifecycle pattern 0..3 (I..IV) of each traced path (MODEL.md §1), from the stages alone."""
+    """Lifecycle pattern 0..3 (I..IV) of each traced path (docs/model.md §1.3), from the stages alone."""
     live = np.where(paths <= 2, paths, -1)
     highest = live.max(axis=-1)
     ended = (paths == ENDED).any(axis=-1)

@@ -1,8 +1,8 @@
 """Pfeifer & Carraway (2000): customer relationships as Markov chains.
 
-:func:`markov_clv` values a chain of customer states with rewards, discounted over a finite
-or infinite horizon; :func:`recency_chain` builds the recency chain of a repeat-purchase
-customer, and :func:`prune_negative_states` finds the states the firm should stop serving.
+:func:`~sim.analytic.markov_clv` values a chain of customer states with rewards, discounted over a finite
+or infinite horizon; :func:`~sim.analytic.recency_chain` builds the recency chain of a repeat-purchase
+customer, and :func:`~sim.analytic.prune_negative_states` finds the states the firm should stop serving.
 
 Conventions (every closed form of :mod:`sim.analytic`): period ``t`` runs from time ``t`` to
 ``t + 1``; ``discount`` is a per-period rate ``d``, the factor ``delta = 1/(1 + d)``; each

@@ -8,7 +8,8 @@ What is measured (on the baseline experiment, ``experiments/baseline.toml``: thr
   threads, of the vectorised NumPy reference (:func:`sim.engines.reference.simulate_reference`)
   and of the SimPy agent engine (:func:`sim.simulate_market`, small ``N``; ``null`` when
   that engine is not installed). Each engine's count of steps is its own (the engines agree
-  on the numbers, tests/test_reference.py and tests/test_abm.py).
+  on the numbers, tests/engines/test_engines_reference.py and
+  tests/engines/test_engines_market.py).
   Repetitions are interleaved (core 1 thread, core all threads, NumPy, ABM, then again),
   so ratios are computed pair by pair within a repetition and their median reported.
 * **compile time** of the core: cold (a fresh process with ``NUMBA_CACHE_DIR`` pointing to

@@ -9,7 +9,7 @@ The settings and their closed forms
 -----------------------------------
 ``markov``: the Markov-reducible lifecycle model (no satisfaction feedback, no tenure or
 loyalty effects on cash; :mod:`sim.analytic.lifecycle_chain`) is a 5-state chain per segment;
-expected CLV is Pfeifer & Carraway's (2000) :func:`sim.analytic.lifecycle_chain.lifecycle_markov_clv`
+expected CLV is Pfeifer & Carraway's (2000) :func:`~sim.analytic.lifecycle_markov_clv`
 and the stage occupancy at the start of period ``t`` is ``e_exploration P^t``, mixed over
 the two segments.
 
@@ -85,7 +85,7 @@ def markov_reducible_config(**sections: Any) -> ExperimentConfig:
 
     ``transitions.loyalty_effect_advance = loyalty_effect_exit = 0``,
     ``economics.share_of_wallet_growth = 0``, no cross-selling, no cost-to-serve saving, no
-    price premium and no word of mouth (:func:`sim.analytic.lifecycle_chain.markov_reducible_problems`);
+    price premium and no word of mouth (:func:`~sim.analytic.markov_reducible_problems`);
     ``sections`` override or extend these (section dicts are merged one level deep).
     """
     data: dict[str, Any] = {

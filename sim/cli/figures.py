@@ -142,6 +142,6 @@ def register(subparsers) -> None:
         "--force",
         action="store_true",
         help="write into a folder that holds other files (never the root or home folder; "
-        "rules in sim/paths.py)",
+        "rules in sim/io/paths.py)",
     )
     parser.set_defaults(handler=_figures_command)

@@ -116,7 +116,7 @@ def _optimize_command(args) -> int:
 
 
 def register(subparsers) -> None:
-    """Add ``sim optimize CONFIG`` to the ``sim`` command line (see :data:`sim.cli.main.COMMAND_MODULES`)."""
+    """Add ``sim optimize CONFIG`` to the ``sim`` command line (see :data:`sim.cli.main.COMMANDS`)."""
     from pathlib import Path
 
     parser = subparsers.add_parser(

@@ -132,7 +132,7 @@ def _run(args) -> int:
     if problem:
         print(f"sim: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    try:  # fail before any work, not after (output-path rules: sim/paths.py)
+    try:  # fail before any work, not after (output-path rules: sim/io/paths.py)
         from sim.io.paths import default_result_dir
 
         out = args.out if args.out is not None else default_result_dir(config.name, force=args.force)
@@ -150,9 +150,9 @@ def _run(args) -> int:
             file=sys.stderr,
         )
         return EXIT_BAD_INPUT
-    if (args.engine or config.engine) == "abm":  # the SimPy agent-based market (sim/abm.py)
+    if (args.engine or config.engine) == "abm":  # the SimPy agent-based market (sim/engines/market/)
         return run_market_command(config, out, args)
-    if config.sweep:  # a grid of experiments (sim/experiments.py)
+    if config.sweep:  # a grid of experiments (sim/experiments/sweep.py)
         return run_sweep_command(config, out, args)
     print(
         f"{config.name}: {config.population.customers:,} customers x {config.run.replications} replications "
@@ -165,10 +165,10 @@ def _run(args) -> int:
 
     try:
         if config.precision.target_ci_halfwidth is not None:
-            # sim.project plus the frontier table and [precision] control (sim/experiments.py)
+            # sim.project plus the frontier table and [precision] control (sim/experiments/comparison.py)
             result = run_experiment(config, progress=not args.no_progress)
         else:
-            # chunk files in out/.chunks make the run resumable (sim/checkpoint.py)
+            # chunk files in out/.chunks make the run resumable (sim/runs/checkpoint.py)
             result = ExperimentResult.from_projection(
                 project(
                     config,
@@ -244,7 +244,7 @@ def _engine_problems(config, engine: str) -> list[tuple[str, str]]:
         return problems + agent_engine_problems(config)
     from sim.runs.executors import run_size_problems
 
-    if config.sweep:  # every point of the grid (sim/experiments.py)
+    if config.sweep:  # every point of the grid (sim/experiments/sweep.py)
         from sim.experiments.sweep import sweep_size_problems
 
         problems = sweep_size_problems(config)
@@ -290,7 +290,7 @@ def _executor_problem(args, config) -> str | None:
 
 
 def _resume_problem(out: Path, *, resume: bool, force: bool, config=None) -> str | None:
-    """The result-folder rules for chunk files (sim/checkpoint.py): a folder with chunk files
+    """The result-folder rules for chunk files (sim/runs/checkpoint.py): a folder with chunk files
     but no manifest holds an interrupted run, continued with --resume or replaced with
     --force; --resume on a complete folder has nothing to do; --resume with chunk files of
     another config, seed or code version is refused (they would be discarded).

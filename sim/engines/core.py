@@ -5,7 +5,7 @@ array-only: :func:`_simulate_block` simulates one block of ``BLOCK`` customers u
 policy, and :func:`_simulate_customers` runs the blocks of a set of customers in parallel
 (``prange``). :func:`simulate_chunk` (a new cohort, customers ``first .. first + n - 1``)
 and :func:`run_customers` (given customers and start states, e.g. :func:`sim.project_from`)
-allocate the :class:`ChunkPartials` and call them; :func:`sim.project` validates and
+allocate the :class:`~sim.tables.partials.ChunkPartials` and call them; :func:`sim.project` validates and
 reduces.
 
 Reproducibility contract
@@ -570,7 +570,7 @@ def run_customers(
     trace_customers: int = 0,
 ) -> "ChunkPartials":
     """Simulate the given customers from their start states (checked wrapper of
-    :func:`_simulate_customers`) and return their :class:`ChunkPartials`.
+    :func:`_simulate_customers`) and return their :class:`~sim.tables.partials.ChunkPartials`.
     """
     n_customers = len(customer_ids)
     if attributes.shape != (n_customers, len(ATTRIBUTE_COLUMNS)) or start.shape != (
@@ -614,8 +614,8 @@ def run_customers(
 
 
 def new_customers(arrays, seed: int, replication: int, first_customer: int, n_customers: int):
-    """The attributes and start states of the newly acquired customers ``first_customer ..
-    first_customer + n_customers - 1`` of one replication (checked wrapper of the parallel
+    """The attributes and start states of the newly acquired customers ``first_customer`` to
+    ``first_customer + n_customers - 1`` of one replication (checked wrapper of the parallel
     kernel :func:`_new_customers`).
 
     Returns
@@ -652,8 +652,8 @@ def simulate_chunk(
     horizon: int,
     trace_customers: int = 0,
 ) -> ChunkPartials:
-    """Simulate the new customers ``first_customer .. first_customer + n_customers - 1`` of one
-    replication under every policy and return their :class:`ChunkPartials`.
+    """Simulate the new customers ``first_customer`` to ``first_customer + n_customers - 1`` of
+    one replication under every policy and return their :class:`~sim.tables.partials.ChunkPartials`.
 
     ``first_customer`` must be a multiple of ``BLOCK`` (so blocks align on the global
     customer index and chunking never changes a sum). With ``trace_customers = k > 0`` the

@@ -16,9 +16,9 @@ Public API
 :func:`project_to_precision`
     Adds replications until the 95 % CI half-width of every reported ΔCLV is at most the
     target, with a cap; bitwise identical to ``sim.project`` with the reached replications.
-:func:`run_sweep`
+:func:`~sim.run_sweep`
     Runs every point of a ``[sweep]`` grid (all validated when the config was loaded) and
-    returns tidy rows with the swept values as columns (:class:`SweepResult`).
+    returns tidy rows with the swept values as columns (:class:`~sim.SweepResult`).
 :func:`frontier_table`, :func:`restrict_comparison`, :func:`with_unpaired_se`
     Table helpers usable on the results of any engine with the same tidy columns.
 
@@ -132,9 +132,9 @@ class ExperimentResult(ProjectionResult):
     comparison : DataFrame
         As in :class:`sim.ProjectionResult` (every pair, or every policy against
         ``comparison.reference``), plus ``se_unpaired`` and ``se_ratio`` (see
-        :func:`with_unpaired_se`).
+        :func:`~sim.experiments.comparison.with_unpaired_se`).
     frontier : DataFrame
-        :func:`frontier_table` of the summary.
+        :func:`~sim.experiments.comparison.frontier_table` of the summary.
     precision : dict
         Empty without precision control; else ``target_ci_halfwidth``,
         ``reached_ci_halfwidth``, ``replications``, ``max_replications``, ``met`` and the
@@ -290,16 +290,14 @@ def run_experiment(
     random numbers), with ``[precision]`` control when ``precision.target_ci_halfwidth``
     is set (:func:`project_to_precision`), and the ``frontier`` table. The keyword
     arguments override the config as in :func:`sim.project`. A config with a ``[sweep]``
-    is refused: use :func:`run_sweep`.
+    is refused: use :func:`~sim.run_sweep`.
 
     Returns
     -------
     ExperimentResult
     """
     if config.sweep:
-        raise ValueError(
-            "the config has a [sweep]: run it with sim.experiments.comparison.run_sweep (or sim run)"
-        )
+        raise ValueError("the config has a [sweep]: run it with sim.run_sweep (or sim run)")
     config = with_run_overrides(config, customers, replications, horizon, seed, threads)
     if config.precision.target_ci_halfwidth is not None:
         result, record = project_to_precision(config, progress=progress)

@@ -1,7 +1,7 @@
 r"""The retention spend that maximises expected CLV: ``sim optimize CONFIG``.
 
-MODEL.md §4–5 asks how much to invest in each customer at each lifecycle stage, and notes
-that too little and too much spend both lose. This module searches the per-stage
+The model (docs/model.md §5.4 and §7) asks how much to invest in each customer at each
+lifecycle stage, and notes that too little and too much spend both lose. This module searches the per-stage
 (optionally per-stage and per-segment) spend table ``a[stage, segment]`` that maximises
 the cohort's mean CLV, which the core already reports net of retention spend and
 acquisition cost (:mod:`sim.model.equations`, C1–C6):
@@ -43,8 +43,9 @@ optimum, with paired differences to the optimum).
 
 Verification
 ------------
-``tests/test_optimize.py`` constructs a case whose expected CLV and optimal spend are
-known exactly (:func:`referral_case_optimum`) and checks that the optimiser finds it.
+``tests/experiments/test_experiments_optimize.py`` constructs a case whose expected CLV and
+optimal spend are known exactly (:func:`~sim.experiments.referral_case.referral_case_optimum`)
+and checks that the optimiser finds it.
 """
 
 from __future__ import annotations
@@ -168,7 +169,8 @@ class OptimizationResult:
     frontier : DataFrame
         Spend vs CLV across the policies and the optimum (:func:`sim.experiments.comparison.frontier_table`).
     response : DataFrame
-        :func:`response_curves` around the optimum, on the fresh seed at the objective's size.
+        :func:`~sim.experiments.optimize.response_curves` around the optimum, on the fresh seed
+        at the objective's size.
     trace : DataFrame
         Every evaluation of the search.
     reference : str
@@ -312,20 +314,21 @@ def optimize_spend(
 ) -> OptimizationResult:
     """Find the CLV-maximising per-stage spend and report it with fresh-seed CIs.
 
-    Steps: (1) :func:`search_spend` on the CRN objective (seed ``run.seed``); (2) re-run
-    every config policy and the optimum (a table policy named ``"optimized"``) on the
-    fresh seed ``optimize.evaluation_seed`` (default ``run.seed + 1``), paired, with the
-    comparison against ``optimize.reference`` (default ``comparison.reference``, else the
-    first policy); (3) the frontier across those policies; (4) the response curves around
-    the optimum on the fresh seed, at the objective's size (``response_points`` + 1
-    policies per coordinate; their paired differences are precise at that size).
+    Steps: (1) :func:`~sim.experiments.spend_search.search_spend` on the CRN objective (seed
+    ``run.seed``); (2) re-run every config policy and the optimum (a table policy named
+    ``"optimized"``) on the fresh seed ``optimize.evaluation_seed`` (default ``run.seed + 1``),
+    paired, with the comparison against ``optimize.reference`` (default
+    ``comparison.reference``, else the first policy); (3) the frontier across those
+    policies; (4) the response curves around the optimum on the fresh seed, at the
+    objective's size (``response_points`` + 1 policies per coordinate; their paired
+    differences are precise at that size).
 
     Parameters
     ----------
     config
         A validated experiment with an ``[optimize]`` section (defaults apply otherwise).
     customers, replications, seed
-        Override the objective's size and seed (see :func:`search_spend`).
+        Override the objective's size and seed (see :func:`~sim.experiments.spend_search.search_spend`).
     progress
         Report each step: ``True`` for status lines on standard error, or a callable that
         receives each line (:mod:`sim.io.progress`).

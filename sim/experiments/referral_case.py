@@ -136,7 +136,7 @@ def referral_case_clv(config: ExperimentConfig, spend) -> float:
 
     .. math:: CLV(a) = CLV_{Markov}(0) + \\sum_g \\pi_g \\sum_k w_{g,k}\\,(\\rho_{g,k}(a_{k,g}) - a_{k,g})
 
-    with ``CLV_Markov(0)`` = :func:`sim.analytic.lifecycle_chain.lifecycle_markov_clv` without spend
+    with ``CLV_Markov(0)`` = :func:`~sim.analytic.lifecycle_markov_clv` without spend
     and without word of mouth, segment shares ``pi_g``, and ``w_{g,k}`` the expected
     discounted number of periods in stage ``k`` (the Pfeifer-Carraway value of the chain
     with reward 1 in ``k``, :func:`sim.analytic.markov_clv`, timing "end", horizon

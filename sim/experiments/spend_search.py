@@ -1,6 +1,8 @@
 """The search for the retention spend that maximises expected CLV on a fixed-seed,
-common-random-numbers objective: the search space (:class:`SpendLayout`), the objective
-(:class:`CRNObjective`), and coordinate or Powell search (:func:`search_spend`).
+common-random-numbers objective: the search space
+(:class:`~sim.experiments.spend_search.SpendLayout`), the objective
+(:class:`~sim.experiments.spend_search.CRNObjective`), and coordinate or Powell search
+(:func:`~sim.experiments.spend_search.search_spend`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from sim.model.names import SEGMENTS, STAGES
 from sim.runs.projection import project
 
 __all__ = [
-    "_MAX_BATCH",
     "SpendLayout",
     "CRNObjective",
     "SpendSearch",

@@ -1,5 +1,5 @@
 """Sweeps: one experiment per point of a ``[sweep]`` grid over parameter paths, with tidy rows
-keyed by the point (:func:`run_sweep`), every point size-checked before the first runs.
+keyed by the point (:func:`~sim.experiments.sweep.run_sweep`), every point size-checked before the first runs.
 """
 
 from __future__ import annotations
@@ -141,7 +141,8 @@ MAX_REPORTED_POINTS = 10
 
 
 def run_sweep(config: ExperimentConfig, *, progress: Progress = False) -> SweepResult:
-    """Run every point of the config's ``[sweep]`` grid with :func:`run_experiment`.
+    """Run every point of the config's ``[sweep]`` grid with
+    :func:`~sim.experiments.comparison.run_experiment`.
 
     Each point is the config with the swept paths set (``sim.model.config.apply_overrides``);
     every point was validated when the config was loaded and is validated again here, all
@@ -154,7 +155,7 @@ def run_sweep(config: ExperimentConfig, *, progress: Progress = False) -> SweepR
     ValueError
         If the config has no ``[sweep]``.
     ConfigError
-        If a point is too large for this machine (:func:`sweep_size_problems`).
+        If a point is too large for this machine (:func:`~sim.experiments.sweep.sweep_size_problems`).
     """
     if not config.sweep:
         raise ValueError("the config has no [sweep] section: nothing to sweep")

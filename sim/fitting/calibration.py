@@ -282,7 +282,7 @@ class SurvivalCalibration:
         down to :data:`MAX_BETA_PARAMETER` keeping the mean; see ``notes``).
     alpha_se, beta_se : float
         Asymptotic standard errors from the expected Fisher information
-        (:func:`sbg_standard_errors`).
+        (:func:`~sim.analytic.sbg_standard_errors`).
     survivors : ndarray
         The observed counts, ``survivors[t]`` active at the start of period ``t``.
     table : DataFrame
@@ -344,7 +344,7 @@ class SurvivalCalibration:
         return config_to_toml(self.config, header=self.header())
 
     def write(self, path: str | Path, *, force: bool = False) -> Path:
-        """Write the config to ``path`` with :func:`write_config` (validated, atomic; an
+        """Write the config to ``path`` with :func:`~sim.model.config.write_config` (validated, atomic; an
         existing file is kept unless ``force``).
         """
         return write_config(self.config, path, header=self.header(), force=force)

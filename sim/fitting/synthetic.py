@@ -27,7 +27,7 @@ __all__ = [
 ]
 
 #: Calendar years a synthetic transaction log's dates may fall in (inside pandas' datetime
-#: range, 1677-2262, which :func:`read_transaction_log` parses with).
+#: range, 1677-2262, which :func:`~sim.fitting.cohort.read_transaction_log` parses with).
 SYNTHETIC_FIRST_YEAR, SYNTHETIC_LAST_YEAR = 1900, 2261
 
 
@@ -64,7 +64,7 @@ def synthetic_transaction_log(
     :func:`sim.model.equations.period_cash_flows` at margin 1 and zero cost to serve), rounded to cents.
     Period ``t`` is the ``period_months`` calendar months starting ``t * period_months``
     months after ``start``; the day within the period is uniform, drawn from the customer's
-    random-stream component :data:`COMPONENT_TRANSACTION_DAY` (outside the model's).
+    random-stream component :data:`~sim.model.streams.COMPONENT_TRANSACTION_DAY` (outside the model's).
 
     ``late_customers`` further customers (indices ``customers ..``) are acquired one period
     later (their period ``t`` is calendar period ``t + 1``, cut at the horizon): they are not

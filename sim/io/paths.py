@@ -17,7 +17,7 @@ Python alike:
    someone's ``summary.csv`` or ``manifest.json``): ``force`` lets a result sit beside other
    files, never overwrite them.
 4. **A complete result folder** (one with ``manifest.json``) is refused unless ``force``
-   (:class:`sim.io.results.ResultExistsError`, raised by :func:`sim.io.results.prepare_result_dir`).
+   (:class:`sim.exceptions.ResultExistsError`, raised by :func:`sim.io.results.prepare_result_dir`).
 
 Without ``--out``, ``sim run`` writes to ``results/<experiment name>``
 (:func:`default_result_dir`): the name is a single path component (letters, digits, ``_``

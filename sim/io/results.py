@@ -140,8 +140,8 @@ def prepare_result_dir(directory: str | Path, *, force: bool = False) -> Path:
     ------
     ResultExistsError
         If ``directory/manifest.json`` exists and ``force`` is false.
-    sim.io.paths.UnsafeOutputError
-        (a :class:`ResultExistsError`) if a rule of :mod:`sim.io.paths` refuses the folder.
+    sim.exceptions.UnsafeOutputError
+        (a :class:`~sim.exceptions.ResultExistsError`) if a rule of :mod:`sim.io.paths` refuses the folder.
     """
     from sim.io.paths import RUN_MARKER, check_output_dir
 

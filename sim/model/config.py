@@ -2,7 +2,7 @@
 
 Every parameter of the lifecycle model lives here, with its meaning, its unit and its
 allowed range. :func:`load_config` reads a TOML file; :func:`config_from_dict` validates a
-mapping. Both raise :class:`ConfigError` before any simulation work starts, with one line
+mapping. Both raise :class:`~sim.exceptions.ConfigError` before any simulation work starts, with one line
 per problem naming the TOML path of the field, the value given and what is allowed:
 
 >>> config_from_dict({"population": {"relationship_share": 1.4}})   # doctest: +SKIP

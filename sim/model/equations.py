@@ -54,12 +54,16 @@ received at the END of the period and discounted by :math:`\delta^{t+1}`,
      :math:`\mathrm{sow}_t = \min(1, \mathrm{sow}_k (1 + \gamma \rho(\tau)))`; counted as
      CLV1 (initial purchase) in period 0 and CLV2 (repeat purchases, growing share of
      wallet) afterwards;
-(C3) cross-selling: :math:`W\,x_k\,\rho(\tau)\,m_x`;
-(C4) lower cost to serve: :math:`c_0 (1 - \phi)\,\rho(\tau)`;
+(C3) cross-selling:
+     :math:`W\,x_k\,\rho(\tau)\,m_x`;
+(C4) lower cost to serve:
+     :math:`c_0 (1 - \phi)\,\rho(\tau)`;
 (C5) referrals (expected value of word of mouth):
      :math:`\pi_{talk}\,n_{type}\,v_{type}\,V_{ref}` (negative when dissatisfied);
-(C6) price premium of loyal customers: :math:`W\,\mathrm{sow}_t\,\theta_g\,
-     \max(0, \ell_t - \ell_H)/(1 - \ell_H)` (earned only in the zone of affection);
+(C6) price premium of loyal customers:
+     :math:`W\,\mathrm{sow}_t\,\theta_g\,\max(0, \ell_t - \ell_H)/(1 - \ell_H)` (earned
+     only in the zone of affection);
+
 minus retention spend :math:`a_t` (discounted like the parts) and the acquisition cost,
 paid at period 0 and not discounted. CLV = CLV1 + ... + CLV6 - spend - acquisition, summed
 in exactly that order.

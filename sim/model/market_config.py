@@ -52,7 +52,7 @@ class MarketBudgetConfig(_Frozen):
     them in a fixed priority order until the budget is used up (the marginal customer gets
     the remainder): by ABC value tier (A first), then by stage in ``stage_priority`` order,
     then lowest satisfaction first, then lowest customer id. This couples customers: one
-    customer's spend depends on everyone else's state (:func:`sim.engines.market.engine.allocate_budget`).
+    customer's spend depends on everyone else's state (:func:`sim.engines.market.budget.allocate_budget`).
     """
 
     enabled: bool = Field(False, description="cap the total retention spend of each period")
@@ -184,7 +184,7 @@ class MarketCompetitorConfig(_Frozen):
     While the competitor is present, the exit odds of (M7) (exits from exploration,
     formation and stability, and churn from decline) are multiplied by ``exit_odds`` of
     the customer's segment: transactional customers, who switch for price, more than
-    relationship customers (MODEL.md §3).
+    relationship customers (docs/model.md §9.2).
     """
 
     enabled: bool = Field(False, description="a competitor enters at enters_at")

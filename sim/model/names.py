@@ -20,11 +20,11 @@ __all__ = [
     "N_STAGES",
 ]
 
-#: The four lifecycle stages, in the only order a relationship may pass them (MODEL.md §1).
+#: The four lifecycle stages, in the only order a relationship may pass them (docs/model.md §1).
 STAGES: tuple[str, ...] = ("exploration", "formation", "stability", "decline")
 
 
-#: The customer segments (MODEL.md §3).
+#: The customer segments (docs/model.md §4.1).
 SEGMENTS: tuple[str, ...] = ("relationship", "transactional")
 
 
@@ -36,7 +36,7 @@ TIERS: tuple[str, ...] = ("A", "B", "C")
 SATISFACTION_TYPES: tuple[str, ...] = ("dissatisfied", "satisfied", "highly_satisfied")
 
 
-#: Lifecycle patterns of a finished trajectory (MODEL.md §1).
+#: Lifecycle patterns of a finished trajectory (docs/model.md §1.3).
 PATTERNS: tuple[str, ...] = ("I", "II", "III", "IV")
 
 

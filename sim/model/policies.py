@@ -1,4 +1,4 @@
-"""Relationship-investment policies as spend tables the kernels can read (MODEL.md §5).
+"""Relationship-investment policies as spend tables the kernels can read (docs/model.md §7.1).
 
 Every config policy becomes a spend table ``spend[stage, segment, tier]`` (money units per
 active customer per period) plus a reactive threshold: when ``satisfaction_drop > 0`` the

@@ -55,7 +55,7 @@ class _Frozen(BaseModel):
 
 #: Largest magnitude of any real number in a configuration (money per period, multipliers,
 #: effect sizes): far beyond any real business, and small enough that every intermediate
-#: value of the model stays finite in float64 (tests/test_robustness.py runs the model at
+#: value of the model stays finite in float64 (tests/engines/test_engines_extremes.py runs the model at
 #: the corners of the allowed ranges: the largest intermediates, the squared care ratio of
 #: (M1) and the CLV sums of squares, stay below 1e125; bounds near 1e45 could overflow).
 MAX_MAGNITUDE = 1e12
@@ -147,7 +147,7 @@ class ChurnPropensity(_Frozen):
 
 
 class PopulationConfig(_Frozen):
-    """Who the customers are (MODEL.md §3).
+    """Who the customers are (docs/model.md §4).
 
     Wallet size (the customer's spend capacity in the category per period) is lognormal,
     ``wallet = wallet_median * exp(wallet_sigma * Z)``; a log-sd near 1.6 puts about half
@@ -166,7 +166,7 @@ class PopulationConfig(_Frozen):
 
 
 class DynamicsConfig(_Frozen):
-    """Perceived performance, expectations and satisfaction (MODEL.md §2, seed 004).
+    """Perceived performance, expectations and satisfaction (docs/model.md §2, seed 004).
 
     See :mod:`sim.model.equations` for the equations (M1)-(M5) these parameters enter.
     """
@@ -216,7 +216,7 @@ class DynamicsConfig(_Frozen):
 
 
 class LoyaltyConfig(_Frozen):
-    """The satisfaction -> loyalty curve (Jones & Sasser zones; MODEL.md §2).
+    """The satisfaction -> loyalty curve (Jones & Sasser zones; docs/model.md §2, (M6)).
 
     Piecewise linear through (0, 0), (defection_threshold, indifference_low),
     (affection_threshold, indifference_high), (1, 1): steep in the zone of defection, nearly
@@ -246,7 +246,7 @@ class LoyaltyConfig(_Frozen):
 
 
 class TransitionConfig(_Frozen):
-    """Stage transitions: no skipping; decline ends in churn or win-back (MODEL.md §1).
+    """Stage transitions: no skipping; decline ends in churn or win-back (docs/model.md §1.2).
 
     Per period, from each stage (probabilities at neutral loyalty, before the loyalty and
     segment adjustments of :func:`sim.model.equations.transition_probabilities`):
@@ -316,7 +316,7 @@ class TransitionConfig(_Frozen):
 
 
 class WordOfMouthConfig(_Frozen):
-    """Referral value from word of mouth, CLV5 (MODEL.md §2, seed 004).
+    """Referral value from word of mouth, CLV5 (docs/model.md §5.2, (C5); seed 004).
 
     Each period a customer talks with probability ``talk_probability`` to
     ``people_told[type]`` people; each person told becomes a new customer (positive
@@ -349,7 +349,7 @@ class WordOfMouthConfig(_Frozen):
 
 
 class EconomicsConfig(_Frozen):
-    """Cash flows and the six CLV parts (MODEL.md §4); see :mod:`sim.model.equations` (C1)-(C6)."""
+    """Cash flows and the six CLV parts (docs/model.md §5); see :mod:`sim.model.equations` (C1)-(C6)."""
 
     period_months: float = Field(1.0, gt=0.0, le=12.0, description="length of one period in months")
     annual_discount_rate: float = Field(0.10, ge=0.0, le=1.0, description="yearly discount rate")
@@ -528,7 +528,7 @@ MAX_SWEEP_POINTS = 10_000
 
 
 class ComparisonConfig(_Frozen):
-    """Which paired policy comparisons to report (MODEL.md §5).
+    """Which paired policy comparisons to report (docs/model.md §8).
 
     Without ``reference`` the ``comparison`` table has one row for every ordered pair of
     policies; with it, one row per other policy against the named reference.

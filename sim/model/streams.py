@@ -38,8 +38,8 @@ Reproducibility contract
 The mapping from a tuple to its stream (:func:`seed_stream`), the bits each
 variate consumes (:func:`next_uniform`, :func:`next_normal`, :func:`next_exponential`) and the
 ziggurat tables are fixed. Changing any of them changes every simulated result;
-``tests/test_rng.py`` pins them with reference values. Integer arithmetic is exact,
-so the raw streams are bitwise identical on every platform; the normal and
+``tests/model/test_model_streams.py`` pins them with reference values. Integer arithmetic is
+exact, so the raw streams are bitwise identical on every platform; the normal and
 exponential variates call ``exp``/``log1p`` and are bitwise identical for a given
 platform math library (in practice everywhere numba runs on glibc/LLVM).
 

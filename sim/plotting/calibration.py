@@ -15,7 +15,7 @@ def plot_survival_fit(table: pd.DataFrame, ax=None):
     Parameters
     ----------
     table
-        :func:`survival_fit_table` output (``SurvivalCalibration.table``).
+        :func:`~sim.fitting.calibration.survival_fit_table` output (``SurvivalCalibration.table``).
     ax
         Axes to draw on (default: a new figure).
 

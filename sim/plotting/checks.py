@@ -18,7 +18,7 @@ def plot_checks(table: pd.DataFrame, ax=None):
     Parameters
     ----------
     table
-        :func:`run_checks` output.
+        :func:`~sim.checks.validate.run_checks` output.
     ax
         Axes to draw on (default: a new figure).
 

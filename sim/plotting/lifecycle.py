@@ -67,7 +67,7 @@ def plot_lifecycle_curve(
     Parameters
     ----------
     table
-        A :func:`tenure_stage_table` (``policy, tenure_mid, stage, <value>``).
+        A :func:`~sim.plotting.gallery.tenure_stage_table` (``policy, tenure_mid, stage, <value>``).
     value
         ``"loyalty_mean"`` (relationship level, M6) or ``"profit_mean"`` (profit per period).
     policy
@@ -118,7 +118,7 @@ def plot_pattern_bars(patterns: pd.DataFrame, value: str = "share", ax=None, *, 
     ``clv_mean``).
 
     Pattern I ended in exploration, II in formation, III reached stability but ended early,
-    IV is long-term (MODEL.md §1). Parameters: the ``patterns`` table.
+    IV is long-term (docs/model.md §1.3). Parameters: the ``patterns`` table.
     """
     from sim.plotting.style import policy_colors
 
@@ -150,7 +150,7 @@ def plot_loyalty_curve(curve: pd.DataFrame, ax=None):
     Parameters
     ----------
     curve
-        A :func:`loyalty_curve_table` (``satisfaction, loyalty, zone``).
+        A :func:`~sim.plotting.gallery.loyalty_curve_table` (``satisfaction, loyalty, zone``).
     """
     ax = _axes(ax)
     defection = curve.loc[curve["zone"] != "defection", "satisfaction"].min()
@@ -325,7 +325,7 @@ def plot_lorenz(
     Parameters
     ----------
     lorenz
-        A :func:`lorenz_table` (``policy, customer_share, value_share``).
+        A :func:`~sim.plotting.gallery.lorenz_table` (``policy, customer_share, value_share``).
     reference
         Points ``customer_share, value_share`` of the rule of thumb to draw.
     """

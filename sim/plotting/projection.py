@@ -285,8 +285,8 @@ def plot_frontier(frontier: pd.DataFrame, ax=None):
 def plot_response(response: pd.DataFrame, ax=None, *, delta: bool = False):
     """Spend-response curves: mean CLV against the spend in one stage (others held fixed).
 
-    MODEL.md §4 expects each curve to rise, peak and fall ("too little and too much both
-    lose"). The spend found by the optimiser is marked with a star on each curve.
+    docs/model.md §5.4 expects each curve to rise, peak and fall ("too little and too much
+    both lose"). The spend found by the optimiser is marked with a star on each curve.
 
     Parameters
     ----------

@@ -5,7 +5,7 @@ Use it as a context manager around the code that draws and saves a figure::
     from sim.plotting.style import figure_style
     with figure_style():
         figure, ax = plt.subplots()
-        sim.plotting.gallery.figures.plot_lorenz(table, ax=ax)
+        sim.plotting.plot_lorenz(table, ax=ax)
         figure.savefig("lorenz.png")
 
 The style only sets ``matplotlib.rcParams`` inside the ``with`` block (through

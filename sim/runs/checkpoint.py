@@ -9,6 +9,7 @@ work-item order (:class:`sim.tables.chunks.ChunkReducer`), the result is bitwise
 an uninterrupted run. When the manifest has been written the chunk folder is removed.
 
 A chunk file is trusted only if
+
 * it is a NumPy ``.npz`` archive read with ``allow_pickle=False`` (no code can hide in it),
 * its ``config_hash`` is the hash of the current config (:func:`config_hash`: every field
   that can change a number, the package version, this file format, and the code that
@@ -18,6 +19,7 @@ A chunk file is trusted only if
 * it describes the expected work item, and
 * its ``checksum`` (SHA-256 over every array's name, dtype, shape and bytes) matches, and
 * every array has the dtype and shape a chunk of this config has (:meth:`ChunkStore.load`).
+
 Anything else (a truncated, corrupted, crafted or foreign file) is reported and recomputed.
 A temporary file left by a write that was killed (``.<name>.npz.<random>.tmp``) is never
 read as a chunk; resuming deletes it (:meth:`ChunkStore.discard_temporaries`).

@@ -3,9 +3,9 @@
 A projection (:func:`sim.project`) is a list of deterministic **work items**
 ``(replication, first_customer, n_customers)`` (:func:`plan_work`). Each item is simulated
 by :func:`simulate_work_item`, a pure function of the config's plain data and the item,
-which returns a :class:`ChunkResult`: the chunk's partial sums per block of
-:data:`sim.engines.core.BLOCK` customers, a :class:`sim.tables.sketch.ClvSketch` of its CLVs and, for small
-runs, the CLVs themselves. A :class:`ChunkReducer` adds chunk results **in work-item
+which returns a :class:`~sim.tables.chunks.ChunkResult`: the chunk's partial sums per block of
+:data:`sim.tables.partials.BLOCK` customers, a :class:`sim.tables.sketch.ClvSketch` of its CLVs and, for small
+runs, the CLVs themselves. A :class:`~sim.tables.chunks.ChunkReducer` adds chunk results **in work-item
 order** (buffering those that arrive early), block by block, so the reduced sums are the
 same bits whatever ran the items, in whatever order, with whatever chunk size:
 
@@ -149,7 +149,7 @@ def run_size_problems(config) -> list[tuple[str, str]]:
 
 
 def check_run_size(config) -> None:
-    """Raise :class:`sim.model.config.ConfigError` with :func:`run_size_problems`, if any."""
+    """Raise :class:`sim.exceptions.ConfigError` with :func:`run_size_problems`, if any."""
     from sim.exceptions import ConfigError
 
     problems = run_size_problems(config)
@@ -161,7 +161,7 @@ def check_run_size(config) -> None:
 
 
 def _check_finite_chunk(config, item: WorkItem, clv: np.ndarray) -> None:
-    """Every CLV of the chunk finite, else :class:`sim.runs.projection.NonFiniteResultError`
+    """Every CLV of the chunk finite, else :class:`sim.exceptions.NonFiniteResultError`
     naming the policy, replication and customer of the first bad one.
     """
     bad = ~np.isfinite(clv)
@@ -219,7 +219,7 @@ def simulate_work_item(
 
     Raises
     ------
-    sim.runs.projection.NonFiniteResultError
+    sim.exceptions.NonFiniteResultError
         If a CLV is NaN or infinite (named by policy, replication and customer).
     """
     config, arrays, tables = _config_from_json(config_json)
@@ -250,7 +250,7 @@ def run_ordered(
     results: Iterable[tuple[int, ChunkResult]], n_items: int, consume: Callable[[int, ChunkResult], None]
 ) -> None:
     """Feed ``(index, result)`` pairs arriving in any order to ``consume`` in index order
-    ``0 .. n_items - 1``, holding early arrivals until their turn.
+    (``0`` to ``n_items - 1``), holding early arrivals until their turn.
     """
     waiting: dict[int, ChunkResult] = {}
     following = 0
@@ -313,7 +313,7 @@ class DaskExecutor:
     Notes
     -----
     Each task gets the config as JSON text (sent once, ``scatter``) and a work item, and
-    returns a :class:`ChunkResult`; :meth:`map` keeps at most twice the cluster's worker
+    returns a :class:`~sim.tables.chunks.ChunkResult`; :meth:`map` keeps at most twice the cluster's worker
     threads of tasks in flight, takes results in work-item order and releases each future
     once its result is taken (memory O(window x chunk)); the client reduces in work-item
     order, so the numbers are bitwise those of :class:`LocalExecutor`. A worker that dies takes its

@@ -1,4 +1,6 @@
-"""Cohort CLV projection with the jitted core: :func:`project` and :class:`ProjectionResult`."""
+"""Cohort CLV projection with the jitted core: :func:`~sim.runs.projection.project` and
+:class:`~sim.ProjectionResult`.
+"""
 
 from __future__ import annotations
 
@@ -88,7 +90,7 @@ def project(
     ------
     ValueError
         For an unknown ``executor`` or a ``scheduler`` without the Dask executor.
-    sim.runs.executors.ExecutorError
+    sim.exceptions.ExecutorError
         If the Dask executor cannot start or loses work beyond its retries.
 
     Notes

@@ -147,7 +147,7 @@ def project_from(
     Parameters
     ----------
     snapshot
-        One row per live customer with the columns of :data:`SNAPSHOT_COLUMNS` (optionally
+        One row per live customer with the columns of :data:`~sim.runs.snapshot.SNAPSHOT_COLUMNS` (optionally
         ``highest_stage`` and ``propensity``; ``propensity`` is required when the config
         sets ``population.churn_propensity``, and ignored when it does not).
     config

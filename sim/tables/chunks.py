@@ -35,7 +35,7 @@ CLV_KEEP_LIMIT = 1 << 21
 
 class WorkItem(NamedTuple):
     """One chunk of work: ``n_customers`` customers from ``first_customer`` (a multiple of
-    :data:`sim.engines.core.BLOCK`) of replication ``replication``.
+    :data:`sim.tables.partials.BLOCK`) of replication ``replication``.
     """
 
     replication: int
@@ -69,7 +69,7 @@ class ChunkResult:
     ----------
     item : WorkItem
     partials : dict of str to ndarray
-        The arrays of :attr:`sim.engines.core.ChunkPartials.FIELDS`, block first.
+        The arrays of :attr:`sim.tables.partials.ChunkPartials.FIELDS`, block first.
     sketch : ClvSketch
         Sketch of the chunk's CLVs, per policy.
     clv : ndarray or None
@@ -83,7 +83,7 @@ class ChunkResult:
 
     @classmethod
     def from_partials(cls, item: WorkItem, partials: ChunkPartials, keep_clv: bool = True) -> "ChunkResult":
-        """Wrap a :class:`sim.engines.core.ChunkPartials` (sketching its CLVs)."""
+        """Wrap a :class:`sim.tables.partials.ChunkPartials` (sketching its CLVs)."""
         return cls(
             item=WorkItem(*item),
             partials={name: getattr(partials, name) for name in ChunkPartials.FIELDS},
@@ -123,7 +123,7 @@ class ChunkReducer:
     Every float partial is summed block by block, in (replication, block) order, starting
     from a copy of the first block (exactly what ``np.concatenate(blocks).sum(axis=0)``
     does), so the totals do not depend on the chunk size or on which executor produced
-    the chunks. Integer partials and the :class:`ClvSketch` add exactly in any order.
+    the chunks. Integer partials and the :class:`~sim.tables.sketch.ClvSketch` add exactly in any order.
     Memory: the totals (O(policies x horizon)), the merged sketch and, when kept, the CLVs.
 
     Parameters
@@ -142,7 +142,7 @@ class ChunkReducer:
         self.n_blocks = 0
 
     def add(self, chunk) -> None:
-        """Add the next chunk (a :class:`ChunkResult` or a :class:`sim.engines.core.ChunkPartials`)."""
+        """Add the next chunk (a :class:`ChunkResult` or a :class:`sim.tables.partials.ChunkPartials`)."""
         if isinstance(chunk, ChunkPartials):
             chunk = ChunkResult.from_partials(
                 WorkItem(-1, -1, chunk.clv.shape[1]), chunk, keep_clv=self.keep_clv

@@ -104,7 +104,7 @@ class ChunkPartials:
 
 @njit(cache=True)
 def satisfaction_bin(satisfaction):
-    """The bin ``0 .. SATISFACTION_BINS - 1`` of a satisfaction (equal-width bins of [0, 1];
+    """The bin (``0`` to ``SATISFACTION_BINS - 1``) of a satisfaction (equal-width bins of [0, 1];
     values outside [0, 1] go to the end bins), or -1 for NaN, which is counted in no bin
     (the run then stops with :class:`sim.exceptions.NonFiniteResultError`). The one rule
     of every engine. Jit-compiled; works on arrays through ``.py_func``.

@@ -59,7 +59,7 @@ Z95 = 1.959963984540054
 
 @dataclass
 class ProjectionResult:
-    """Results of :func:`project`: tidy pandas tables plus per-customer CLVs.
+    """Results of :func:`~sim.project`: tidy pandas tables plus per-customer CLVs.
 
     Attributes
     ----------
@@ -162,7 +162,7 @@ class ProjectionResult:
 
         CLV quantiles and value concentration come from the per-customer CLVs when
         :func:`sim.tables.chunks.exact_clv_tables` holds for ``config`` and the reducer kept
-        them (:func:`project` always keeps them then), else from the reducer's sketch.
+        them (:func:`~sim.project` always keeps them then), else from the reducer's sketch.
         """
         names = config.policy_names
         horizon = config.run.horizon
@@ -257,7 +257,8 @@ _ROW_KEYS = ("policy", "reference", "stage", "period", "pattern", "group", "sati
 
 
 def check_finite(result) -> None:
-    """Raise :class:`NonFiniteResultError` if ``result`` holds NaN or infinity where it must not.
+    """Raise :class:`~sim.exceptions.NonFiniteResultError` if ``result`` holds NaN or infinity
+    where it must not.
 
     Checks every per-customer CLV (naming policy, replication and customer of the first
     bad one), then every numeric column of every table; NaN is allowed only in the

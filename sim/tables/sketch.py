@@ -67,7 +67,7 @@ def bin_keys(values: np.ndarray) -> np.ndarray:
     ------
     ValueError
         If any value is NaN or infinite (a CLV must be finite; see
-        :func:`sim.runs.projection.check_finite`).
+        :func:`sim.tables.result.check_finite`).
     """
     values = np.ascontiguousarray(values, dtype=np.float64)
     if not np.isfinite(values).all():

@@ -1,4 +1,5 @@
-"""The SimPy agent engine (sim/abm.py): agreement with the core, and the direction of every interaction.
+"""The SimPy agent engine (sim.engines.market): agreement with the core, and the direction of every
+interaction.
 
 Tiers: exact (per-customer equality with the core when the engines share their random
 streams, exact identities of the bookkeeping, pathwise monotone effects under common random

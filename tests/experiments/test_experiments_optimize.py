@@ -1,8 +1,8 @@
-"""The spend optimiser (sim/optimize.py) against a case with a known exact optimum, and
+"""The spend optimiser (sim.experiments.optimize) against a case with a known exact optimum, and
 ``sim optimize`` on the baseline model.
 
-The known case ("referral case", :func:`sim.experiments.optimize.referral_case_clv`): the
-Markov-reducible setting of sim/lifecycle_chain.py (spend does not change the stage
+The known case ("referral case", :func:`sim.experiments.referral_case.referral_case_clv`): the
+Markov-reducible setting of sim.analytic.lifecycle_chain (spend does not change the stage
 process) with word of mouth on and fixed expectations. Spend then buys only a better
 satisfaction type, i.e. expected referral value (C5), at its own cost; the expected CLV is
 the Pfeifer-Carraway chain value plus, per stage, the discounted stage occupancy times
@@ -165,7 +165,7 @@ def test_per_segment_search_finds_the_exact_optimum():
 
 def test_sim_optimize_on_the_baseline_model(tmp_path, baseline_config):
     """`sim optimize` on the baseline model, small: formation and decline spends searched.
-    The response curve of formation rises, peaks and falls (MODEL.md §4): the paired ΔCLV to
+    The response curve of formation rises, peaks and falls (docs/model.md §5.4): the paired ΔCLV to
     the optimum at spend 0 and at the largest spend is below -4 paired SE. The optimum is
     re-evaluated on a fresh seed and compared with the reference, paired.
     """

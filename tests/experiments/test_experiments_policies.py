@@ -1,5 +1,5 @@
 """Policy experiments: paired comparisons (common random numbers), the satisfaction trap,
-precision control, sweeps and the shipped experiment configs (sim/experiments.py).
+precision control, sweeps and the shipped experiment configs (sim.experiments).
 """
 
 import json
@@ -117,7 +117,7 @@ def test_frontier_marks_the_pareto_set_exactly():
 
 
 def test_satisfaction_trap_stage_targeting_beats_max_satisfaction(baseline_config):
-    """MODEL.md §2: on the baseline, stage-targeted spend (the baseline's stage_based policy)
+    """docs/model.md §2.1: on the baseline, stage-targeted spend (the baseline's stage_based policy)
     earns more net CLV than 'maximise satisfaction for all' (the spend at the peak of the care
     response for everyone), while the latter buys higher mean satisfaction.
 

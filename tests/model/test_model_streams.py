@@ -79,7 +79,7 @@ def ref_uniform_from_bits(value):
 
 
 def ref_normal(s0, s1):
-    """The ziggurat of sim.model.streams._normal, step by step in Python (same tables)."""
+    """The ziggurat of sim.model.streams.next_normal, step by step in Python (same tables)."""
     accept_below = streams._ZIGGURAT_ACCEPT_BELOW
     width = streams._ZIGGURAT_WIDTH
     height = streams._ZIGGURAT_HEIGHT

@@ -731,7 +731,7 @@ def test_an_interrupted_figure_run_can_be_remade_into_its_folder(tmp_path, monke
 
     monkeypatch.setattr(
         style, "save_figure", interrupted_at_the_second
-    )  # sim.plotting.gallery.figures imports it when it draws
+    )  # the gallery imports it when it draws
     assert main(arguments) == 130
     assert (out / "stage_occupancy.csv").is_file() and not (out / "manifest.json").exists()
     monkeypatch.undo()

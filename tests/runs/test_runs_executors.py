@@ -1,4 +1,4 @@
-"""Executors (sim/executors.py): the local loop and a Dask cluster give bitwise the same
+"""Executors (sim.runs.executors): the local loop and a Dask cluster give bitwise the same
 results; so do chunks arriving in any order, and a run whose Dask worker is killed mid-run
 (issue 6 item 4, issue 7 item 5).
 

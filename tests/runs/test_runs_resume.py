@@ -1,4 +1,4 @@
-"""Chunked execution and resume (sim/checkpoint.py; issue 6 item 5, issue 7 item 4).
+"""Chunked execution and resume (sim.runs.checkpoint; issue 6 item 5, issue 7 item 4).
 
 * A real ``sim run`` process is killed with SIGKILL after its first chunk files appear;
   ``sim run --resume`` then finishes the run, and every CSV is byte for byte the CSV of an

@@ -1,4 +1,4 @@
-"""Memory that does not grow with the run: the CLV sketch (sim/sketch.py) and its error bound,
+"""Memory that does not grow with the run: the CLV sketch (sim.tables.sketch) and its error bound,
 the reducer's exactness, and the measured peak state per customer (issue 6).
 
 The sketch replaces the per-customer CLVs that the quantiles and the value-concentration

@@ -21,7 +21,7 @@ __all__ = [
 
 @dataclass(frozen=True, slots=True)
 class CustomerState:
-    """What the firm observes about one live customer at its review (MODEL.md §5); the
+    """What the firm observes about one live customer at its review (docs/model.md §7.2); the
     argument of a user-defined policy function ``fn(state) -> spend``.
 
     Attributes

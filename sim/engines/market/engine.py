@@ -3,10 +3,10 @@ r"""The agent-based market engine: customers as SimPy processes, on the model of
 :func:`simulate_market` runs one SimPy environment per (policy, replication). Every customer
 is a process that lives through its relationship period by period in event time; the firm
 is a process that reviews every live customer at the start of each period and applies the
-policy (MODEL.md §5). Unlike the cohort core, customers can interact through the market:
+policy (docs/model.md §7). Unlike the cohort core, customers can interact through the market:
 
 * a **retention budget** per period, allocated by a stated priority rule
-  (:func:`allocate_budget`: value tier, then stage, then lowest satisfaction);
+  (:func:`~sim.engines.market.budget.allocate_budget`: value tier, then stage, then lowest satisfaction);
 * **service capacity**: dissatisfied customers complain; complaints queue at a
   ``simpy.Resource`` and waiting lowers perceived performance (M2);
 * **word of mouth** that creates real agents (positive) or deters prospects (negative), so
@@ -34,8 +34,8 @@ mouth on the expected referral value passed to (C5) is zero (the referrals are r
 The per-period step of one customer (:func:`_close_period`) is jit-compiled and does what
 one iteration of the core's loop (``sim.engines.core._simulate_block``) does, in the same order
 with the same draws; so with every interaction off and ``timing = "period"`` the agent
-engine reproduces the core customer for customer (``tests/test_abm.py`` checks that the CLVs
-are bitwise equal).
+engine reproduces the core customer for customer (``tests/engines/test_engines_market.py``
+checks that the CLVs are bitwise equal).
 
 Time
 ----
@@ -552,7 +552,7 @@ def simulate_market(
     ValueError, TypeError
         For a bad policy function or snapshot period (before any work), or a policy
         function returning a spend that is not a finite number in [0, 1e12] (during the run);
-        TypeError also for a ``config`` that is not an :class:`ExperimentConfig` (a dict:
+        TypeError also for a ``config`` that is not an :class:`~sim.model.config.ExperimentConfig` (a dict:
         use :func:`sim.config_from_dict`).
     RuntimeError
         For a policy function that raises (naming the policy, customer, period and

@@ -94,8 +94,8 @@ MARKET_STREAM_CUSTOMER = MAX_CUSTOMER
 #: How a customer came to the firm: the initial cohort, the acquisition process, word of mouth.
 ORIGINS: tuple[str, ...] = ("cohort", "acquisition", "word_of_mouth")
 ORIGIN_COHORT, ORIGIN_ACQUISITION, ORIGIN_WORD_OF_MOUTH = range(3)
-#: Columns of :meth:`MarketResult.snapshot` (the state :func:`sim.project_from` needs, plus
-#: the optional ``highest_stage`` and ``propensity``).
+#: Columns of :meth:`~sim.engines.market.engine.MarketResult.snapshot` (the state
+#: :func:`sim.project_from` needs, plus the optional ``highest_stage`` and ``propensity``).
 SNAPSHOT_COLUMNS: tuple[str, ...] = (
     "customer",
     "segment",

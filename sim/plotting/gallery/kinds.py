@@ -30,7 +30,7 @@ from the ``by_stage`` tables of runs with nested horizons (see there).
 The figures (``kind``)
 ----------------------
 1. ``lifecycle_curve`` — relationship level (loyalty) and profit per period against
-   tenure, per lifecycle stage (MODEL.md §1).
+   tenure, per lifecycle stage (docs/model.md §1).
 2. ``stage_occupancy`` — shares of the cohort in each stage over time, per policy.
 3. ``lifecycle_patterns`` — patterns I–IV: share of customers and mean CLV.
 4. ``satisfaction_loyalty`` — the Jones & Sasser (1995) satisfaction→loyalty curve (M6)
@@ -393,7 +393,7 @@ def load_figure_specs(
 # --------------------------------------------------------------------------- caption facts, before work
 # What each builder puts in FigureData.facts, known from the configs alone: the values
 # themselves where they do not need a simulation, else a stand-in of the same type
-# (tests/test_figures.py checks the names and types against the built figures).
+# (tests/plotting/test_plotting_gallery.py checks the names and types against the built figures).
 
 
 FIGURE_KINDS: dict[str, _Kind] = {

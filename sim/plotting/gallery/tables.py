@@ -157,7 +157,7 @@ def lorenz_table(clv: dict, points: int = 201) -> pd.DataFrame:
 
     Customers are ranked by CLV, highest first; at customer share ``q`` (``points`` values
     from 0 to 1) the curve gives the share of the total CLV earned by the top
-    ``round(q n)`` customers. Because some customers have negative CLV (MODEL.md §3: the
+    ``round(q n)`` customers. Because some customers have negative CLV (docs/model.md §4.2: the
     "80/20/30" rule), the curve can rise above 1 before it ends at 1.
 
     Parameters
@@ -243,7 +243,7 @@ def response_config(
     return config.with_overrides(policies=policies)
 
 
-#: The ABC rule of thumb (MODEL.md §3): cumulative (customer share, value share).
+#: The ABC rule of thumb (docs/model.md §4.2): cumulative (customer share, value share).
 ABC_REFERENCE = pd.DataFrame(
     {"customer_share": [0.0, 0.05, 0.20, 1.0], "value_share": [0.0, 0.50, 0.80, 1.0]}
 )
