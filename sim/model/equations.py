@@ -5,6 +5,9 @@ inside its kernels; the SimPy agent engine and the NumPy reference call the same
 functions (the NumPy reference through ``.py_func`` on arrays, which works because the
 bodies use only arithmetic and NumPy ufuncs). There is no second copy of the model.
 
+Every ``exp`` below is :func:`sim.model.exponential.exp`: ``np.exp`` on arrays and, inside the
+kernels, a branch-free twin of glibc's ``exp`` (same bits) that LLVM can vectorise.
+
 Notation (per customer *i*, period *t* = 0, 1, ..., one period = ``period_months``):
 stage :math:`k_t` (0 exploration, 1 formation, 2 stability, 3 decline, 4 ended), segment
 :math:`g` (0 relationship, 1 transactional), wallet :math:`W`, retention spend
@@ -73,6 +76,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from sim.model.exponential import exp
 from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
 
 __all__ = [
@@ -131,7 +135,7 @@ def customer_segment(uniform, relationship_share):
 @njit(cache=True)
 def customer_wallet(normal, median, sigma):
     """(A2) Lognormal wallet per period: ``median * exp(sigma * z)``."""
-    return median * np.exp(sigma * normal)
+    return median * exp(sigma * normal)
 
 
 @njit(cache=True)
@@ -156,7 +160,7 @@ def care_response(spend, gain, scale, annoyance):
     ``gain * (1 - exp(-spend/scale)) - annoyance * (spend/scale)**2``. Jit-compiled.
     """
     ratio = spend / scale
-    return gain * (1.0 - np.exp(-ratio)) - annoyance * ratio * ratio
+    return gain * (1.0 - exp(-ratio)) - annoyance * ratio * ratio
 
 
 def best_care_spend(gain: float, scale: float, annoyance: float) -> float:
@@ -205,7 +209,7 @@ def update_satisfaction(previous, disconfirmation, memory, scale):
     ``benchmarks/NOTES.md``. Values agree with the ``tanh`` form to a few ulp.)
     """
     x = disconfirmation / scale
-    e = np.exp(-np.abs(x))
+    e = exp(-np.abs(x))
     q = 1.0 / (1.0 + e)
     return memory * previous + (1.0 - memory) * select(x >= 0.0, q, e * q)
 
@@ -236,7 +240,7 @@ def adjusted_probability(base, log_odds_shift):
     infinite; the shift is clipped to [-60, 60] so ``exp`` cannot overflow. Jit-compiled.
     """
     shift = np.minimum(np.maximum(log_odds_shift, -60.0), 60.0)
-    return base / (base + (1.0 - base) * np.exp(-shift))
+    return base / (base + (1.0 - base) * exp(-shift))
 
 
 @njit(cache=True)
@@ -317,7 +321,7 @@ def tenure_ramp(tenure, tenure_scale):
     It depends on the period only, so the cohort core tabulates it once per chunk
     (with this function) instead of calling ``exp`` every customer-period.
     """
-    return 1.0 - np.exp(-tenure / tenure_scale)
+    return 1.0 - exp(-tenure / tenure_scale)
 
 
 @njit(cache=True)

@@ -59,7 +59,13 @@ _IGNORED = (("run", "threads"),)
 _SOURCE_DIR = Path(__file__).resolve().parents[1]
 #: Modules whose source decides a chunk's numbers: the kernel, the model equations and
 #: tables, the random streams and the policy tables.
-_CODE_MODULES = ("engines/core.py", "model/equations.py", "model/streams.py", "model/policies.py")
+_CODE_MODULES = (
+    "engines/core.py",
+    "model/equations.py",
+    "model/exponential.py",
+    "model/streams.py",
+    "model/policies.py",
+)
 
 
 def code_fingerprint() -> dict:
