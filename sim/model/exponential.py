@@ -115,7 +115,7 @@ def _double(typingctx, u):
     return types.float64(types.uint64), codegen
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, error_model="numpy", forceinline=True)
 def _exp_scalar(x):
     """The FMA build of glibc's ``exp``, without branches; see the module docstring."""
     fma = fused_multiply_add

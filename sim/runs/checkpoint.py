@@ -61,10 +61,14 @@ _SOURCE_DIR = Path(__file__).resolve().parents[1]
 #: tables, the random streams and the policy tables.
 _CODE_MODULES = (
     "engines/core.py",
+    "engines/block.py",
+    "engines/lanes.py",
     "model/equations.py",
     "model/exponential.py",
     "model/streams.py",
     "model/policies.py",
+    "model/step.py",
+    "tables/partials.py",
 )
 
 
