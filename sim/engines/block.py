@@ -48,6 +48,7 @@ from sim.engines.lanes import (
     Q_HIGHEST,
     Q_STAGE,
     ROW,
+    UNCOUNTED,
     WINDOW,
     advance_period,
     close_period,
@@ -72,7 +73,7 @@ from sim.model.streams import (
     next_uniform,
     seed_stream,
 )
-from sim.tables.partials import N_PERIOD_SUMS, add_customer, add_periods
+from sim.tables.partials import N_PERIOD_SUMS, add_customer, add_periods, add_satisfaction_counts
 
 __all__ = ["ATTRIBUTE_COLUMNS", "START_COLUMNS", "simulate_block"]
 
@@ -364,8 +365,11 @@ def simulate_block(
     streams = np.zeros((GROUP, 6), dtype=np.uint64)
     finals = np.zeros((n_policies, N_FINAL_PARTS, GROUP))
     final_ints = np.zeros((n_policies, 2, GROUP), dtype=np.int64)
-    counts = np.zeros(N_STAGES, dtype=np.int64)
-    lane_sums = np.zeros((N_STAGES, N_PERIOD_SUMS, LANES))
+    # per period and policy; row ENDED of counts and lane_sums and the last histogram row take
+    # the masked (ended) columns and are never added to the partials
+    counts = np.zeros(N_STAGES + 1, dtype=np.int64)
+    lane_sums = np.zeros((N_STAGES + 1, N_PERIOD_SUMS, LANES))
+    histogram = np.zeros((UNCOUNTED + 1, 2), dtype=np.int64)
     tenure_scale = scalars[S_TENURE_SCALE]
     beta_churn = scalars[S_CHURN_ALPHA] > 0.0
     long_term = scalars[S_LONG_TERM]
@@ -434,6 +438,7 @@ def simulate_block(
                 )
                 counts[:] = 0
                 lane_sums[:] = 0.0
+                histogram[:] = 0
                 close_period(
                     n,
                     t,
@@ -448,15 +453,24 @@ def simulate_block(
                     care_tables,
                     counts,
                     lane_sums,
-                    satisfaction_bins,
+                    histogram,
                     ended_at,
                     finals,
                     final_ints,
                     stage_trace,
                 )
                 add_periods(
-                    stage_periods, stage_sums, period_sums, occupancy, block, policy, t, counts, lane_sums
+                    stage_periods,
+                    stage_sums,
+                    period_sums,
+                    occupancy,
+                    block,
+                    policy,
+                    t,
+                    counts[:N_STAGES],
+                    lane_sums[:N_STAGES],
                 )
+                add_satisfaction_counts(satisfaction_bins, block, policy, histogram)
         _finish_group(
             block,
             group_first,

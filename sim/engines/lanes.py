@@ -75,14 +75,15 @@ from sim.model.equations import (
     update_expectation,
     update_satisfaction,
 )
-from sim.model.names import DECLINE, ENDED, STABILITY
+from sim.model.names import DECLINE, ENDED, N_STAGES, STABILITY
 from sim.model.step import Accounts, account_period, cash_parameters
 from sim.tables.partials import (
     K_LOYALTY,
     K_PROFIT,
     K_SATISFACTION,
     K_SPEND,
-    add_satisfaction,
+    SATISFACTION_BINS,
+    satisfaction_bin,
 )
 
 __all__ = ["GROUP", "ROW", "WINDOW", "LANES", "advance_period", "close_period", "compact_columns"]
@@ -130,9 +131,12 @@ N_POLICY_STATE = 13
 F_PROFIT, F_LOYALTY, F_SPEND, F_REFERRAL = range(N_POLICY_STATE, N_POLICY_STATE + 4)
 N_POLICY_FLOATS = N_POLICY_STATE + 4
 # Rows of one policy's part of ``policy_ints``.
-Q_STAGE, Q_HIGHEST, Q_NEW_STAGE = range(3)
+Q_STAGE, Q_HIGHEST, Q_NEW_STAGE, Q_BIN, Q_EXIT_MOVE = range(5)
 N_POLICY_STATE_INTS = 2
-N_POLICY_INTS = 3
+N_POLICY_INTS = 5
+#: Index of the satisfaction histogram (:func:`close_period`) that counts what is not counted:
+#: ended customers (masked) and NaN satisfaction.
+UNCOUNTED = N_STAGES * SATISFACTION_BINS
 # Rows of ``finals[policy]`` (accounts of customers whose relationship is over, by group index).
 N_FINAL_PARTS = 7  # clv1 .. clv6, spend
 
@@ -288,7 +292,15 @@ def advance_period(
         churned = (
             beta_churn & (propensity > 0.0) & propensity_ends_relationship(propensity, churn_uniforms[k])
         )
-        policy_ints[Q_NEW_STAGE * g + k] = ENDED if churned | (stage == ENDED) else new_stage
+        new_stage = ENDED if churned | (stage == ENDED) else new_stage
+        policy_ints[Q_NEW_STAGE * g + k] = new_stage
+        # the period's satisfaction bin of the stage (sim.tables.partials.add_satisfaction's rule)
+        index = satisfaction_bin(policy_floats[F_SATISFACTION * g + k])
+        counted = (stage != ENDED) & (index >= 0)
+        policy_ints[Q_BIN * g + k] = stage * SATISFACTION_BINS + index if counted else UNCOUNTED
+        policy_ints[Q_EXIT_MOVE * g + k] = (new_stage == ENDED) | (
+            (new_stage == DECLINE) & (stage != DECLINE)
+        )
 
 
 @njit(cache=True, error_model="numpy")
@@ -306,35 +318,35 @@ def close_period(
     care_tables,
     counts,
     lane_sums,
-    satisfaction_bins,
+    histogram,
     ended_at,
     finals,
     final_ints,
     stage_trace,
 ):
-    """After :func:`advance_period`: add every active customer's period to ``counts`` and
-    ``lane_sums`` (column ``k`` in lane ``k % LANES``) and to the satisfaction bins, write the
-    traced stage paths, and move customers to their new stage: the new stage's spend and care,
-    the highest stage reached, and, for a relationship that ended, its accounts, end period
-    and highest stage into ``finals``/``final_ints`` (by group index). Returns how many ended.
+    """After :func:`advance_period`: add every column's period to ``counts[stage]``,
+    ``lane_sums[stage, column, k % LANES]`` and the satisfaction ``histogram[bin, exit]``
+    (ended customers land in the extra stage ENDED and the extra bin :data:`UNCOUNTED`, which
+    are not added to the partials: no branch on them), write the traced stage paths, and
+    move customers to their new stage: the new stage's spend and care, the highest stage
+    reached, and, for a relationship that ended, its accounts, end period and highest stage
+    into ``finals``/``final_ints`` (by group index). Returns how many ended.
     """
     g = ROW
     n_traced = stage_trace.shape[1]
     ended = 0
     for k in range(n):
         stage = policy_ints[Q_STAGE * g + k]
-        if stage == ENDED:
-            continue
         new_stage = policy_ints[Q_NEW_STAGE * g + k]
         lane = k % LANES
-        satisfaction = policy_floats[F_SATISFACTION * g + k]
         counts[stage] += 1
         lane_sums[stage, K_PROFIT, lane] += policy_floats[F_PROFIT * g + k]
-        lane_sums[stage, K_SATISFACTION, lane] += satisfaction
+        lane_sums[stage, K_SATISFACTION, lane] += policy_floats[F_SATISFACTION * g + k]
         lane_sums[stage, K_LOYALTY, lane] += policy_floats[F_LOYALTY * g + k]
         lane_sums[stage, K_SPEND, lane] += policy_floats[F_SPEND * g + k]
-        exit_move = new_stage == ENDED or (new_stage == DECLINE and stage != DECLINE)
-        add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction, exit_move)
+        bin_index = policy_ints[Q_BIN * g + k]
+        histogram[bin_index, 0] += 1
+        histogram[bin_index, 1] += policy_ints[Q_EXIT_MOVE * g + k]
         local = customer_ints[D_LOCAL * g + k]
         if local < n_traced:
             stage_trace[policy, local, period] = stage

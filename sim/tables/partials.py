@@ -24,6 +24,7 @@ __all__ = [
     "add_period",
     "add_periods",
     "add_satisfaction",
+    "add_satisfaction_counts",
     "add_customer",
 ]
 
@@ -154,6 +155,22 @@ def add_periods(stage_periods, stage_sums, period_sums, occupancy, block, policy
             stage_sums[block, policy, stage, column] += stage_total
             period_total += stage_total
         period_sums[block, policy, period, column] += period_total
+
+
+@njit(cache=True, error_model="numpy")
+def add_satisfaction_counts(satisfaction_bins, block, policy, histogram):
+    """Add many customer-periods' satisfaction counts to ``[block, policy]``:
+    ``histogram[stage * SATISFACTION_BINS + bin, column]`` counted with
+    :func:`add_satisfaction`'s rule (bin :func:`satisfaction_bin`, NaN in no bin; column 1 for
+    an exit move). Rows past the last stage's are not added. Jit-compiled; the cohort core's
+    way of writing :func:`add_satisfaction`'s counts.
+    """
+    for stage in range(satisfaction_bins.shape[2]):
+        for index in range(SATISFACTION_BINS):
+            for column in range(2):
+                satisfaction_bins[block, policy, stage, index, column] += histogram[
+                    stage * SATISFACTION_BINS + index, column
+                ]
 
 
 @njit(cache=True, error_model="numpy")
