@@ -76,7 +76,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
-from sim.model.exponential import exp
+from sim.model.exponential import exp, exp_moderate
 from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
 
 __all__ = [
@@ -247,10 +247,11 @@ def adjusted_probability(base, log_odds_shift):
     """(M7) ``p`` with ``odds(p) = odds(base) * exp(log_odds_shift)``; 0 and 1 stay fixed.
 
     Written as ``base / (base + (1 - base) * exp(-shift))`` so that no odds is ever
-    infinite; the shift is clipped to [-60, 60] so ``exp`` cannot overflow. Jit-compiled.
+    infinite; the shift is clipped to [-60, 60] so ``exp`` cannot overflow (and needs none of
+    its special cases: :func:`sim.model.exponential.exp_moderate`). Jit-compiled.
     """
     shift = np.minimum(np.maximum(log_odds_shift, -60.0), 60.0)
-    return base / (base + (1.0 - base) * exp(-shift))
+    return base / (base + (1.0 - base) * exp_moderate(-shift))
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)

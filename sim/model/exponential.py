@@ -37,7 +37,7 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-__all__ = ["exp", "fused_multiply_add"]
+__all__ = ["exp", "exp_moderate", "fused_multiply_add"]
 
 
 def _table() -> np.ndarray:
@@ -116,11 +116,9 @@ def _double(typingctx, u):
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def _exp_scalar(x):
-    """The FMA build of glibc's ``exp``, without branches; see the module docstring."""
+def _exp_core(x):
+    """Glibc's main path: ``(result, tmp, scale_bits, ki)`` of ``exp(x)`` for ``|x| < 512``."""
     fma = fused_multiply_add
-    u = _bits(x)
-    top = (u >> _U52) & _EXPONENT_MASK
     # x = k ln2/N + r, |r| <= ln2/2N; 2^(k/N) = scale (1 + tail)
     kd = fma(x, _INV_LN2_N, _SHIFT)
     ki = _bits(kd)
@@ -134,7 +132,15 @@ def _exp_scalar(x):
     tmp = fma(fma(r, _C3, _C2), r2, r + tail)
     tmp = fma(r2 * r2, fma(r, _C5, _C4), tmp)
     scale = _double(scale_bits)
-    result = fma(scale, tmp, scale)
+    return fma(scale, tmp, scale), tmp, scale_bits, ki
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _exp_scalar(x):
+    """The FMA build of glibc's ``exp``, without branches; see the module docstring."""
+    fma = fused_multiply_add
+    top = (_bits(x) >> _U52) & _EXPONENT_MASK
+    result, tmp, scale_bits, ki = _exp_core(x)
     # 512 <= |x| < 1024: glibc's specialcase, k > 0 (near overflow) or k < 0 (subnormal range,
     # rounded once). Lanes that do not need it compute it on 1.0 instead, so that no operand
     # here is subnormal (a subnormal operand costs a microcode assist in every lane).
@@ -159,6 +165,14 @@ def _exp_scalar(x):
     return 1.0 + x if top < _TOP_TINY else result
 
 
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _exp_moderate_scalar(x):
+    """:func:`_exp_scalar` for ``|x| < 512`` or NaN: the main path alone (for ``|x| < 2^-54`` it
+    gives ``1 + x`` too, and NaN stays NaN).
+    """
+    return _exp_core(x)[0]
+
+
 def exp(x):
     """``e ** x``: ``np.exp`` on NumPy values; inside numba kernels, on a float, the
     vectorisable twin of glibc's ``exp`` (:func:`_exp_scalar`, same bits).
@@ -172,6 +186,28 @@ def _exp_overload(x):
 
         def impl(x):
             return _exp_scalar(np.float64(x))
+
+        return impl
+
+    def impl(x):
+        return np.exp(x)
+
+    return impl
+
+
+def exp_moderate(x):
+    """:func:`exp` of an argument the caller keeps within ``|x| < 512`` (or NaN): the same bits,
+    with none of the special cases' work in the kernels (``np.exp`` on NumPy values).
+    """
+    return np.exp(x)
+
+
+@overload(exp_moderate)
+def _exp_moderate_overload(x):
+    if x == types.float64 or isinstance(x, types.Integer):
+
+        def impl(x):
+            return _exp_moderate_scalar(np.float64(x))
 
         return impl
 

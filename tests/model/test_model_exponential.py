@@ -7,13 +7,19 @@ import platform
 import numpy as np
 from numba import njit
 
-from sim.model.exponential import exp
+from sim.model.exponential import exp, exp_moderate
 
 
 @njit(cache=True)
 def _exp_loop(x, out):
     for index in range(x.size):  # vectorised by LLVM: the kernels' path
         out[index] = exp(x[index])
+
+
+@njit(cache=True)
+def _moderate_loop(x, out):
+    for index in range(x.size):
+        out[index] = exp_moderate(x[index])
 
 
 @njit(cache=True)
@@ -71,3 +77,14 @@ def test_exp_on_arrays_is_numpys():
     with np.errstate(over="ignore"):
         assert np.array_equal(exp(x), np.exp(x), equal_nan=True)
     assert exp(0.5) == np.exp(0.5)
+
+
+def test_exp_moderate_is_exp_below_512():
+    """``exp_moderate`` (no special-case work) gives ``exp``'s bits for ``|x| < 512`` and NaN."""
+    x = _arguments(2)
+    x = np.concatenate([x[np.abs(x) < 512.0], [np.nan, 511.999, -511.999]])
+    ours, moderate = np.empty_like(x), np.empty_like(x)
+    _exp_loop(x, ours)
+    _moderate_loop(x, moderate)
+    assert np.array_equal(ours, moderate, equal_nan=True)
+    assert np.array_equal(exp_moderate(x), np.exp(x), equal_nan=True)
