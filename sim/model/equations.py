@@ -236,10 +236,19 @@ def loyalty_from_satisfaction(satisfaction, defection, affection, low, high):
     through (0, 0), (defection, low), (affection, high), (1, 1). Jit-compiled.
     """
     s = np.minimum(np.maximum(satisfaction, 0.0), 1.0)
-    in_defection = low * s / defection
-    in_indifference = low + (high - low) * (s - defection) / (affection - defection)
-    in_affection = high + (1.0 - high) * (s - affection) / (1.0 - affection)
-    return select(s < defection, in_defection, select(s < affection, in_indifference, in_affection))
+    in_defection = s < defection
+    in_indifference = s < affection
+    # the zone's line: start + rise / run, with one division (the zone's terms are selected
+    # first; each zone's value is computed exactly as written out: low*s/defection,
+    # low + (high-low)(s-defection)/(affection-defection), high + (1-high)(s-affection)/(1-affection))
+    rise = select(
+        in_defection,
+        low * s,
+        select(in_indifference, (high - low) * (s - defection), (1.0 - high) * (s - affection)),
+    )
+    run = select(in_defection, defection, select(in_indifference, affection - defection, 1.0 - affection))
+    slope_part = rise / run
+    return select(in_defection, slope_part, select(in_indifference, low + slope_part, high + slope_part))
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
