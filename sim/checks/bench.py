@@ -24,6 +24,21 @@ What is measured (on the baseline experiment, ``experiments/baseline.toml``: thr
   ``marginal_bytes_per_replication`` per extra replication.
 * the projected time of 10^7 customers x 120 months x 10 replications at the measured
   all-threads rate (an extrapolation, not a run).
+* **the bound**: how fast the core's parts run alone on one thread
+  (:func:`sim.engines.bounds.kernel_bounds`): the vector pass of the step body with the random
+  draws already in place (``arithmetic``), the per-customer random streams alone (``rng``),
+  and both one after the other (``combined``); ``core_share_of_bound`` is the core's
+  single-thread rate over the combined bound, ``core_share_of_bound_all_threads`` its
+  all-threads rate over the combined bound times the threads (perfect scaling). The rest
+  goes to the scalar pass (partial sums, stage changes, ends), masked ended customers and
+  compaction.
+* **SVML**: whether numba uses Intel's SVML (``svml``). The kernel does not call libm's
+  ``exp``: it vectorises its own (:mod:`sim.model.exponential`), so its rate does not depend on
+  SVML; numba >= 0.62 has no SVML support at all.
+
+The ratio to the agent engine (``core_over_abm``) is a measured figure, not a target: the
+engines answer different questions (the agent engine simulates a market with events,
+capacity and competition) and the ratio moves with both.
 
 The machine (CPU, cores, load average before and after) is recorded with the numbers: on a
 shared 2-core VM other work changes them; quote medians and the spread.
@@ -184,6 +199,36 @@ def _available_cores(threads: int, seconds: float = 0.5) -> float:
         n *= 4
 
 
+def _bounds(config) -> dict:
+    """The single-thread rates of the core's parts alone (:func:`sim.engines.bounds.kernel_bounds`),
+    the best of two measurements (the first also warms the CPU up).
+    """
+    import numba
+
+    from sim.engines.bounds import kernel_bounds
+    from sim.model.arrays import model_arrays
+    from sim.model.policies import policy_tables
+
+    numba.set_num_threads(1)
+    arrays, tables = model_arrays(config), policy_tables(config)
+    runs = [kernel_bounds(arrays, tables, config.run.seed) for _ in range(2)]
+    return {key: max(run[key] for run in runs) for key in runs[0]}
+
+
+def _svml_state() -> dict:
+    """Whether numba vectorises libm calls with Intel's SVML (it cannot since numba 0.62), and
+    that the core does not depend on it.
+    """
+    import numba
+
+    return {
+        "numba_using_svml": bool(getattr(numba.config, "USING_SVML", False)),
+        "kernel_calls_libm_exp": False,
+        "note": "the core vectorises its own exp (sim.model.exponential, glibc's algorithm and bits), "
+        "so its rate is the same with or without SVML",
+    }
+
+
 def _time_numpy(config, customers: int) -> tuple[float, int]:
     from sim.engines.reference import simulate_reference
 
@@ -334,6 +379,7 @@ def run_benchmarks(
             rates["abm"].append(steps / seconds)
             ratios["abm"].append(rates["core"][-1] / rates["abm"][-1])
     available.append(_available_cores(all_threads))
+    bounds = _bounds(config)
     numba.set_num_threads(all_threads)
     _, steps, _ = _time_core(config, 40_960, all_threads)
     steps_per_customer = steps / 40_960
@@ -360,6 +406,10 @@ def run_benchmarks(
         "ratio_runs": {name: values for name, values in ratios.items() if values},
         "steps_per_customer": steps_per_customer,
         "projected_seconds_1e7_customers_120_months_10_replications": 1e8 * steps_per_customer / core_rate,
+        "core_bounds_1thread": bounds,
+        "core_share_of_bound": statistics.median(rates["core_1thread"]) / bounds["combined_steps_per_s"],
+        "core_share_of_bound_all_threads": core_rate / (bounds["combined_steps_per_s"] * all_threads),
+        "svml": _svml_state(),
         "compile_s": None,
         "compile": None,
         "bytes_per_customer": None,
@@ -423,6 +473,17 @@ def format_table(report: dict) -> str:
             f"| extra peak bytes per extra customer / replication | "
             f"{memory['marginal_bytes_per_customer']:,.2f} / "
             f"{memory['marginal_bytes_per_replication']:,.0f} | |"
+        )
+    bounds = report.get("core_bounds_1thread") or {}
+    if bounds:
+        lines.append(
+            "| bound, 1 thread: step arithmetic / random numbers / both (M customer-steps/s) | "
+            f"{_millions(bounds['arithmetic_steps_per_s'])} / {_millions(bounds['rng_steps_per_s'])} / "
+            f"{_millions(bounds['combined_steps_per_s'])} | |"
+        )
+        lines.append(
+            f"| core / bound: 1 thread, all threads | {report['core_share_of_bound']:.0%}, "
+            f"{report['core_share_of_bound_all_threads']:.0%} | |"
         )
     projected = report.get("projected_seconds_1e7_customers_120_months_10_replications")
     if projected is not None:

@@ -262,7 +262,8 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     """Simulate every customer of ``block`` under policy ``policy`` and write the results
     into ``out`` (per-customer arrays at columns ``offset + position``; aggregates added).
 
-    The body is ``sim.engines.core._simulate_block`` turned inside out: one pass per period over
+    The core's period step (``sim.engines.lanes.advance_period``, which also runs over the
+    customers still active, period by period) written with NumPy: one pass per period over
     the compact arrays of the customers still active.
     """
     stage_table, segment_table, referral, scalars = (
@@ -454,7 +455,7 @@ def simulate_reference(
     """Simulate customers of one replication under every policy with vectorised NumPy.
 
     The same model, draws and order of operations as the jitted core
-    (``sim.engines.core._simulate_block``), for customers ``first_customer ..
+    (``sim.engines.block.simulate_block``), for customers ``first_customer ..
     first_customer + customers - 1``. Per period, for the active customers: the retention
     spend from the policy's table by stage, segment and tier (zero under a reactive policy
     outside decline unless satisfaction fell by more than the trigger last period); the

@@ -5,6 +5,9 @@ inside its kernels; the SimPy agent engine and the NumPy reference call the same
 functions (the NumPy reference through ``.py_func`` on arrays, which works because the
 bodies use only arithmetic and NumPy ufuncs). There is no second copy of the model.
 
+Every ``exp`` below is :func:`sim.model.exponential.exp`: ``np.exp`` on arrays and, inside the
+kernels, a branch-free twin of glibc's ``exp`` (same bits) that LLVM can vectorise.
+
 Notation (per customer *i*, period *t* = 0, 1, ..., one period = ``period_months``):
 stage :math:`k_t` (0 exploration, 1 formation, 2 stability, 3 decline, 4 ended), segment
 :math:`g` (0 relationship, 1 transactional), wallet :math:`W`, retention spend
@@ -77,6 +80,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import overload
 
+from sim.model.exponential import exp, exp_moderate
 from sim.model.names import DECLINE, ENDED, EXPLORATION, FORMATION, STABILITY
 
 __all__ = [
@@ -93,6 +97,8 @@ __all__ = [
     "loyalty_from_satisfaction",
     "adjusted_probability",
     "transition_probabilities",
+    "exit_log_odds",
+    "competing_probabilities",
     "next_stage",
     "period_cash_flows",
     "tenure_ramp",
@@ -123,22 +129,30 @@ def _select_scalar(condition, if_true, if_false):
             return if_true if condition else if_false
 
         return impl
+    if isinstance(condition, types.Array):
+        # an equation compiled for arrays: the reference calls an equation's .py_func on arrays,
+        # and that calls the next equation (a dispatcher) with them
+
+        def impl(condition, if_true, if_false):
+            return np.where(condition, if_true, if_false)
+
+        return impl
     return None
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def customer_segment(uniform, relationship_share):
     """(A1) Segment from one uniform draw: 0 relationship if ``u < relationship_share``, else 1."""
     return select(uniform < relationship_share, 0, 1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def customer_wallet(normal, median, sigma):
     """(A2) Lognormal wallet per period: ``median * exp(sigma * z)``."""
-    return median * np.exp(sigma * normal)
+    return median * exp(sigma * normal)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def value_tier(wallet, tier_a_wallet, tier_b_wallet):
     """(A3) ABC value tier from the predicted value (wallet): 0 = A (top 5 %), 1 = B (next
     15 %), 2 = C; the thresholds are the wallet distribution's 95 % and 80 % quantiles.
@@ -146,7 +160,7 @@ def value_tier(wallet, tier_a_wallet, tier_b_wallet):
     return select(wallet >= tier_a_wallet, 0, select(wallet >= tier_b_wallet, 1, 2))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def propensity_ends_relationship(propensity, uniform):
     """(M8) Beta-heterogeneous churn: the relationship ends this period if ``u < theta``
     (Fader & Hardie 2007); ``theta = 0`` never ends it.
@@ -154,13 +168,13 @@ def propensity_ends_relationship(propensity, uniform):
     return uniform < propensity
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def care_response(spend, gain, scale, annoyance):
     """(M1) Gain in perceived performance from retention spend ``spend`` per period:
     ``gain * (1 - exp(-spend/scale)) - annoyance * (spend/scale)**2``. Jit-compiled.
     """
     ratio = spend / scale
-    return gain * (1.0 - np.exp(-ratio)) - annoyance * ratio * ratio
+    return gain * (1.0 - exp(-ratio)) - annoyance * ratio * ratio
 
 
 def best_care_spend(gain: float, scale: float, annoyance: float) -> float:
@@ -186,19 +200,19 @@ def best_care_spend(gain: float, scale: float, annoyance: float) -> float:
     return float(root * scale)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def perceived_performance(base, fit, effectiveness, care, noise_sd, noise):
     """(M2) ``Q1 = base + fit + effectiveness * care + noise_sd * noise``. Jit-compiled."""
     return base + fit + effectiveness * care + noise_sd * noise
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def satisfaction_type(disconfirmation, tolerance):
     """(M3) 0 dissatisfied (d < -tolerance), 2 highly satisfied (d > tolerance), else 1."""
     return select(disconfirmation < -tolerance, 0, select(disconfirmation > tolerance, 2, 1))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def update_satisfaction(previous, disconfirmation, memory, scale):
     """(M4) ``s_t = memory * s_{t-1} + (1 - memory) / (1 + exp(-d/scale))``. Jit-compiled.
 
@@ -209,41 +223,51 @@ def update_satisfaction(previous, disconfirmation, memory, scale):
     ``benchmarks/NOTES.md``. Values agree with the ``tanh`` form to a few ulp.)
     """
     x = disconfirmation / scale
-    e = np.exp(-np.abs(x))
+    e = exp(-np.abs(x))
     q = 1.0 / (1.0 + e)
     return memory * previous + (1.0 - memory) * select(x >= 0.0, q, e * q)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def update_expectation(expectation, performance, initial, adaptation, anchor):
     """(M5) ``Q0 + adaptation * ((1 - anchor) * Q1 + anchor * Q0_init - Q0)``. Jit-compiled."""
     return expectation + adaptation * ((1.0 - anchor) * performance + anchor * initial - expectation)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def loyalty_from_satisfaction(satisfaction, defection, affection, low, high):
     """(M6) The satisfaction→loyalty curve (Jones & Sasser 1995 zones), piecewise linear
     through (0, 0), (defection, low), (affection, high), (1, 1). Jit-compiled.
     """
     s = np.minimum(np.maximum(satisfaction, 0.0), 1.0)
-    in_defection = low * s / defection
-    in_indifference = low + (high - low) * (s - defection) / (affection - defection)
-    in_affection = high + (1.0 - high) * (s - affection) / (1.0 - affection)
-    return select(s < defection, in_defection, select(s < affection, in_indifference, in_affection))
+    in_defection = s < defection
+    in_indifference = s < affection
+    # the zone's line: start + rise / run, with one division (the zone's terms are selected
+    # first; each zone's value is computed exactly as written out: low*s/defection,
+    # low + (high-low)(s-defection)/(affection-defection), high + (1-high)(s-affection)/(1-affection))
+    rise = select(
+        in_defection,
+        low * s,
+        select(in_indifference, (high - low) * (s - defection), (1.0 - high) * (s - affection)),
+    )
+    run = select(in_defection, defection, select(in_indifference, affection - defection, 1.0 - affection))
+    slope_part = rise / run
+    return select(in_defection, slope_part, select(in_indifference, low + slope_part, high + slope_part))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def adjusted_probability(base, log_odds_shift):
     """(M7) ``p`` with ``odds(p) = odds(base) * exp(log_odds_shift)``; 0 and 1 stay fixed.
 
     Written as ``base / (base + (1 - base) * exp(-shift))`` so that no odds is ever
-    infinite; the shift is clipped to [-60, 60] so ``exp`` cannot overflow. Jit-compiled.
+    infinite; the shift is clipped to [-60, 60] so ``exp`` cannot overflow (and needs none of
+    its special cases: :func:`sim.model.exponential.exp_moderate`). Jit-compiled.
     """
     shift = np.minimum(np.maximum(log_odds_shift, -60.0), 60.0)
-    return base / (base + (1.0 - base) * np.exp(-shift))
+    return base / (base + (1.0 - base) * exp_moderate(-shift))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def transition_probabilities(
     stage, loyalty, neutral_loyalty, base_forward, base_exit, beta_forward, beta_exit, exit_odds
 ):
@@ -252,17 +276,37 @@ def transition_probabilities(
     ``base_forward``/``base_exit`` are the stage's base probabilities (for decline: win-back
     and churn). Forward moves gain ``beta_forward * (loyalty - neutral)`` log-odds, exits
     lose ``beta_exit * (loyalty - neutral)`` and gain ``log(exit_odds)``. A sum above 1 is
-    scaled down to 1. Jit-compiled.
+    scaled down to 1. Jit-compiled. The same as :func:`competing_probabilities` of the gap
+    ``loyalty - neutral_loyalty`` and :func:`exit_log_odds` ``(exit_odds)``.
     """
-    gap = loyalty - neutral_loyalty
+    return competing_probabilities(
+        loyalty - neutral_loyalty, base_forward, base_exit, beta_forward, beta_exit, exit_log_odds(exit_odds)
+    )
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def exit_log_odds(exit_odds):
+    """(M7) The log-odds that a segment's exit odds add to every exit: ``log(exit_odds)``, the
+    odds floored at 1e-300. A constant of the segment, so the cohort core takes it once per
+    customer. Jit-compiled.
+    """
+    return np.log(np.maximum(exit_odds, 1e-300))
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def competing_probabilities(gap, base_forward, base_exit, beta_forward, beta_exit, log_exit_odds):
+    """(M7) :func:`transition_probabilities` given the loyalty gap ``loyalty - neutral_loyalty``
+    and the segment's :func:`exit_log_odds`: ``(forward, exit)``, scaled down to sum to 1 when
+    they sum above 1. Jit-compiled.
+    """
     forward = adjusted_probability(base_forward, beta_forward * gap)
-    leave = adjusted_probability(base_exit, np.log(np.maximum(exit_odds, 1e-300)) - beta_exit * gap)
+    leave = adjusted_probability(base_exit, log_exit_odds - beta_exit * gap)
     total = forward + leave
     scale = select(total > 1.0, 1.0 / np.maximum(total, 1.0), 1.0)
     return forward * scale, leave * scale
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def next_stage(stage, forward, leave, uniform):
     """(M7) The stage after one period, from one uniform draw: ``u < forward`` moves forward
     (decline's forward move is win-back to formation), ``u < forward + leave`` exits
@@ -273,7 +317,7 @@ def next_stage(stage, forward, leave, uniform):
     return select(uniform < forward, forward_to, select(uniform < forward + leave, exit_to, stage))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def period_cash_flows(
     wallet,
     tenure,
@@ -314,17 +358,17 @@ def period_cash_flows(
     )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def tenure_ramp(tenure, tenure_scale):
     """The tenure ramp ``rho(tau) = 1 - exp(-tau / T)`` of (C2)-(C4). Jit-compiled.
 
     It depends on the period only, so the cohort core tabulates it once per chunk
     (with this function) instead of calling ``exp`` every customer-period.
     """
-    return 1.0 - np.exp(-tenure / tenure_scale)
+    return 1.0 - exp(-tenure / tenure_scale)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def ramped_cash_flows(
     wallet,
     ramp,
@@ -353,7 +397,7 @@ def ramped_cash_flows(
     return purchases, cross_sell, cost_saving, referral_of_type, premium
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def period_profit(purchases, cross_sell, cost_saving, referral_value, premium, spend):
     """Undiscounted profit of one customer-period: the parts (C1/C2)-(C6) less the retention
     spend, summed in this order (the per-stage and per-period profit of every engine).
@@ -362,7 +406,7 @@ def period_profit(purchases, cross_sell, cost_saving, referral_value, premium, s
     return purchases + cross_sell + cost_saving + referral_value + premium - spend
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend, acquisition):
     """A customer's lifetime value: CLV1 + ... + CLV6 - discounted spend - acquisition cost,
     summed in exactly this order so that every engine gives the same value bit for bit.
@@ -371,7 +415,7 @@ def customer_clv(clv1, clv2, clv3, clv4, clv5, clv6, spend, acquisition):
     return clv1 + clv2 + clv3 + clv4 + clv5 + clv6 - spend - acquisition
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def lifecycle_pattern(highest_stage, end_period, start_tenure, long_term):
     """The lifecycle pattern 0..3 (I..IV) of a relationship from the highest stage it reached
     and when it ended: I ended in exploration, II in formation (the highest stage itself);

@@ -75,7 +75,7 @@ CashParameters = namedtuple(
 )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def opening_accounts(zero):
     """The accounts of a customer before her first period: discount factor 1, every part 0.
 
@@ -87,7 +87,7 @@ def opening_accounts(zero):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def cash_parameters(scalars):
     """The :class:`CashParameters` of the model's scalar vector
     (:class:`sim.model.arrays.ModelArrays`). Jit-compiled.
@@ -102,7 +102,7 @@ def cash_parameters(scalars):
     )
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def account_period(
     accounts,
     parameters,
@@ -197,7 +197,7 @@ def account_period(
     return updated, period_profit(purchases, cross_sell, cost_saving, referral, premium, spend)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def customer_attributes(seed, replication, customer, scalars):
     """Segment (0 relationship, 1 transactional), wallet, fit, ABC tier and churn propensity of
     one customer, (A1)-(A3) and (M8) of ``docs/model.md`` §4, from the customer's attribute

@@ -61,7 +61,17 @@ _IGNORED = (("run", "threads"),)
 _SOURCE_DIR = Path(__file__).resolve().parents[1]
 #: Modules whose source decides a chunk's numbers: the kernel, the model equations and
 #: tables, the random streams and the policy tables.
-_CODE_MODULES = ("engines/core.py", "model/equations.py", "model/streams.py", "model/policies.py")
+_CODE_MODULES = (
+    "engines/core.py",
+    "engines/block.py",
+    "engines/lanes.py",
+    "model/equations.py",
+    "model/exponential.py",
+    "model/streams.py",
+    "model/policies.py",
+    "model/step.py",
+    "tables/partials.py",
+)
 
 
 def code_fingerprint() -> dict:

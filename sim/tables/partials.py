@@ -22,7 +22,9 @@ __all__ = [
     "ChunkPartials",
     "satisfaction_bin",
     "add_period",
+    "add_periods",
     "add_satisfaction",
+    "add_satisfaction_counts",
     "add_customer",
 ]
 
@@ -102,7 +104,7 @@ class ChunkPartials:
 # --------------------------------------------------------------------------- writing partials (every engine)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", forceinline=True)
 def satisfaction_bin(satisfaction):
     """The bin (``0`` to ``SATISFACTION_BINS - 1``) of a satisfaction (equal-width bins of [0, 1];
     values outside [0, 1] go to the end bins), or -1 for NaN, which is counted in no bin
@@ -115,7 +117,7 @@ def satisfaction_bin(satisfaction):
     return select(finite, index, -1)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_period(
     stage_periods, stage_sums, period_sums, block, policy, stage, period, profit, satisfaction, loyalty, spend
 ):
@@ -133,7 +135,45 @@ def add_period(
     period_sums[block, policy, period, K_SPEND] += spend
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def add_periods(stage_periods, stage_sums, period_sums, occupancy, block, policy, period, counts, lane_sums):
+    """Add one period of many customers to the partials of ``[block, policy]``: ``counts[stage]``
+    customer-periods per stage (occupancy of the period and :func:`add_period`'s count) and
+    ``lane_sums[stage, column, lane]``, their sums (columns ``K_PROFIT`` .. ``K_SPEND``) split in
+    lanes. A stage's sum is its lanes added in lane order, the period's sum the stages' in
+    stage order. Jit-compiled; the cohort core's way of writing :func:`add_period`'s sums.
+    """
+    for stage in range(lane_sums.shape[0]):
+        stage_periods[block, policy, stage] += counts[stage]
+        occupancy[block, policy, period, stage] += counts[stage]
+    for column in range(lane_sums.shape[1]):
+        period_total = 0.0
+        for stage in range(lane_sums.shape[0]):
+            stage_total = 0.0
+            for lane in range(lane_sums.shape[2]):
+                stage_total += lane_sums[stage, column, lane]
+            stage_sums[block, policy, stage, column] += stage_total
+            period_total += stage_total
+        period_sums[block, policy, period, column] += period_total
+
+
+@njit(cache=True, error_model="numpy")
+def add_satisfaction_counts(satisfaction_bins, block, policy, histogram):
+    """Add many customer-periods' satisfaction counts to ``[block, policy]``:
+    ``histogram[stage * SATISFACTION_BINS + bin, column]`` counted with
+    :func:`add_satisfaction`'s rule (bin :func:`satisfaction_bin`, NaN in no bin; column 1 for
+    an exit move). Rows past the last stage's are not added. Jit-compiled; the cohort core's
+    way of writing :func:`add_satisfaction`'s counts.
+    """
+    for stage in range(satisfaction_bins.shape[2]):
+        for index in range(SATISFACTION_BINS):
+            for column in range(2):
+                satisfaction_bins[block, policy, stage, index, column] += histogram[
+                    stage * SATISFACTION_BINS + index, column
+                ]
+
+
+@njit(cache=True, error_model="numpy")
 def add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction, exit_move):
     """Count one customer-period in its satisfaction bin of ``stage`` (column 0) and, if the
     customer left the stage by an exit move (to decline or ended), in column 1: the
@@ -146,7 +186,7 @@ def add_satisfaction(satisfaction_bins, block, policy, stage, satisfaction, exit
             satisfaction_bins[block, policy, stage, index, 1] += 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def add_customer(money, block, policy, accounts, acquisition, value):
     """Add one customer's discounted accounts (:class:`sim.model.step.Accounts`), acquisition
     cost and CLV ``value`` to the money partials of ``[block, policy]``. Jit-compiled.

@@ -61,3 +61,13 @@ def test_report_ratios_are_pairwise_medians_of_the_same_run(monkeypatch):
     assert report["projected_seconds_1e7_customers_120_months_10_replications"] == pytest.approx(projected)
     table = bench.format_table(report)
     assert f"{report['core_steps_per_s'] / 1e6:,.2f}" in table
+    # the bound: the core's parts alone on one thread, and the core's share of it
+    bounds = report["core_bounds_1thread"]
+    assert (
+        0 < bounds["combined_steps_per_s"] <= min(bounds["arithmetic_steps_per_s"], bounds["rng_steps_per_s"])
+    )
+    assert report["core_share_of_bound"] == pytest.approx(
+        report["core_1thread_steps_per_s"] / bounds["combined_steps_per_s"], rel=1e-12
+    )
+    assert report["svml"]["kernel_calls_libm_exp"] is False
+    assert "bound, 1 thread" in table

@@ -32,7 +32,7 @@ the exit odds passed to (M7), a budget changes the spend passed to (M1), and wit
 mouth on the expected referral value passed to (C5) is zero (the referrals are real).
 
 The per-period step of one customer (:func:`_close_period`) is jit-compiled and does what
-one iteration of the core's loop (``sim.engines.core._simulate_block``) does, in the same order
+one customer-period of the core (``sim.engines.lanes.advance_period``) does, in the same order
 with the same draws; so with every interaction off and ``timing = "period"`` the agent
 engine reproduces the core customer for customer (``tests/engines/test_engines_market.py``
 checks that the CLVs are bitwise equal).

@@ -350,8 +350,8 @@ def _close_period(
     satisfaction_bins,
     counts,
 ):
-    """Close calendar period ``period`` for customer ``agent``: one iteration of the core's
-    loop (``sim.engines.core._simulate_block``), same equations, same accounting
+    """Close calendar period ``period`` for customer ``agent``: one customer-period of the
+    core (``sim.engines.lanes.advance_period``), same equations, same accounting
     (:func:`sim.model.step.account_period`), same draws, same order.
 
     The spend is ``agents[agent].spend`` (set by the firm's review); the base performance of
