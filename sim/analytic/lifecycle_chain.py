@@ -124,8 +124,8 @@ def lifecycle_chain(
             stage,
             neutral,
             neutral,
-            arrays.stage[ROW_ADVANCE, stage],
-            arrays.stage[ROW_EXIT, stage],
+            arrays.stage[ROW_ADVANCE, stage, g],
+            arrays.stage[ROW_EXIT, stage, g],
             0.0,
             0.0,
             arrays.segment[ROW_EXIT_ODDS, g],
@@ -141,7 +141,7 @@ def lifecycle_chain(
     R = np.zeros(5)
     for stage in (EXPLORATION, FORMATION, STABILITY, DECLINE):
         R[stage] = (
-            mean_wallet * arrays.stage[ROW_SOW, stage] * arrays.stage[ROW_MARGIN, stage]
+            mean_wallet * arrays.stage[ROW_SOW, stage, g] * arrays.stage[ROW_MARGIN, stage, g]
             - config.economics.cost_to_serve
             - float(spend[stage, g, :] @ tiers)
         )

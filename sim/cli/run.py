@@ -18,6 +18,7 @@ from sim.plotting.experiments import sweep_figure
 from sim.plotting.market import market_figure
 
 __all__ = [
+    "run_snapshot_command",
     "register",
     "experiment_report",
     "run_sweep_command",
@@ -122,7 +123,9 @@ def _run(args) -> int:
             overrides["population"] = {"customers": args.customers}
         if overrides:
             config = config.with_overrides(**overrides)
-        engine_problems = _engine_problems(config, args.engine or config.engine)
+        engine_problems = _engine_problems(config, args.engine or config.engine) + _snapshot_problems(
+            args, config
+        )
         if engine_problems:
             raise ConfigError(engine_problems, str(args.config))  # before the result folder exists
     except ConfigError as error:
@@ -132,6 +135,16 @@ def _run(args) -> int:
     if problem:
         print(f"sim: {problem}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    snapshot = None
+    if config.population.snapshot is not None:  # live customers, read and checked before any folder exists
+        from sim.exceptions import DataError
+        from sim.runs.snapshot import check_snapshot, read_snapshot
+
+        try:
+            snapshot = check_snapshot(read_snapshot(config.population.snapshot), config)
+        except (DataError, ValueError) as error:
+            print(f"sim: {config.population.snapshot}: {error}", file=sys.stderr)
+            return EXIT_BAD_INPUT
     try:  # fail before any work, not after (output-path rules: sim/io/paths.py)
         from sim.io.paths import default_result_dir
 
@@ -154,6 +167,8 @@ def _run(args) -> int:
         return run_market_command(config, out, args)
     if config.sweep:  # a grid of experiments (sim/experiments/sweep.py)
         return run_sweep_command(config, out, args)
+    if snapshot is not None:  # a firm's live customers (sim/runs/snapshot.py)
+        return run_snapshot_command(config, snapshot, out, args)
     print(
         f"{config.name}: {config.population.customers:,} customers x {config.run.replications} replications "
         "x "
@@ -214,6 +229,73 @@ def _run(args) -> int:
     from sim.runs.checkpoint import ChunkStore
 
     ChunkStore(out, config).remove()  # the manifest marks the run complete: chunk files are no longer needed
+    _print_summary(result)
+    print(experiment_report(result))
+    print(
+        f"\nwrote {out}/ ({', '.join(result.TABLES)}, {', '.join(figures) or 'no figure'}, manifest.json) "
+        f"in {result.timings['total_seconds']:.1f} s"
+    )
+    return 0
+
+
+def _snapshot_problems(args, config) -> list[tuple[str, str]]:
+    """What a config with ``population.snapshot`` cannot be combined with: the agent engine,
+    a [sweep], [precision] control, the Dask executor and --resume (a snapshot run is one
+    projection of the given customers in this process), --customers (the snapshot is the
+    population).
+    """
+    if config.population.snapshot is None:
+        return []
+    field = f"population.snapshot = {config.population.snapshot!r}"
+    conflicts = [
+        ((args.engine or config.engine) == "abm", 'the agent engine (engine = "abm" or --engine abm)'),
+        (bool(config.sweep), "a [sweep]"),
+        (config.precision.target_ci_halfwidth is not None, "[precision] control"),
+        (getattr(args, "executor", "local") == "dask", "--executor dask"),
+        (getattr(args, "resume", False), "--resume"),
+        (args.customers is not None, "--customers (the snapshot is the population)"),
+    ]
+    return [
+        (
+            field,
+            f"a snapshot of live customers is projected by the core in this process; it cannot use {what}",
+        )
+        for present, what in conflicts
+        if present
+    ]
+
+
+def run_snapshot_command(config, snapshot, out, args) -> int:
+    """``sim run`` for a config with ``population.snapshot``: project the live customers with
+    :func:`sim.project_from` under every policy, write the tables (residual CLVs, paired
+    comparisons), the figures and the manifest into ``out``.
+    """
+    from sim.experiments.comparison import ExperimentResult
+    from sim.plotting.experiments import comparison_figure
+    from sim.plotting.projection import result_figure
+    from sim.runs.snapshot import project_from
+
+    print(
+        f"{config.name}: {len(snapshot):,} live customers of {config.population.snapshot} x "
+        f"{config.run.replications} replications x {config.run.horizon} periods, {len(config.policies)} "
+        f"policies, seed {config.run.seed} (residual CLV from the snapshot on)"
+    )
+    started = time.perf_counter()
+    result = ExperimentResult.from_projection(project_from(snapshot, config))
+    result.timings["total_seconds"] = time.perf_counter() - started
+    figures = {}
+    if not args.no_figure:
+        use_file_backend()
+        figures["overview.png"] = result_figure(result)
+        if len(config.policies) > 1:
+            figures["comparison.png"] = comparison_figure(result)
+    result.save(
+        out,
+        command=command_line(),
+        force=True,
+        figures=figures,
+        extra_manifest={"engine": "core", "snapshot": config.population.snapshot, **result.manifest_extra()},
+    )
     _print_summary(result)
     print(experiment_report(result))
     print(

@@ -72,6 +72,7 @@ from sim.model.equations import (
     perceived_performance,
     propensity_ends_relationship,
     satisfaction_type,
+    select,
     update_expectation,
     update_satisfaction,
 )
@@ -148,9 +149,17 @@ def _by_stage(stage, v0, v1, v2, v3):
 
 
 @njit(cache=True, error_model="numpy", forceinline=True)
-def _four(table, row):
-    """``table[row, 0..3]``: a stage parameter of the four live stages."""
-    return table[row, 0], table[row, 1], table[row, 2], table[row, 3]
+def _four(table, row, segment):
+    """``table[row, 0..3, segment]``: a stage parameter of the four live stages."""
+    return table[row, 0, segment], table[row, 1, segment], table[row, 2, segment], table[row, 3, segment]
+
+
+@njit(cache=True, error_model="numpy", forceinline=True)
+def _by_stage_and_segment(stage, segment, first, second):
+    """The value of ``stage`` for ``segment`` among the segments' four-stage values ``first``
+    (relationship) and ``second`` (transactional); selects, no look-up.
+    """
+    return select(segment == 0, _by_stage(stage, *first), _by_stage(stage, *second))
 
 
 @njit(cache=True, error_model="numpy")
@@ -196,11 +205,12 @@ def advance_period(
     anchor = scalars[S_ANCHOR]
     noise_sd = scalars[S_NOISE]
     drop_on = drop_trigger > 0.0
-    e0, e1, e2, e3 = _four(stage_table, ROW_EFFECTIVENESS)
+    e_first, e_second = _four(stage_table, ROW_EFFECTIVENESS, 0), _four(stage_table, ROW_EFFECTIVENESS, 1)
     r0, r1, r2 = referral[0], referral[1], referral[2]
     # (M1)-(M6): spend, perceived performance, satisfaction, loyalty, expectations
     for k in range(n):
         stage = policy_ints[Q_STAGE * g + k]
+        segment = customer_ints[D_SEGMENT * g + k]
         satisfaction = policy_floats[F_SATISFACTION * g + k]
         previous = policy_floats[F_PREVIOUS * g + k]
         expectation = policy_floats[F_EXPECTATION * g + k]
@@ -210,7 +220,7 @@ def advance_period(
         performance = perceived_performance(
             customer_floats[C_BASE_PERFORMANCE * g + k],
             customer_floats[C_FIT * g + k],
-            _by_stage(stage, e0, e1, e2, e3),
+            _by_stage_and_segment(stage, segment, e_first, e_second),
             care,
             noise_sd,
             noise[k],
@@ -232,11 +242,12 @@ def advance_period(
         )
     # (C1)-(C6): this period's cash, received at the end of the period (sim.model.step)
     cash = cash_parameters(scalars)
-    w0, w1, w2, w3 = _four(stage_table, ROW_SOW)
-    m0, m1, m2, m3 = _four(stage_table, ROW_MARGIN)
-    x0, x1, x2, x3 = _four(stage_table, ROW_CROSS_SELL)
+    w_first, w_second = _four(stage_table, ROW_SOW, 0), _four(stage_table, ROW_SOW, 1)
+    m_first, m_second = _four(stage_table, ROW_MARGIN, 0), _four(stage_table, ROW_MARGIN, 1)
+    x_first, x_second = _four(stage_table, ROW_CROSS_SELL, 0), _four(stage_table, ROW_CROSS_SELL, 1)
     for k in range(n):
         stage = policy_ints[Q_STAGE * g + k]
+        segment = customer_ints[D_SEGMENT * g + k]
         accounts, profit = account_period(
             Accounts(
                 policy_floats[F_DISCOUNT * g + k],
@@ -252,9 +263,9 @@ def advance_period(
             customer_ints[D_START_TENURE * g + k] + period == 0,
             customer_floats[C_WALLET * g + k],
             ramps[k],
-            _by_stage(stage, w0, w1, w2, w3),
-            _by_stage(stage, m0, m1, m2, m3),
-            _by_stage(stage, x0, x1, x2, x3),
+            _by_stage_and_segment(stage, segment, w_first, w_second),
+            _by_stage_and_segment(stage, segment, m_first, m_second),
+            _by_stage_and_segment(stage, segment, x_first, x_second),
             policy_floats[F_REFERRAL * g + k],
             customer_floats[C_PREMIUM_RATE * g + k],
             policy_floats[F_LOYALTY * g + k],
@@ -275,14 +286,15 @@ def advance_period(
     beta_advance = scalars[S_BETA_ADVANCE]
     beta_exit = scalars[S_BETA_EXIT]
     beta_churn = scalars[S_CHURN_ALPHA] > 0.0
-    a0, a1, a2, a3 = _four(stage_table, ROW_ADVANCE)
-    l0, l1, l2, l3 = _four(stage_table, ROW_EXIT)
+    a_first, a_second = _four(stage_table, ROW_ADVANCE, 0), _four(stage_table, ROW_ADVANCE, 1)
+    l_first, l_second = _four(stage_table, ROW_EXIT, 0), _four(stage_table, ROW_EXIT, 1)
     for k in range(n):
         stage = policy_ints[Q_STAGE * g + k]
+        segment = customer_ints[D_SEGMENT * g + k]
         forward, leave = competing_probabilities(
             policy_floats[F_LOYALTY * g + k] - neutral_loyalty,
-            _by_stage(stage, a0, a1, a2, a3),
-            _by_stage(stage, l0, l1, l2, l3),
+            _by_stage_and_segment(stage, segment, a_first, a_second),
+            _by_stage_and_segment(stage, segment, l_first, l_second),
             beta_advance,
             beta_exit,
             customer_floats[C_EXIT_LOG_ODDS * g + k],

@@ -317,6 +317,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
     wallet = block.wallet
     fit = block.fit
     propensity = block.propensity
+    segment = block.segment
     base_performance = segment_table[ROW_BASE_PERFORMANCE, block.segment]
     exit_odds = segment_table[ROW_EXIT_ODDS, block.segment]
     premium_rate = segment_table[ROW_PRICE_PREMIUM, block.segment]
@@ -342,7 +343,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
         noise = block.noise[t][active]
         care = _care_response(spend, gain, care_scale, annoyance)
         performance = _perceived_performance(
-            base_performance, fit, effectiveness[stage], care, noise_sd, noise
+            base_performance, fit, effectiveness[stage, segment], care, noise_sd, noise
         )
         disconfirmation = performance - expectation
         previous_satisfaction = satisfaction
@@ -357,9 +358,9 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
             t == 0,
             wallet,
             _tenure_ramp(float(t), tenure_scale),
-            sow[stage],
-            margin[stage],
-            cross_sell[stage],
+            sow[stage, segment],
+            margin[stage, segment],
+            cross_sell[stage, segment],
             referral[kind],
             premium_rate,
             loyalty,
@@ -377,7 +378,14 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
             period_sums[t, column] += values.sum()
         # (M7): the stage transition, from one uniform draw
         forward, leave = _transition_probabilities(
-            stage, loyalty, neutral, advance[stage], leave_base[stage], beta_forward, beta_exit, exit_odds
+            stage,
+            loyalty,
+            neutral,
+            advance[stage, segment],
+            leave_base[stage, segment],
+            beta_forward,
+            beta_exit,
+            exit_odds,
         )
         new_stage = _next_stage(stage, forward, leave, block.uniforms[t][active])
         if block.churn_uniforms is not None:  # (M8) Beta-heterogeneous churn
@@ -413,6 +421,7 @@ def _simulate_policy_block(policy, block, offset, horizon, arrays, tables, out):
             )
             accounts = type(accounts)(*(field[keep] for field in accounts))
             cell, wallet, fit, propensity = cell[keep], wallet[keep], fit[keep], propensity[keep]
+            segment = segment[keep]
             base_performance, exit_odds, premium_rate = (
                 base_performance[keep],
                 exit_odds[keep],

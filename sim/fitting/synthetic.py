@@ -140,19 +140,19 @@ def synthetic_transaction_log(
         size = min(chunk, total - first)
         partials = simulate_chunk(arrays, tables, int(seed), 0, first, size, horizon, trace_customers=size)
         trace = partials.stage_trace[index, :, :horizon].astype(np.int64)  # stage at the start of each period
-        wallets = np.array(
-            [
-                customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)[1]
-                for local in range(size)
-            ]
-        )
+        drawn = [
+            customer_attributes(np.uint64(seed), np.uint64(0), np.int64(first + local), scalars)
+            for local in range(size)
+        ]
+        segments = np.array([attributes[0] for attributes in drawn], dtype=np.int64)
+        wallets = np.array([attributes[1] for attributes in drawn])
         local, t = np.nonzero(trace != ENDED)
         stage = trace[local, t]
         # (C1/C2) at margin 1 and zero cost to serve: the core purchases W sow_t
         revenue, *_ = period_cash_flows.py_func(
             wallets[local],
             t.astype(float),
-            arrays.stage[ROW_SOW, stage],
+            arrays.stage[ROW_SOW, stage, segments[local]],
             1.0,
             0.0,
             0.0,

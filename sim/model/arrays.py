@@ -24,6 +24,7 @@ __all__ = [
     "ROW_ADVANCE",
     "ROW_EXIT",
     "N_STAGE_ROWS",
+    "N_SEGMENTS",
     "ROW_BASE_PERFORMANCE",
     "ROW_EXIT_ODDS",
     "ROW_PRICE_PREMIUM",
@@ -73,6 +74,9 @@ ROW_MARGIN, ROW_SOW, ROW_CROSS_SELL, ROW_EFFECTIVENESS, ROW_ADVANCE, ROW_EXIT = 
 
 
 N_STAGE_ROWS = 6
+
+#: Customer segments (relationship, transactional): the last axis of the stage table.
+N_SEGMENTS = 2
 
 
 # Rows of the per-segment table (shape (N_SEGMENT_ROWS, 2)).
@@ -130,9 +134,13 @@ class ModelArrays:
 
     Attributes
     ----------
-    stage : ndarray, shape (6, 4)
-        Per-stage rows: margin, share of wallet, cross-sell share, care effectiveness,
-        base advance probability, base exit probability.
+    stage : ndarray, shape (6, 4, 2)
+        Per-stage rows, ``stage[row, stage, segment]``: margin, share of wallet, cross-sell
+        share, care effectiveness, base advance probability, base exit probability. Every
+        row has a segment axis; the config sets share of wallet and the transitions per
+        segment when ``economics.share_of_wallet_by_segment`` / ``transitions.by_segment``
+        are given (a fitted lifecycle model's classes), the other rows are the same for both
+        segments.
     segment : ndarray, shape (4, 2)
         Per-segment rows: base performance, exit odds, price premium, acquisition cost.
     referral : ndarray, shape (3,)
@@ -166,13 +174,26 @@ def model_arrays(config: ExperimentConfig) -> ModelArrays:
         config.word_of_mouth,
         config.population,
     )
-    stage = np.zeros((N_STAGE_ROWS, N_STAGES))
-    stage[ROW_MARGIN] = eco.margin.as_tuple()
-    stage[ROW_SOW] = eco.share_of_wallet.as_tuple()
-    stage[ROW_CROSS_SELL] = eco.cross_sell_share.as_tuple()
-    stage[ROW_EFFECTIVENESS] = dyn.stage_effectiveness.as_tuple()
-    stage[ROW_ADVANCE] = (tr.advance.exploration, tr.advance.formation, 0.0, tr.win_back)
-    stage[ROW_EXIT] = (tr.exit.exploration, tr.exit.formation, tr.exit.stability, tr.churn)
+    stage = np.zeros((N_STAGE_ROWS, N_STAGES, N_SEGMENTS))
+    stage[ROW_MARGIN] = np.array(eco.margin.as_tuple())[:, None]
+    stage[ROW_CROSS_SELL] = np.array(eco.cross_sell_share.as_tuple())[:, None]
+    stage[ROW_EFFECTIVENESS] = np.array(dyn.stage_effectiveness.as_tuple())[:, None]
+    if eco.share_of_wallet_by_segment is None:
+        stage[ROW_SOW] = np.array(eco.share_of_wallet.as_tuple())[:, None]
+    else:
+        stage[ROW_SOW] = np.array(
+            [values.as_tuple() for values in eco.share_of_wallet_by_segment.segments()]
+        ).T
+    if tr.by_segment is None:
+        stage[ROW_ADVANCE] = np.array((tr.advance.exploration, tr.advance.formation, 0.0, tr.win_back))[
+            :, None
+        ]
+        stage[ROW_EXIT] = np.array((tr.exit.exploration, tr.exit.formation, tr.exit.stability, tr.churn))[
+            :, None
+        ]
+    else:  # the decline slot holds the win-back (advance) and the churn (exit)
+        stage[ROW_ADVANCE] = np.array([moves.advance.as_tuple() for moves in tr.by_segment.segments()]).T
+        stage[ROW_EXIT] = np.array([moves.exit.as_tuple() for moves in tr.by_segment.segments()]).T
     segment = np.zeros((N_SEGMENT_ROWS, 2))
     segment[ROW_BASE_PERFORMANCE] = dyn.base_performance.as_tuple()
     segment[ROW_EXIT_ODDS] = tr.exit_odds.as_tuple()

@@ -505,6 +505,22 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError([("", f"{source} is not valid TOML: {error}")]) from None
     if not data:  # only comments: the same as an empty file
         raise ConfigError([("", empty)])
+    snapshot = (
+        (data.get("population") or {}).get("snapshot") if isinstance(data.get("population"), dict) else None
+    )
+    if isinstance(snapshot, str):  # relative to the config file, as sim fit writes it
+        resolved = Path(snapshot) if Path(snapshot).is_absolute() else path.resolve().parent / snapshot
+        if not resolved.is_file():
+            raise ConfigError(
+                [
+                    (
+                        f"population.snapshot = {snapshot!r}",
+                        f"no such file ({resolved}); the path is relative to the config file",
+                    )
+                ],
+                source,
+            )
+        data["population"]["snapshot"] = str(resolved)
     config = config_from_dict(data, source)
     _check_engine(config, source)
     return config

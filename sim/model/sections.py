@@ -16,6 +16,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from sim.model.names import SATISFACTION_TYPES, STAGES, TIERS
 
 __all__ = [
+    "StagesBySegment",
+    "TransitionsBySegment",
+    "SegmentTransitions",
     "MAX_MAGNITUDE",
     "MIN_CARE_SCALE",
     "StageValues",
@@ -120,6 +123,17 @@ class SegmentValues(_Frozen):
         return (self.relationship, self.transactional)
 
 
+class StagesBySegment(_Frozen):
+    """One :class:`StageProbabilities` per segment (both are required)."""
+
+    relationship: StageProbabilities
+    transactional: StageProbabilities
+
+    def segments(self) -> tuple[StageProbabilities, StageProbabilities]:
+        """The two segments' values in segment order."""
+        return (self.relationship, self.transactional)
+
+
 class SatisfactionTypeValues(_Frozen):
     """One number per satisfaction type (dissatisfied, satisfied, highly_satisfied)."""
 
@@ -162,6 +176,12 @@ class PopulationConfig(_Frozen):
     wallet_sigma: float = Field(1.0, ge=0.0, le=4.0, description="log-sd of the lognormal wallet")
     churn_propensity: ChurnPropensity | None = Field(
         None, description="optional Beta-heterogeneous churn propensity (absent: no such churn)"
+    )
+    snapshot: str | None = Field(
+        None,
+        description="optional CSV of live customers (sim.runs.snapshot.SNAPSHOT_COLUMNS), relative to the "
+        "config file: sim run then projects them with sim.project_from instead of a new cohort of "
+        "`customers` (sim fit writes one with a fitted config)",
     )
 
 
@@ -245,6 +265,45 @@ class LoyaltyConfig(_Frozen):
         return self
 
 
+class SegmentTransitions(_Frozen):
+    """The base transition probabilities of one segment, per stage (docs/model.md §3.1).
+
+    ``advance``: the forward move of each stage (exploration -> formation, formation ->
+    stability; in the ``decline`` slot the win-back decline -> formation; stability has none).
+    ``exit``: the exit of each stage (exploration -> ended, formation -> decline, stability ->
+    decline; in the ``decline`` slot the churn decline -> ended). As everywhere, the two
+    competing moves of a stage sum to at most 1.
+    """
+
+    advance: StageProbabilities
+    exit: StageProbabilities
+
+    @model_validator(mode="after")
+    def _moves_of_each_stage(self) -> "SegmentTransitions":
+        if self.advance.stability != 0.0:
+            raise ValueError("advance.stability must be 0: stability is the last stage")
+        problems = [
+            f"advance.{stage} + exit.{stage} = {getattr(self.advance, stage) + getattr(self.exit, stage):g} "
+            "must be <= 1"
+            for stage in STAGES
+            if getattr(self.advance, stage) + getattr(self.exit, stage) > 1.0
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+
+class TransitionsBySegment(_Frozen):
+    """:class:`SegmentTransitions` for each segment (both are required)."""
+
+    relationship: SegmentTransitions
+    transactional: SegmentTransitions
+
+    def segments(self) -> tuple[SegmentTransitions, SegmentTransitions]:
+        """The two segments' transitions in segment order."""
+        return (self.relationship, self.transactional)
+
+
 class TransitionConfig(_Frozen):
     """Stage transitions: no skipping; decline ends in churn or win-back (docs/model.md §1.2).
 
@@ -276,6 +335,12 @@ class TransitionConfig(_Frozen):
     exit_odds: SegmentValues = Field(
         default_factory=lambda: SegmentValues(relationship=1.0, transactional=2.0),
         description="odds multiplier on exit and churn by segment (transactional customers switch more)",
+    )
+    by_segment: TransitionsBySegment | None = Field(
+        None,
+        description="optional base probabilities per segment and stage; when given they replace advance, "
+        "exit, win_back and churn for both segments (exit_odds still multiply the exits); written by "
+        "sim fit for a fitted lifecycle model's classes",
     )
     long_term_periods: int = Field(
         36,
@@ -364,6 +429,11 @@ class EconomicsConfig(_Frozen):
             exploration=0.10, formation=0.25, stability=0.45, decline=0.15
         ),
         description="share of the customer's wallet bought from the firm, by stage",
+    )
+    share_of_wallet_by_segment: StagesBySegment | None = Field(
+        None,
+        description="optional share of wallet per segment and stage, replacing share_of_wallet for both "
+        "segments (written by sim fit for a fitted lifecycle model's classes)",
     )
     share_of_wallet_growth: NonNegative = Field(
         0.5, description="relative growth of share of wallet with tenure (saturating)"

@@ -10,6 +10,7 @@ from pathlib import Path
 import numba
 
 from sim.engines.core import simulate_chunk
+from sim.exceptions import ConfigError
 from sim.model.config import ExperimentConfig, with_run_overrides
 from sim.runs.executors import check_run_size, make_executor, plan_work, run_ordered, simulate_work_item
 from sim.tables.chunks import ChunkReducer, exact_clv_tables
@@ -106,6 +107,16 @@ def project(
     replication and policy only below that size or when ``keep_clv``.
     """
     config = with_run_overrides(config, customers, replications, horizon, seed, threads)
+    if config.population.snapshot is not None:
+        raise ConfigError(
+            [
+                (
+                    f"population.snapshot = {config.population.snapshot!r}",
+                    "the config projects a snapshot of live customers, not a new cohort: use "
+                    "sim.project_from(sim.runs.snapshot.read_snapshot(path), config), or sim run",
+                )
+            ]
+        )
     if not isinstance(resume, bool):
         raise ValueError(f"resume = {resume!r}: must be True or False")
     if resume and checkpoint is None:

@@ -17,7 +17,7 @@ from sim.model.arrays import model_arrays
 from sim.model.config import ExperimentConfig
 from sim.model.policies import policy_tables
 
-__all__ = ["SNAPSHOT_COLUMNS", "project_from"]
+__all__ = ["SNAPSHOT_COLUMNS", "project_from", "read_snapshot", "check_snapshot"]
 
 #: Columns a snapshot must have, with their meaning and allowed values.
 SNAPSHOT_COLUMNS = {
@@ -57,6 +57,41 @@ def _numeric_column(snapshot: pd.DataFrame, column: str) -> np.ndarray:
         return series.to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError) as error:
         raise ValueError(f"snapshot.{column} (dtype {series.dtype}): must hold numbers ({error})") from None
+
+
+def read_snapshot(path) -> pd.DataFrame:
+    """A snapshot CSV (columns :data:`SNAPSHOT_COLUMNS`, optionally ``highest_stage`` and
+    ``propensity``), e.g. the ``snapshot.csv`` that ``sim fit`` writes beside a fitted config.
+
+    Raises
+    ------
+    DataError
+        For a missing or unreadable file, naming it; the values are checked by
+        :func:`check_snapshot`.
+    """
+    from pathlib import Path
+
+    from sim.exceptions import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such snapshot file (a CSV with columns {', '.join(SNAPSHOT_COLUMNS)})")
+    try:
+        return pd.read_csv(path)
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise DataError(f"{path}: cannot read the snapshot as CSV ({error})") from None
+
+
+def check_snapshot(snapshot: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
+    """``snapshot`` checked for projecting with ``config`` (:func:`project_from` runs the same
+    checks): the columns, every value in its range, one row per customer.
+
+    Raises
+    ------
+    ValueError
+        Naming the column, the first bad value and its row, and what is allowed.
+    """
+    return _checked_snapshot(snapshot, beta_churn=config.population.churn_propensity is not None)
 
 
 def _checked_snapshot(snapshot: pd.DataFrame, *, beta_churn: bool = False) -> pd.DataFrame:
