@@ -33,6 +33,12 @@ Targets reported against (not asserted): the whole path for 10^6 customers under
 2 GB; the Pareto/NBD fit on the CDNOW-sized log under 1 s. For scale, ``lifetimes`` and
 PyMC-Marketing fit the BG/NBD on CDNOW in 0.25-1 s and the Pareto/NBD in 3.6-8 s.
 
+Optional part, ``run_fit_benchmark(..., lifecycle=True)``: the lifecycle HMM
+(:mod:`sim.fitting.lifecycle`) on a CDNOW-sized and a 10^6-customer cohort simulated from
+its specification chosen on CDNOW — one EM iteration and the whole fit with its starts,
+measured by :mod:`sim.checks._bench_lifecycle`. The report gains a ``lifecycle`` key (the
+other keys are unchanged).
+
 Writes ``results/benchmarks/fit-<UTC date>.json`` and ``results/benchmarks/fit-latest.json``
 (and ``--json FILE``) and prints a Markdown table.
 """
@@ -52,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from sim.checks._bench_lifecycle import format_lifecycle_table, run_lifecycle_benchmark
 from sim.checks.bench import _load, _machine
 
 __all__ = [
@@ -360,7 +367,9 @@ def _summarise_case(name: str, description: str, path: Path, runs: list[dict]) -
     }
 
 
-def run_fit_benchmark(quick: bool = False, *, repeats: int | None = None, log=None) -> dict:
+def run_fit_benchmark(
+    quick: bool = False, *, repeats: int | None = None, log=None, lifecycle: bool = False
+) -> dict:
     """Measure the fit path on the CDNOW-sized and the 10^6-customer logs (module docstring).
 
     Parameters
@@ -372,6 +381,9 @@ def run_fit_benchmark(quick: bool = False, *, repeats: int | None = None, log=No
         Repeats of each case (default: the size's ``repeats`` and ``large_repeats``).
     log : callable, optional
         Called with a progress line per measured run (e.g. ``print`` in the CLI).
+    lifecycle : bool, default False
+        Also measure the lifecycle HMM (:func:`run_lifecycle_benchmark`), under the key
+        ``lifecycle``.
 
     Returns
     -------
@@ -442,6 +454,8 @@ def run_fit_benchmark(quick: bool = False, *, repeats: int | None = None, log=No
         },
         "reference": dict(REFERENCE),
     }
+    if lifecycle:
+        report["lifecycle"] = run_lifecycle_benchmark(quick, log=log)
     return report
 
 
@@ -528,6 +542,8 @@ def format_fit_table(report: dict) -> str:
         f"CDNOW-sized cohort under 1 s: {pnbd} ({mark[checks['cdnow_size_pnbd_under_1s']]}).",
         "For scale: " + "; ".join(f"{name}: {value}" for name, value in report["reference"].items()) + ".",
     ]
+    if "lifecycle" in report:
+        lines += ["", format_lifecycle_table(report["lifecycle"])]
     return "\n".join(lines)
 
 

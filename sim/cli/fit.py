@@ -1,7 +1,9 @@
 """``sim fit LOG --calibration-end DATE``: the field's standard customer-base models on a real
-transaction log — BG/NBD, Pareto/NBD and Gamma-Gamma fitted to the calibration period and
-evaluated on the holdout (:func:`sim.fit_transactions`) — written to a result folder with
-the tidy tables, three figures and ``manifest.json`` (the record of the inputs).
+transaction log — BG/NBD, Pareto/NBD and Gamma-Gamma, and on request the lifecycle HMM
+(``--models lifecycle,bgnbd,pnbd``) — fitted to the calibration period and evaluated on the
+holdout (:func:`sim.fit_transactions`), written to a result folder with the tidy tables,
+three figures (four with the lifecycle model: ``stage_occupancy.png``) and ``manifest.json``
+(the record of the inputs).
 
 Bad input (a missing column, an unreadable value, a split outside the data, an output folder
 the rules refuse) is one message naming the option, column, line or value, exit status 2, no
@@ -30,7 +32,7 @@ from sim.io.results import MANIFEST
 __all__ = ["register", "cli_message", "parse_size"]
 
 #: Figures written by ``sim fit`` (unless ``--no-figure``).
-FIGURES = ("tracking.png", "conditional_expectations.png", "p_alive.png")
+FIGURES = ("tracking.png", "conditional_expectations.png", "p_alive.png", "stage_occupancy.png")
 
 _ISO_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*$", re.IGNORECASE)
@@ -123,7 +125,12 @@ def _check_out(out: Path, force: bool) -> None:
 def _figures(result: FitResult) -> dict:
     import matplotlib.pyplot as plt
 
-    from sim.plotting.fitting import plot_conditional_expectations, plot_p_alive, plot_tracking
+    from sim.plotting.fitting import (
+        plot_conditional_expectations,
+        plot_p_alive,
+        plot_stage_occupancy_fit,
+        plot_tracking,
+    )
     from sim.plotting.style import figure_style
 
     figures = {}
@@ -141,6 +148,10 @@ def _figures(result: FitResult) -> dict:
             figure, ax = plt.subplots(figsize=(6.4, 4.2))
             plot_p_alive(result.customers, ax=ax)
             figures["p_alive.png"] = figure
+        if result.stage_occupancy is not None:
+            figure, ax = plt.subplots(figsize=(6.4, 4.2))
+            plot_stage_occupancy_fit(result.stage_occupancy, ax=ax, unit=result.data.unit)
+            figures["stage_occupancy.png"] = figure
     return figures
 
 
@@ -195,6 +206,38 @@ def report(result: FitResult) -> str:
             for parameter, value in fitted.params.items()
         )
         lines.append(f"  {name:<7} {values}")
+    if result.lifecycle_candidates is not None:
+        lines.append(
+            "\nlifecycle: specifications compared by BIC on the calibration data (holdout not used):"
+        )
+        lines.append(
+            _table(
+                result.lifecycle_candidates,
+                ["spec", "n_params", "loglik", "bic", "chosen", "n_at_best", "n_final", "seconds"],
+                {"loglik": "{:,.2f}", "bic": "{:,.2f}", "seconds": "{:.1f}"},
+            )
+        )
+    if result.stages is not None:
+        lines.append("\nlifecycle stages of the chosen specification (rate per period; moves per period):")
+        lines.append(
+            _table(
+                result.stages,
+                ["class", "stage", "rate", "spend_per_purchase"]
+                + [f"p_{state}" for state in ("exploration", "formation", "stability", "decline", "ended")]
+                + ["mean_stay", "customers_at_end"],
+                {
+                    "rate": "{:.4f}",
+                    "spend_per_purchase": "{:.2f}",
+                    "p_exploration": "{:.3f}",
+                    "p_formation": "{:.3f}",
+                    "p_stability": "{:.3f}",
+                    "p_decline": "{:.3f}",
+                    "p_ended": "{:.3f}",
+                    "mean_stay": "{:.1f}",
+                    "customers_at_end": "{:,.0f}",
+                },
+            )
+        )
     if result.evaluation is not None:
         lines.append(
             f"\nholdout evaluation ({data.n_customers:,} customers; expected vs actual holdout transactions; "
@@ -305,11 +348,14 @@ def register(subparsers) -> None:
     """Add ``sim fit LOG`` to the ``sim`` command line."""
     parser = subparsers.add_parser(
         "fit",
-        help="fit BG/NBD, Pareto/NBD and Gamma-Gamma to a transaction log, evaluate on a holdout",
+        help="fit BG/NBD, Pareto/NBD, Gamma-Gamma (and the lifecycle HMM) to a transaction log, "
+        "evaluate on a holdout",
         description="Read a transaction log (one row per purchase; same-day rows of a customer are one "
         "transaction), split it at --calibration-end, fit the customer-base models by maximum likelihood, "
         "evaluate them on the holdout up to --holdout-end, and write parameters.csv, fit.csv, customers.csv, "
-        "evaluation.csv, by_frequency.csv, tracking.csv, three figures and manifest.json.",
+        "evaluation.csv, by_frequency.csv, tracking.csv, three figures and manifest.json (with --models "
+        "lifecycle,...: also stages.csv, stage_occupancy.csv, lifecycle_candidates.csv and "
+        "stage_occupancy.png).",
     )
     parser.add_argument("log", type=Path, help="transaction log: CSV (UTF-8, header line) or parquet")
     parser.add_argument(

@@ -337,7 +337,7 @@ def simulate_block(
     clv,
     stage_trace,
 ):
-    """Every customer ``first_local .. stop_local - 1`` of one block under every policy: each
+    """Every customer ``first_local`` to ``stop_local - 1`` of one block under every policy: each
     customer's whole trajectory, adding into the block's partials and writing its CLV.
 
     The start state of customer ``i`` is ``start[i]`` (:data:`START_COLUMNS`): a newly

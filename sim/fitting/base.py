@@ -76,7 +76,12 @@ __all__ = [
 
 #: Modules that define the built-in models (module name = model name); imported on the first
 #: registry look-up.
-BUILTIN_MODULES: tuple[str, ...] = ("sim.fitting.bgnbd", "sim.fitting.pnbd", "sim.fitting.ggamma")
+BUILTIN_MODULES: tuple[str, ...] = (
+    "sim.fitting.bgnbd",
+    "sim.fitting.pnbd",
+    "sim.fitting.ggamma",
+    "sim.fitting.lifecycle",
+)
 
 #: Registered model classes by name.
 MODEL_REGISTRY: dict[str, type[CustomerBaseModel]] = {}

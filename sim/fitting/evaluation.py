@@ -30,6 +30,25 @@ fits each requested model of the registry (:mod:`sim.fitting.base`) and returns 
     each model's expected cumulative repeat transactions (``expected_m``) — the tracking
     plot of Fader, Hardie & Lee (2005a), figure 2, on the unit's grid.
 
+With the lifecycle model (``"lifecycle"``, :mod:`sim.fitting.lifecycle`) among the models,
+``customers`` also holds its filtered stage probabilities at the calibration end
+(``p_exploration_lifecycle`` ... ``p_ended_lifecycle``), class posterior
+(``p_class<c>_lifecycle``) and posterior mean rate multiplier and exit frailty, ``fit`` its
+diagnostics (spec, starts at the best, largest absolute score, quadrature nodes and errors), and
+three more tables appear (any model may add tables and customer columns the same way, by
+``extra_tables(data)`` and ``customer_columns(data)`` methods of its fitted form):
+
+``stages``
+    per class and stage: purchase rate (and SE), spend per purchase (with amounts),
+    transition probabilities (``p_<state>``, one column per destination, and their SEs),
+    expected periods per visit (``mean_stay``), expected customers there at the end.
+``stage_occupancy``
+    per calendar period of the grid: expected customers in each stage — the smoothed
+    posterior during calibration, the forecast in the holdout.
+``lifecycle_candidates``
+    the specifications compared by BIC on the calibration data, with their holdout numbers
+    beside (reported, never used to choose).
+
 :meth:`TransactionFitResult.save` (also reachable as ``sim.FitResult.save``) writes the
 tables as CSV, the figures, and ``manifest.json`` last — a record of the inputs (the log's
 path and SHA-256, columns, split dates, unit, models, rows merged, late customers) with the
@@ -100,6 +119,8 @@ class TransactionFitResult:
         With a holdout period.
     tracking : DataFrame or None
         When the data come from a transaction log (the period grid is known).
+    stages, stage_occupancy, lifecycle_candidates : DataFrame or None
+        With the lifecycle model (see :mod:`sim.fitting.evaluation`).
     notes : tuple of str
         Remarks to report with the tables (merged rows, late customers, skipped models,
         fits that did not converge).
@@ -122,6 +143,9 @@ class TransactionFitResult:
         "evaluation",
         "by_frequency",
         "tracking",
+        "stages",
+        "stage_occupancy",
+        "lifecycle_candidates",
     )
 
     data: CustomerData
@@ -132,6 +156,9 @@ class TransactionFitResult:
     evaluation: pd.DataFrame | None
     by_frequency: pd.DataFrame | None
     tracking: pd.DataFrame | None
+    stages: pd.DataFrame | None = None
+    stage_occupancy: pd.DataFrame | None = None
+    lifecycle_candidates: pd.DataFrame | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
     inputs: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, Any] = field(default_factory=dict)
@@ -212,7 +239,9 @@ class TransactionFitResult:
         Path
             The folder, holding ``parameters.csv``, ``fit.csv``, ``customers.csv``,
             ``evaluation.csv`` and ``by_frequency.csv`` (with a holdout),
-            ``tracking.csv`` (from a log), the figures and ``manifest.json``, whose
+            ``tracking.csv`` (from a log), ``stages.csv``, ``stage_occupancy.csv`` and
+            ``lifecycle_candidates.csv`` (with the lifecycle model), the figures and
+            ``manifest.json``, whose
             ``files`` lists the SHA-256 of every other file.
 
         Raises
@@ -290,7 +319,9 @@ def evaluation_tables(data: CustomerData, fits: dict[str, FittedModel]) -> dict[
     -------
     dict
         ``parameters``, ``fit``, ``customers``, ``evaluation``, ``by_frequency``,
-        ``tracking`` (None where the data do not allow the table).
+        ``tracking`` (None where the data do not allow the table), and the tables the fitted
+        models add (``stages``, ``stage_occupancy``, ``lifecycle_candidates`` for the
+        lifecycle model; None without it).
     """
     parameters = (
         pd.concat(
@@ -303,21 +334,22 @@ def evaluation_tables(data: CustomerData, fits: dict[str, FittedModel]) -> dict[
         if fits
         else pd.DataFrame(columns=["model", "parameter", "estimate", "se"])
     )
-    fit_table = pd.DataFrame(
-        [fit.summary_row() for fit in fits.values()],
-        columns=[
-            "model",
-            "loglik",
-            "n_parameters",
-            "aic",
-            "bic",
-            "customers",
-            "seconds",
-            "converged",
-            "iterations",
-            "message",
-        ],
-    )
+    fit_columns = [
+        "model",
+        "loglik",
+        "n_parameters",
+        "aic",
+        "bic",
+        "customers",
+        "seconds",
+        "converged",
+        "iterations",
+        "message",
+    ]
+    summary_rows = [fit.summary_row() for fit in fits.values()]
+    for row in summary_rows:  # a model's own diagnostics after the standard columns
+        fit_columns += [key for key in row if key not in fit_columns]
+    fit_table = pd.DataFrame(summary_rows, columns=fit_columns)
 
     summary = data.summary
     columns = [
@@ -336,6 +368,14 @@ def evaluation_tables(data: CustomerData, fits: dict[str, FittedModel]) -> dict[
             expected[name] = fit.expected_holdout_transactions(data)
             customers[f"expected_{name}"] = expected[name]
         customers[f"p_alive_{name}"] = fit.p_alive(data)
+    extra: dict[str, list[pd.DataFrame]] = {}
+    for name, fit in fits.items():
+        if hasattr(fit, "customer_columns"):
+            for column, values in fit.customer_columns(data).items():
+                customers[column] = values
+        if hasattr(fit, "extra_tables"):
+            for table_name, table in fit.extra_tables(data).items():
+                extra.setdefault(table_name, []).append(table)
     for name, fit in fits.items():
         if isinstance(fit, SpendModelFit):
             customers[f"expected_spend_{name}"] = fit.expected_spend(data)
@@ -409,6 +449,10 @@ def evaluation_tables(data: CustomerData, fits: dict[str, FittedModel]) -> dict[
         "evaluation": evaluation,
         "by_frequency": by_frequency,
         "tracking": tracking,
+        **{
+            table_name: pd.concat(extra[table_name], ignore_index=True) if table_name in extra else None
+            for table_name in ("stages", "stage_occupancy", "lifecycle_candidates")
+        },
     }
 
 

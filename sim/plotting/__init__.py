@@ -11,7 +11,13 @@ May import: every subpackage but :mod:`sim.cli`.
 from sim.plotting.calibration import plot_survival_fit
 from sim.plotting.checks import plot_checks
 from sim.plotting.experiments import comparison_figure, optimize_figure, sweep_figure
-from sim.plotting.fitting import fit_figure, plot_conditional_expectations, plot_p_alive, plot_tracking
+from sim.plotting.fitting import (
+    fit_figure,
+    plot_conditional_expectations,
+    plot_p_alive,
+    plot_stage_occupancy_fit,
+    plot_tracking,
+)
 from sim.plotting.lifecycle import (
     plot_lifecycle_curve,
     plot_lorenz,
@@ -71,5 +77,6 @@ __all__ = [
     "plot_tracking",
     "plot_conditional_expectations",
     "plot_p_alive",
+    "plot_stage_occupancy_fit",
     "fit_figure",
 ]

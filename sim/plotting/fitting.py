@@ -11,7 +11,11 @@ Each function draws one table of :class:`sim.FitResult` (:mod:`sim.fitting.evalu
 * :func:`plot_p_alive` — the ``customers`` table: the distribution of each model's
   P(alive) at the calibration end;
 
-and :func:`fit_figure` puts the three on one page. Model columns are recognised by their
+* :func:`plot_stage_occupancy_fit` — the ``stage_occupancy`` table of the lifecycle model:
+  the cohort's expected customers in each stage per period, stacked (smoothed during the
+  calibration period, forecast after it);
+
+and :func:`fit_figure` puts the first three on one page. Model columns are recognised by their
 prefix (``expected_<model>``, ``p_alive_<model>``); the legend names each model by its
 title in the registry (:func:`sim.fitting.base.get_model`).
 """
@@ -25,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from sim.fitting.base import MODEL_REGISTRY, model_names
+from sim.plotting.projection import STAGE_COLORS
 
 __all__ = [
     "MODEL_COLORS",
@@ -32,11 +37,12 @@ __all__ = [
     "model_title",
     "plot_conditional_expectations",
     "plot_p_alive",
+    "plot_stage_occupancy_fit",
     "plot_tracking",
 ]
 
 #: One colour per model (Okabe & Ito), the actual data in black/grey.
-MODEL_COLORS = {"bgnbd": "#0072B2", "pnbd": "#D55E00", "ggamma": "#009E73"}
+MODEL_COLORS = {"bgnbd": "#0072B2", "pnbd": "#D55E00", "ggamma": "#009E73", "lifecycle": "#CC79A7"}
 _OTHER_COLORS = ("#CC79A7", "#E69F00", "#56B4E9", "#F0E442")
 _ACTUAL_COLOR = "#222222"
 
@@ -206,6 +212,53 @@ def plot_p_alive(customers: pd.DataFrame, ax=None, *, bins: int = 20):
     ax.set_xlabel("P(alive) at the end of the calibration period")
     ax.set_ylabel("share of customers")
     ax.set_title("Who is still alive")
+    return ax
+
+
+def plot_stage_occupancy_fit(stage_occupancy: pd.DataFrame, ax=None, *, unit: str = "week"):
+    """The cohort's inferred stage occupancy per period, stacked: exploration, formation,
+    stability, decline and ended.
+
+    Parameters
+    ----------
+    stage_occupancy : DataFrame
+        The ``stage_occupancy`` table of :func:`sim.fit_transactions` with the lifecycle model:
+        ``period``, ``holdout``, ``kind`` and one column of expected customers per state.
+    ax : matplotlib Axes, optional
+        Axes to draw on (default: a new figure).
+    unit : str, default "week"
+        The period's unit, for the axis label.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        Stacked areas in the stage colours of :data:`sim.plotting.projection.STAGE_COLORS`; a
+        dotted line where the smoothed posterior (calibration) gives way to the forecast.
+    """
+    ax = _axes(ax)
+    states = [
+        s for s in ("exploration", "formation", "stability", "decline", "ended") if s in stage_occupancy
+    ]
+    periods = stage_occupancy["period"].to_numpy(dtype=float)
+    ax.stackplot(
+        periods,
+        [stage_occupancy[s].to_numpy(dtype=float) for s in states],
+        labels=states,
+        colors=[STAGE_COLORS[s] for s in states],
+    )
+    forecast = stage_occupancy["holdout"].astype(bool).to_numpy()
+    if forecast.any() and (~forecast).any():
+        split = float(periods[~forecast].max())
+        ax.axvline(split, color="#555555", linestyle=":", linewidth=1.2)
+        top = ax.get_ylim()[1]
+        ax.text(split, top, "smoothed  ", ha="right", va="top", fontsize=8, color="#333333")
+        ax.text(split, top, "  forecast", ha="left", va="top", fontsize=8, color="#333333")
+    ax.set_xlim(float(periods.min()), float(periods.max()))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(unit)
+    ax.set_ylabel("expected customers")
+    ax.set_title("Inferred lifecycle stages of the cohort")
+    ax.legend(loc="upper left", fontsize=8, frameon=False)
     return ax
 
 
