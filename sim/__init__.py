@@ -32,6 +32,7 @@ from sim.exceptions import ConfigError, DataError
 from sim.experiments.comparison import ExperimentResult, project_to_precision, run_experiment
 from sim.experiments.optimize import OptimizationResult, optimize_spend
 from sim.experiments.sweep import SweepResult, run_sweep
+from sim.fitting.bridge import fitted_customer_base
 from sim.fitting.evaluation import FitResult, fit_transactions
 from sim.io.results import sim_version as _sim_version
 from sim.model.config import ExperimentConfig, config_from_dict, load_config
@@ -81,6 +82,7 @@ __all__ = [
     "OptimizationResult",
     "fit_transactions",
     "FitResult",
+    "fitted_customer_base",
     "plot_stage_occupancy",
     "plot_clv_by_policy",
     "plot_clv_parts",

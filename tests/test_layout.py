@@ -67,6 +67,7 @@ TOP_LEVEL = [
     "OptimizationResult",
     "fit_transactions",
     "FitResult",
+    "fitted_customer_base",
     "plot_stage_occupancy",
     "plot_clv_by_policy",
     "plot_clv_parts",

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sim.cli._common import EXIT_BAD_INPUT, command_line, use_file_backend
+from sim.cli._common import EXIT_BAD_INPUT, command_line, non_negative_int, use_file_backend
 from sim.data.transactions import DEFAULT_MAX_BYTES
 from sim.exceptions import DataError, ResultExistsError
 from sim.fitting.base import model_names
@@ -29,7 +29,7 @@ from sim.fitting.evaluation import DEFAULT_MODELS, FitResult, fit_transactions
 from sim.io.paths import check_output_dir, default_result_dir
 from sim.io.results import MANIFEST
 
-__all__ = ["register", "cli_message", "parse_size"]
+__all__ = ["register", "cli_message", "parse_size", "margin_rate"]
 
 #: Figures written by ``sim fit`` (unless ``--no-figure``).
 FIGURES = ("tracking.png", "conditional_expectations.png", "p_alive.png", "stage_occupancy.png")
@@ -274,9 +274,61 @@ def report(result: FitResult) -> str:
     return "\n".join(lines)
 
 
+def margin_rate(text: str) -> float:
+    """Argparse type: a gross margin rate in (0, 1]."""
+    import argparse
+
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number; give a margin rate such as 0.3"
+        ) from None
+    if not 0.0 < value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be in (0, 1] (a gross margin rate on revenue)")
+    return value
+
+
+def _bridge_options(args, models: list[str]):
+    """The base config of the fitted config (or None), checked before any work."""
+    from sim.model.config import load_config
+
+    bridge_options = [
+        option
+        for option, value in (
+            ("--margin", args.margin),
+            ("--base-config", args.base_config),
+            ("--seed", args.seed),
+        )
+        if value is not None
+    ]
+    if bridge_options and "lifecycle" not in models:
+        raise _BadInput(
+            f"{', '.join(bridge_options)} set(s) the fitted config, which is written with the lifecycle "
+            "model: add lifecycle to --models (e.g. --models lifecycle,bgnbd,pnbd)"
+        )
+    return None if args.base_config is None else load_config(args.base_config)
+
+
+def _fitted_base(result: FitResult, args, base):
+    """The fitted config and snapshot (sim.fitting.bridge), or None with the reason printed."""
+    from sim.fitting.bridge import fitted_customer_base
+
+    try:
+        return fitted_customer_base(
+            result.fits["lifecycle"], result.data, margin=args.margin, base=base, seed=args.seed
+        )
+    except ValueError as error:
+        print(f"sim fit: no fitted config written: {error}", file=sys.stderr)
+        return None
+
+
 def _fit_command(args) -> int:
+    from sim.exceptions import ConfigError
+
     try:
         models = _parse_models(args.models)
+        base = _bridge_options(args, models)
         calibration_end = _parse_day(args.calibration_end, "--calibration-end")
         holdout_end = _parse_day(args.holdout_end, "--holdout-end") if args.holdout_end is not None else None
         if holdout_end is not None and holdout_end <= calibration_end:
@@ -286,7 +338,7 @@ def _fit_command(args) -> int:
             )
         out = args.out if args.out is not None else _default_out(args.log, args.force)
         _check_out(out, args.force)  # before any work, and without creating the folder
-    except (_BadInput, ResultExistsError) as error:
+    except (_BadInput, ResultExistsError, ConfigError) as error:
         print(f"sim fit: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
@@ -322,13 +374,25 @@ def _fit_command(args) -> int:
             file=sys.stderr,
         )
         return 1
+    fitted = _fitted_base(result, args, base) if "lifecycle" in result.fits else None
     figures = {}
     if not args.no_figure:
         use_file_backend()
         figures = _figures(result)
     result.timings["total_seconds"] = time.perf_counter() - started
+    extra_files, extra_manifest = {}, {}
+    if fitted is not None:
+        extra_files = fitted.files()
+        extra_manifest = {"fitted_config": _fitted_record(fitted)}
     try:
-        result.save(out, command=command_line(), force=args.force, figures=figures)
+        result.save(
+            out,
+            command=command_line(),
+            force=args.force,
+            figures=figures,
+            extra_files=extra_files,
+            extra_manifest=extra_manifest,
+        )
     except ResultExistsError as error:  # the folder changed since the check
         print(f"sim fit: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
@@ -339,9 +403,53 @@ def _fit_command(args) -> int:
             for figure in figures.values():
                 plt.close(figure)
     print(report(result))
-    files = [f"{name}.csv" for name in result.tables()] + list(figures) + [MANIFEST]
+    if fitted is not None:
+        print("\n" + _fitted_report(fitted, out))
+    files = [f"{name}.csv" for name in result.tables()] + list(figures) + list(extra_files) + [MANIFEST]
     print(f"\nwrote {out}/ ({', '.join(files)}) in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _fitted_record(fitted) -> dict:
+    """The manifest's ``fitted_config`` entry."""
+    from sim.fitting.bridge import FITTED_CONFIG, SNAPSHOT
+
+    return {
+        "config": FITTED_CONFIG,
+        "snapshot": SNAPSHOT,
+        "snapshot_customers": len(fitted.snapshot),
+        "exact": fitted.exact,
+        "notes": list(fitted.notes),
+        "wallet_scale": fitted.wallet_scale,
+        "money_scale": fitted.money_scale,
+        "snapshot_period_end": fitted.start_period_end,
+        "seed": fitted.config.run.seed,
+    }
+
+
+def _fitted_report(fitted, out: Path) -> str:
+    """What ``sim fit`` prints about the fitted config."""
+    from sim.fitting.bridge import FITTED_CONFIG, SNAPSHOT
+
+    config = fitted.config
+    segments = fitted.segments
+    lines = [
+        f"fitted config for policy experiments: {FITTED_CONFIG} with {len(fitted.snapshot):,} live customers "
+        f"in {SNAPSHOT} (the period ending {fitted.start_period_end}), {config.run.horizon} periods of "
+        f"{config.economics.period_months:.4g} months, policies {', '.join(config.policy_names)}"
+        + ("" if fitted.money_scale == 1 else f" (spends x {fitted.money_scale:.3g}: the log's money)"),
+        "  segments: "
+        + "; ".join(
+            f"{row.segment} {row.share:.0%} (class {row.fit_class}"
+            + ("" if row.exit_frailty == 1 else f", exit frailty {row.exit_frailty:.3g}")
+            + ")"
+            for row in segments.itertuples()
+            if row.share > 0
+        ),
+    ]
+    lines += [f"  note: {note}" for note in fitted.notes]
+    lines.append(f"  compare the policies on these customers: sim run {out / FITTED_CONFIG}")
+    return "\n".join(lines)
 
 
 def register(subparsers) -> None:
@@ -403,4 +511,30 @@ def register(subparsers) -> None:
         help="overwrite a complete result folder, or write beside other files (rules in sim.io.paths)",
     )
     parser.add_argument("--no-figure", action="store_true", help="skip the figures")
+    bridge = parser.add_argument_group(
+        "fitted config (with --models lifecycle,...)",
+        "sim fit also writes fitted_config.toml and snapshot.csv: the fitted stage dynamics and cash "
+        "flows with the customers alive at the calibration end, for `sim run` (docs/model.md §13)",
+    )
+    bridge.add_argument(
+        "--margin",
+        type=margin_rate,
+        default=None,
+        metavar="RATE",
+        help="gross margin rate on revenue in (0, 1] for every stage (default: the base config's by stage)",
+    )
+    bridge.add_argument(
+        "--base-config",
+        type=Path,
+        default=None,
+        metavar="TOML",
+        help="experiment config giving the spend response, policies, discount rate and run settings "
+        "(default: the package defaults, spends scaled to the log's margin)",
+    )
+    bridge.add_argument(
+        "--seed",
+        type=non_negative_int,
+        default=None,
+        help="seed of the snapshot draws and of the run (default: the base's)",
+    )
     parser.set_defaults(handler=_fit_command)

@@ -217,8 +217,10 @@ class TransactionFitResult:
         command: str | None = None,
         force: bool = False,
         figures: dict[str, Any] | None = None,
+        extra_files: dict[str, str] | None = None,
+        extra_manifest: dict[str, Any] | None = None,
     ) -> Path:
-        """Write the tables (CSV), the figures, then ``manifest.json`` last.
+        """Write the tables (CSV), the figures, any extra files, then ``manifest.json`` last.
 
         Parameters
         ----------
@@ -233,6 +235,11 @@ class TransactionFitResult:
         figures : dict of str to matplotlib Figure, optional
             ``{file name: figure}``, saved (PNG unless the name says otherwise) before the
             manifest.
+        extra_files : dict of str to str, optional
+            ``{file name: text}`` written beside the tables (e.g. the fitted config and snapshot
+            of :meth:`sim.fitting.bridge.FittedCustomerBase.files`), listed in the manifest.
+        extra_manifest : dict, optional
+            Entries added to the manifest (e.g. ``fitted_config``).
 
         Returns
         -------
@@ -252,11 +259,9 @@ class TransactionFitResult:
         ValueError
             For a figure name that is not a plain file name.
         """
-        for name in figures or {}:
+        for name in [*(figures or {}), *(extra_files or {})]:
             if not isinstance(name, str) or Path(name).name != name or name.startswith("."):
-                raise ValueError(
-                    f"figure file name {name!r} must be a plain file name such as 'tracking.png'"
-                )
+                raise ValueError(f"file name {name!r} must be a plain file name such as 'tracking.png'")
         directory = prepare_result_dir(directory, force=force)
         written = [
             atomic_write_text(directory / f"{name}.csv", table.to_csv(index=False))
@@ -268,7 +273,9 @@ class TransactionFitResult:
                 buffer, format=Path(file_name).suffix.lstrip(".") or "png", dpi=150, bbox_inches="tight"
             )
             written.append(atomic_write_bytes(directory / file_name, buffer.getvalue()))
-        manifest = self.manifest(command)
+        for file_name, text in (extra_files or {}).items():
+            written.append(atomic_write_text(directory / file_name, text))
+        manifest = {**self.manifest(command), **(extra_manifest or {})}
         manifest["files"] = {path.name: file_sha256(path) for path in written}
         atomic_write_text(directory / MANIFEST, json.dumps(manifest, indent=2, default=str) + "\n")
         return directory

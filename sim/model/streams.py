@@ -21,7 +21,9 @@ component  use
 12 .. 15   spare
 16         purchase days of synthetic transaction logs
            (:mod:`sim.fitting.synthetic`)
-17 .. 127  spare
+17         snapshot draws of a fitted customer base
+           (:mod:`sim.fitting.bridge`)
+18 .. 127  spare
 =========  ==========================================================
 
 The generator is xoroshiro128+ (Blackman & Vigna 2018) with its 128-bit state held
