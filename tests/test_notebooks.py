@@ -33,11 +33,14 @@ SMALL = {
     ),
     "03_reproduce_figures": 'QUICK = True\nONLY = ["lifecycle_patterns", "validation"]',
     "04_calibration": "CUSTOMERS = 20_000\nREPLICATIONS = 1",
+    "05_real_customer_base": (
+        'LIFECYCLE_CANDIDATES = [(1, "gamma", None)]\nREPLICATIONS = 1\nSNAPSHOT_DRAWS = 8\nHORIZON = 52'
+    ),
 }
 
 
-def test_the_four_notebooks_are_there():
-    assert [path.stem for path in NOTEBOOKS][:4] == list(SMALL)
+def test_the_five_notebooks_are_there():
+    assert [path.stem for path in NOTEBOOKS][:5] == list(SMALL)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem)

@@ -150,6 +150,38 @@ class FittedCustomerBase:
     start_period_end: str
     fitted_margin_by_period: np.ndarray = field(repr=False)
 
+    def margin_table(self, projection) -> pd.DataFrame:
+        """The simulated margin per period of the snapshot beside the fit's own forecast.
+
+        Parameters
+        ----------
+        projection : ProjectionResult
+            :func:`sim.project_from` of :attr:`snapshot` with :attr:`config` (any policies).
+
+        Returns
+        -------
+        DataFrame
+            ``policy, period, simulated_margin, fitted_margin``: per policy and period, the
+            snapshot's simulated gross margin (profit plus retention spend, summed over the
+            snapshot's customers, mean over replications) and the fitted model's expected margin
+            of the same period (the same for every policy: the fit knows no spend). Under the
+            reference policy ``none`` the two agree within simulation error (docs/model.md §13.3).
+        """
+        trajectory = projection.trajectory
+        per_active = (trajectory["profit_mean"] + trajectory["spend_mean"]).fillna(0.0)
+        periods = trajectory["period"].to_numpy()
+        fitted = np.full(len(trajectory), np.nan)
+        known = periods < len(self.fitted_margin_by_period)
+        fitted[known] = self.fitted_margin_by_period[periods[known]]
+        return pd.DataFrame(
+            {
+                "policy": trajectory["policy"].to_numpy(),
+                "period": periods,
+                "simulated_margin": (per_active * trajectory["active_share"]).to_numpy() * len(self.snapshot),
+                "fitted_margin": fitted,
+            }
+        )
+
     def config_toml(self) -> str:
         """The config as TOML, with a header saying where it comes from."""
         header = [
@@ -341,7 +373,7 @@ def fitted_customer_base(
     *,
     margin=None,
     base: ExperimentConfig | None = None,
-    money_scale: float | None = None,
+    money_scale: float | str | None = None,
     feedback: bool = True,
     seed: int | None = None,
     horizon: int | None = None,
@@ -361,12 +393,12 @@ def fitted_customer_base(
     base : ExperimentConfig, optional
         Where the spend response (dynamics, loyalty curve, loyalty effects), the policies, the
         discount rate and the run settings come from (default: the package's defaults).
-    money_scale : float, optional
-        Factor on the base config's money amounts of the spend response. Default: 1 with an
-        explicit ``base`` (its amounts are taken to be in the log's money per period already);
-        with the package defaults, the fitted mean margin per period over the four stages
-        divided by the default model's (mean wallet), so that spends keep their size relative
-        to the customers' margin on any log.
+    money_scale : float or "auto", optional
+        Factor on the base config's money amounts of the spend response. ``"auto"``: the fitted
+        mean margin per period over the four stages divided by the base model's (at its mean
+        wallet), so that spends keep their size relative to the customers' margin on any log.
+        Default: ``"auto"`` with the package defaults; 1 with an explicit ``base`` (its amounts
+        are taken to be in the log's money per period already).
     feedback : bool, default True
         Satisfaction feedback on the transitions; False sets both loyalty effects to 0
         (spend then changes nothing but its cost).
@@ -436,7 +468,11 @@ def fitted_customer_base(
     # ---- money: the base's spend response in the log's money
     fitted_margin_rate = float(np.dot(shares / shares.sum(), revenue @ np.asarray(margins)) / 4.0)
     if money_scale is None:
-        money_scale = 1.0 if explicit_base else fitted_margin_rate / _base_margin_per_period(base)
+        money_scale = 1.0 if explicit_base else "auto"
+    if isinstance(money_scale, str):
+        if money_scale != "auto":
+            raise ValueError(f"money_scale = {money_scale!r}: give a positive number or 'auto'")
+        money_scale = fitted_margin_rate / _base_margin_per_period(base)
     money_scale = float(money_scale)
     if not (math.isfinite(money_scale) and money_scale > 0):
         raise ValueError(f"money_scale = {money_scale!r}: must be a positive number")

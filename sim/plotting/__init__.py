@@ -14,6 +14,7 @@ from sim.plotting.experiments import comparison_figure, optimize_figure, sweep_f
 from sim.plotting.fitting import (
     fit_figure,
     plot_conditional_expectations,
+    plot_fitted_margin,
     plot_p_alive,
     plot_stage_occupancy_fit,
     plot_tracking,
@@ -78,5 +79,6 @@ __all__ = [
     "plot_conditional_expectations",
     "plot_p_alive",
     "plot_stage_occupancy_fit",
+    "plot_fitted_margin",
     "fit_figure",
 ]

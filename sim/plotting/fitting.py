@@ -14,6 +14,8 @@ Each function draws one table of :class:`sim.FitResult` (:mod:`sim.fitting.evalu
 * :func:`plot_stage_occupancy_fit` — the ``stage_occupancy`` table of the lifecycle model:
   the cohort's expected customers in each stage per period, stacked (smoothed during the
   calibration period, forecast after it);
+* :func:`plot_fitted_margin` — a fitted customer base's margin per period, the fit's
+  forecast beside the simulation under each policy (:mod:`sim.fitting.bridge`);
 
 and :func:`fit_figure` puts the first three on one page. Model columns are recognised by their
 prefix (``expected_<model>``, ``p_alive_<model>``); the legend names each model by its
@@ -36,6 +38,7 @@ __all__ = [
     "fit_figure",
     "model_title",
     "plot_conditional_expectations",
+    "plot_fitted_margin",
     "plot_p_alive",
     "plot_stage_occupancy_fit",
     "plot_tracking",
@@ -259,6 +262,48 @@ def plot_stage_occupancy_fit(stage_occupancy: pd.DataFrame, ax=None, *, unit: st
     ax.set_ylabel("expected customers")
     ax.set_title("Inferred lifecycle stages of the cohort")
     ax.legend(loc="upper left", fontsize=8, frameon=False)
+    return ax
+
+
+def plot_fitted_margin(margin: pd.DataFrame, ax=None, *, unit: str = "week"):
+    """Margin per period of a fitted customer base: the fit's forecast and the simulation
+    under each policy.
+
+    Parameters
+    ----------
+    margin : DataFrame
+        :meth:`sim.fitting.bridge.FittedCustomerBase.margin_table`: ``policy, period,
+        simulated_margin, fitted_margin``.
+    ax : matplotlib Axes, optional
+        Axes to draw on (default: a new figure).
+    unit : str, default "week"
+        The period's unit, for the axis label.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+        The fitted forecast as a thick grey line, each policy's simulated margin in its colour
+        (:func:`sim.plotting.style.policy_colors`); under ``none`` the two coincide up to
+        simulation error (docs/model.md §13.3).
+    """
+    from sim.plotting.style import policy_colors
+
+    ax = _axes(ax)
+    policies = list(dict.fromkeys(margin["policy"]))
+    colors = policy_colors(policies)
+    first = margin[margin["policy"] == policies[0]]
+    ax.plot(
+        first["period"], first["fitted_margin"], color="#9a9a9a", linewidth=4.0, alpha=0.7, label="fitted"
+    )
+    for policy in policies:
+        rows = margin[margin["policy"] == policy]
+        ax.plot(rows["period"], rows["simulated_margin"], color=colors[policy], linewidth=1.3, label=policy)
+    ax.set_xlim(0, float(margin["period"].max()))
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel(f"{unit}s after the calibration end")
+    ax.set_ylabel(f"gross margin per {unit}")
+    ax.set_title("Margin of the live customers: fitted and simulated")
+    ax.legend(loc="upper right", fontsize=8, frameon=False)
     return ax
 
 

@@ -1,7 +1,7 @@
-"""The CDNOW figures of ``sim figures`` (12, 13) and the ``sim fit`` plots draw exactly the
-tables of :func:`sim.fit_transactions`.
+"""The CDNOW figures of ``sim figures`` (12-14) and the ``sim fit`` plots draw exactly the
+tables of :func:`sim.fit_transactions` (and, for 14, of :mod:`sim.fitting.bridge`).
 
-One ``sim figures --quick --only cdnow_tracking,cdnow_conditional`` run (through the CLI);
+One ``sim figures --quick --only cdnow_tracking,cdnow_conditional,cdnow_lifecycle`` run (through the CLI);
 each figure's CSV is then compared with the tables recomputed here through
 ``sim.fit_transactions`` on the bundled sample (exact, through the CSV round trip of floats).
 """
@@ -27,7 +27,7 @@ matplotlib.use("Agg")
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "experiments" / "figures"
-NAMES = ("cdnow_tracking", "cdnow_conditional")
+NAMES = ("cdnow_tracking", "cdnow_conditional", "cdnow_lifecycle")
 
 
 @pytest.fixture(scope="module")
@@ -48,13 +48,18 @@ def figures_run(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def fit():
-    return sim.fit_transactions(
-        sim.data.CDNOW_SAMPLE_PATH,
+def fit(figures_run):
+    """The fit the figures drew (``sim.fit_transactions`` on the sample, the quick lifecycle
+    candidates), from the gallery's cache: fitting the lifecycle model again would double the
+    cost; the split and the counts are checked against the data below.
+    """
+    return gallery.fits.transaction_fit(
+        "cdnow_sample",
         sim.data.CDNOW_CALIBRATION_END,
         sim.data.CDNOW_HOLDOUT_END,
-        unit=sim.data.CDNOW_UNIT,
-        models=("bgnbd", "pnbd"),
+        sim.data.CDNOW_UNIT,
+        ("lifecycle", "bgnbd", "pnbd"),
+        True,
     )
 
 
@@ -66,7 +71,7 @@ def _round_trip(table: pd.DataFrame) -> pd.DataFrame:
 def test_the_figures_are_made_with_their_files(figures_run):
     manifest = json.loads((figures_run / "manifest.json").read_text())
     entries = {entry["name"]: entry for entry in manifest["figures"]}
-    for number, name in zip((12, 13), NAMES):
+    for number, name in zip((12, 13, 14), NAMES):
         entry = entries[name]
         assert entry["number"] == number and entry["status"] == "ok" and entry["kind"] == name
         assert entry["sizes"]["customers"] == 2357
@@ -84,6 +89,7 @@ def test_tracking_csv_is_the_tracking_table(figures_run, fit):
         "period_end",
         "holdout",
         "actual",
+        "expected_lifecycle",
         "expected_bgnbd",
         "expected_pnbd",
     ]
@@ -93,7 +99,7 @@ def test_tracking_csv_is_the_tracking_table(figures_run, fit):
     assert len(cumulative) == 78 and int((~cumulative["holdout"]).sum()) == 39
     assert cumulative["actual"].iloc[-1] - cumulative["actual"].iloc[38] == 1882
     incremental = csv[csv["panel"] == "incremental"].drop(columns="panel").reset_index(drop=True)
-    for column in ("actual", "expected_bgnbd", "expected_pnbd"):
+    for column in ("actual", "expected_lifecycle", "expected_bgnbd", "expected_pnbd"):
         np.testing.assert_allclose(
             incremental[column].cumsum(), cumulative[column], rtol=1e-12, atol=1e-9, err_msg=column
         )
@@ -116,6 +122,32 @@ def test_conditional_csv_is_the_by_frequency_table(figures_run, fit):
     assert csv.loc[0, "expected_pnbd"] == pytest.approx(zero["expected_pnbd"].mean(), rel=1e-12)
 
 
+def test_lifecycle_figure_csv_is_the_fit_and_the_fitted_base(figures_run, fit):
+    csv = pd.read_csv(figures_run / "cdnow_lifecycle.csv")
+    assert set(csv["panel"]) == {"occupancy", "margin", "comparison"}
+    occupancy = csv[csv["panel"] == "occupancy"].dropna(axis=1, how="all").drop(columns="panel")
+    expected = _round_trip(fit.stage_occupancy.drop(columns="model"))
+    pd.testing.assert_frame_equal(
+        occupancy.reset_index(drop=True), expected, check_exact=False, check_dtype=False, rtol=1e-12
+    )
+    spec = gallery.load_figure_spec(CONFIGS / "cdnow_lifecycle.toml")
+    params, sizes = spec.parameters(quick=True), spec.sizes(quick=True)
+    base = sim.fitted_customer_base(
+        fit.fits["lifecycle"], fit.data, margin=params.margin, seed=params.seed, horizon=sizes["horizon"]
+    )
+    margin = csv[csv["panel"] == "margin"]
+    assert set(margin["policy"]) == set(base.config.policy_names)
+    for _, rows in margin.groupby("policy"):
+        np.testing.assert_allclose(rows["fitted_margin"], base.fitted_margin_by_period, rtol=1e-12)
+    comparison = csv[csv["panel"] == "comparison"]
+    assert set(comparison["reference"]) == {"none"} and len(comparison) == len(base.config.policies) - 1
+    caption = (figures_run / "cdnow_lifecycle.txt").read_text()
+    assert (
+        fit.fits["lifecycle"].hmm.name in caption
+        and f"{len(base.snapshot):,} customers drawn alive" in caption
+    )
+
+
 def test_caption_facts_are_the_fit(figures_run, fit):
     caption = (figures_run / "cdnow_tracking.txt").read_text()
     assert f"LL = {fit.fits['bgnbd'].loglik:,.2f}" in caption
@@ -129,23 +161,27 @@ def test_plots_draw_the_table_columns(fit):
     ax = plot_tracking(fit.tracking)
     lines = ax.get_lines()
     np.testing.assert_array_equal(lines[0].get_ydata(), fit.tracking["actual"])
-    np.testing.assert_array_equal(lines[1].get_ydata(), fit.tracking["expected_bgnbd"])
-    np.testing.assert_array_equal(lines[2].get_ydata(), fit.tracking["expected_pnbd"])
-    assert lines[3].get_xdata()[0] == 39  # the split after week 39
+    for line, model in zip(lines[1:4], ("lifecycle", "bgnbd", "pnbd")):
+        np.testing.assert_array_equal(line.get_ydata(), fit.tracking[f"expected_{model}"])
+    assert lines[4].get_xdata()[0] == 39  # the split after week 39
     assert [text.get_text().strip() for text in ax.texts] == ["calibration", "holdout"]
     plt.close(ax.figure)
     ax = plot_conditional_expectations(fit.by_frequency)
     heights = [patch.get_height() for patch in ax.patches]
     expected = np.concatenate(
-        [fit.by_frequency[c].to_numpy() for c in ("actual", "expected_bgnbd", "expected_pnbd")]
+        [
+            fit.by_frequency[c].to_numpy()
+            for c in ("actual", "expected_lifecycle", "expected_bgnbd", "expected_pnbd")
+        ]
     )
     np.testing.assert_array_equal(heights, expected)
     plt.close(ax.figure)
     ax = plot_p_alive(fit.customers, bins=10)
-    heights = np.array([patch.get_height() for patch in ax.patches]).reshape(2, 10)
+    heights = np.array([patch.get_height() for patch in ax.patches]).reshape(3, 10)
     np.testing.assert_allclose(heights.sum(axis=1), 1.0, rtol=1e-12)  # shares of customers per model
-    counts, _ = np.histogram(fit.customers["p_alive_bgnbd"], bins=np.linspace(0, 1, 11))
-    np.testing.assert_allclose(heights[0], counts / len(fit.customers), rtol=1e-12)
+    for row, model in zip(heights, ("lifecycle", "bgnbd", "pnbd")):
+        counts, _ = np.histogram(np.clip(fit.customers[f"p_alive_{model}"], 0, 1), bins=np.linspace(0, 1, 11))
+        np.testing.assert_allclose(row, counts / len(fit.customers), rtol=1e-12, err_msg=model)
     plt.close(ax.figure)
     figure = fit_figure(fit)
     assert len(figure.axes) == 3

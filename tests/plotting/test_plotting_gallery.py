@@ -41,6 +41,7 @@ EXPECTED = {
     # figures of data, not simulations (tests/plotting/test_plotting_fit_figures.py checks them)
     12: "cdnow_tracking",
     13: "cdnow_conditional",
+    14: "cdnow_lifecycle",
 }
 
 

@@ -5,7 +5,10 @@ the CDNOW 1/10 sample by :func:`sim.fitting.evaluation.fit_transactions` (no sim
   actual against each model, calibration | holdout (Fader, Hardie & Lee 2005, "Counting your
   customers the easy way", Marketing Science 24(2), figures 1-2);
 * ``cdnow_conditional`` — mean holdout transactions by calibration repeat count 0 .. 7+,
-  actual and each model side by side (the same paper, figure 4).
+  actual and each model side by side (the same paper, figure 4);
+* ``cdnow_lifecycle`` — the lifecycle HMM's inferred stages of the cohort, and a policy
+  comparison on the customers alive at the calibration end (:mod:`sim.fitting.bridge`):
+  the fitted margin beside the simulated one, and the paired ΔCLV of each policy.
 
 Both kinds fit the same models to the same split, once per process (:func:`transaction_fit`
 keeps the last few fits). Each figure's CSV is the fit's table it draws (``tracking`` with
@@ -24,17 +27,33 @@ from sim.data.cdnow import CDNOW_SAMPLE_PATH
 from sim.fitting.evaluation import FitResult, fit_transactions
 from sim.plotting.gallery.spec import FigureData, FigureSpec
 
-__all__ = ["DATASETS", "transaction_fit", "tracking_panels"]
+__all__ = [
+    "DATASETS",
+    "QUICK_LIFECYCLE_CANDIDATES",
+    "transaction_fit",
+    "tracking_panels",
+    "fitted_base_panels",
+]
 
 #: The bundled logs a figure may draw, by the name its ``params.dataset`` gives.
 DATASETS = {"cdnow_sample": CDNOW_SAMPLE_PATH}
 
 
+#: The lifecycle specifications a ``--quick`` run fits (one; the full run compares the registry's
+#: default candidates by BIC, as ``sim fit`` does).
+QUICK_LIFECYCLE_CANDIDATES = ((1, "gamma", None),)
+
+
 @functools.lru_cache(maxsize=4)
 def transaction_fit(
-    dataset: str, calibration_end: str, holdout_end: str, unit: str, models: tuple[str, ...]
+    dataset: str,
+    calibration_end: str,
+    holdout_end: str,
+    unit: str,
+    models: tuple[str, ...],
+    quick: bool = False,
 ) -> FitResult:
-    """:func:`sim.fit_transactions` on a bundled log (kept: both CDNOW figures use one fit).
+    """:func:`sim.fit_transactions` on a bundled log (kept: the CDNOW figures use one fit).
 
     Parameters
     ----------
@@ -46,12 +65,19 @@ def transaction_fit(
         Time unit.
     models : tuple of str
         Transaction models to fit.
+    quick : bool, default False
+        Fit the lifecycle model's :data:`QUICK_LIFECYCLE_CANDIDATES` only.
 
     Returns
     -------
     FitResult
     """
-    return fit_transactions(DATASETS[dataset], calibration_end, holdout_end, unit=unit, models=models)
+    options = (
+        {"lifecycle": {"candidates": QUICK_LIFECYCLE_CANDIDATES}} if quick and "lifecycle" in models else None
+    )
+    return fit_transactions(
+        DATASETS[dataset], calibration_end, holdout_end, unit=unit, models=models, fit_options=options
+    )
 
 
 def tracking_panels(tracking: pd.DataFrame) -> pd.DataFrame:
@@ -82,7 +108,7 @@ def tracking_panels(tracking: pd.DataFrame) -> pd.DataFrame:
 def _fit(spec: FigureSpec, quick: bool) -> tuple[FitResult, object]:
     params = spec.parameters(quick)
     result = transaction_fit(
-        params.dataset, params.calibration_end, params.holdout_end, params.unit, params.models
+        params.dataset, params.calibration_end, params.holdout_end, params.unit, tuple(params.models), quick
     )
     declared = spec.sizes(quick)["customers"]
     if declared != result.data.n_customers:
@@ -189,3 +215,128 @@ def _draw_cdnow_conditional(spec: FigureSpec, data: FigureData):
         ]
     )
     return figure
+
+
+def fitted_base_panels(result: FitResult, margin: float, seed: int, replications: int, horizon, threads=None):
+    """The tables of the ``cdnow_lifecycle`` figure, and the fitted base and projection.
+
+    Parameters
+    ----------
+    result : FitResult
+        With the lifecycle model.
+    margin : float
+        Gross margin rate on revenue.
+    seed : int
+        Seed of the snapshot draws and of the projection.
+    replications : int
+        Replications of the projection.
+    horizon : int or None
+        Periods projected (None: the bridge's default).
+    threads : int, optional
+        Threads of the projection.
+
+    Returns
+    -------
+    table : DataFrame
+        ``panel`` ("occupancy", "margin", "comparison") and the columns of the lifecycle
+        fit's ``stage_occupancy`` table, :meth:`~sim.fitting.bridge.FittedCustomerBase.margin_table`
+        and the projection's ``comparison`` table.
+    base : FittedCustomerBase
+    projection : ProjectionResult
+    """
+    from sim.fitting.bridge import fitted_customer_base
+    from sim.runs.snapshot import project_from
+
+    base = fitted_customer_base(
+        result.fits["lifecycle"], result.data, margin=margin, seed=seed, horizon=horizon
+    )
+    projection = project_from(base.snapshot, base.config, replications=replications, threads=threads)
+    occupancy = result.stage_occupancy.drop(columns=["model"], errors="ignore")
+    table = pd.concat(
+        [
+            occupancy.assign(panel="occupancy"),
+            base.margin_table(projection).assign(panel="margin"),
+            projection.comparison.assign(panel="comparison"),
+        ],
+        ignore_index=True,
+    )
+    return table[["panel", *[c for c in table.columns if c != "panel"]]], base, projection
+
+
+def _build_cdnow_lifecycle(spec: FigureSpec, quick: bool, threads: int | None) -> FigureData:
+    result, params = _fit(spec, quick)
+    sizes = spec.sizes(quick)
+    table, base, projection = fitted_base_panels(
+        result, params.margin, params.seed, sizes["replications"], sizes["horizon"], threads
+    )
+    fit = result.fits["lifecycle"]
+    facts = _facts(result, params)
+    decline = fit.transition_matrices[:, 3]  # (C, 5): decline -> ...
+    shares = fit.class_shares
+    win_back = float(np.dot(shares, decline[:, 1]))
+    churn = float(np.dot(shares, decline[:, 4]))
+    snapshot = base.snapshot
+    comparison = projection.comparison.set_index("policy")
+    summary = projection.summary.set_index("policy")
+    facts.update(
+        {
+            "spec": fit.hmm.name,
+            "margin": params.margin,
+            "money_scale": base.money_scale,
+            "snapshot_customers": len(snapshot),
+            "decline_share": float((snapshot["stage"] == 3).mean()),
+            "win_back": win_back,
+            "churn": churn,
+            "win_back_eventually": win_back / (win_back + churn),
+            "residual_clv_none": float(summary.loc["none", "clv_mean"]),
+            "replications": sizes["replications"],
+            "horizon": base.config.run.horizon,
+            "seed": params.seed,
+        }
+    )
+    for policy in comparison.index:
+        facts[f"delta_{policy}"] = float(comparison.loc[policy, "delta_clv"])
+    return FigureData(table, facts)
+
+
+def _draw_cdnow_lifecycle(spec: FigureSpec, data: FigureData):
+    import matplotlib.pyplot as plt
+
+    from sim.plotting.fitting import plot_fitted_margin, plot_stage_occupancy_fit
+    from sim.plotting.projection import plot_comparison_forest
+    from sim.plotting.style import label_panels
+
+    table = data.table
+    unit = data.facts["unit"]
+    figure, axes = plt.subplots(1, 3, figsize=(16.5, 4.5), layout="constrained")
+    occupancy = table[table["panel"] == "occupancy"].dropna(axis=1, how="all")
+    plot_stage_occupancy_fit(occupancy, ax=axes[0], unit=unit)
+    margin = table[table["panel"] == "margin"].dropna(axis=1, how="all")
+    plot_fitted_margin(margin, ax=axes[1], unit=unit)
+    comparison = table[table["panel"] == "comparison"].dropna(axis=1, how="all")
+    plot_comparison_forest(comparison, ax=axes[2])
+    axes[2].set_title("Residual CLV per live customer against none")
+    label_panels(axes)
+    return figure
+
+
+def _fitted_base_facts(spec, parameters, configs) -> dict:
+    """The facts of ``cdnow_lifecycle`` known before any work (stand-ins of their types)."""
+    facts = _transaction_fit_facts(spec, parameters, configs)
+    facts.update(
+        {
+            "spec": "",
+            "margin": parameters.margin,
+            "money_scale": 0.0,
+            "snapshot_customers": 0,
+            "decline_share": 0.0,
+            "win_back": 0.0,
+            "churn": 0.0,
+            "win_back_eventually": 0.0,
+            "residual_clv_none": 0.0,
+            "replications": 0,
+            "horizon": 0,
+            "seed": parameters.seed,
+        }
+    )
+    return facts

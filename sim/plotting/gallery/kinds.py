@@ -48,8 +48,11 @@ The figures (``kind``)
     cumulative repeat transactions, actual against expected, calibration | holdout.
 13. ``cdnow_conditional`` — the same fits: mean holdout transactions by calibration repeat
     count (0 .. 7+), actual and both models side by side.
+14. ``cdnow_lifecycle`` — the lifecycle HMM on the same sample: the cohort's inferred stages,
+    and the live customers' margin and paired ΔCLV per policy on the fitted config
+    (:mod:`sim.fitting.bridge`).
 
-Figures of data (12, 13) draw a bundled transaction log through
+Figures of data (12–14) draw a bundled transaction log through
 :func:`sim.fitting.evaluation.fit_transactions` instead of a simulation: their kinds require
 no experiment (``_Kind.experiments == ()``), their files have no ``[experiment]`` table, and
 ``customers`` of ``full`` and ``quick`` is the data set's cohort size (checked when built);
@@ -101,9 +104,12 @@ from sim.plotting.gallery.builders import (
 )
 from sim.plotting.gallery.fits import (
     _build_cdnow_conditional,
+    _build_cdnow_lifecycle,
     _build_cdnow_tracking,
     _draw_cdnow_conditional,
+    _draw_cdnow_lifecycle,
     _draw_cdnow_tracking,
+    _fitted_base_facts,
     _transaction_fit_facts,
 )
 from sim.plotting.gallery.spec import (
@@ -113,6 +119,7 @@ from sim.plotting.gallery.spec import (
     _AgentParams,
     _ComparisonParams,
     _experiment_data,
+    _FittedBaseParams,
     _Header,
     _Kind,
     _LifecycleParams,
@@ -451,6 +458,9 @@ FIGURE_KINDS: dict[str, _Kind] = {
     ),
     "cdnow_conditional": _Kind(
         _TransactionFitParams, (), _build_cdnow_conditional, _draw_cdnow_conditional, _transaction_fit_facts
+    ),
+    "cdnow_lifecycle": _Kind(
+        _FittedBaseParams, (), _build_cdnow_lifecycle, _draw_cdnow_lifecycle, _fitted_base_facts
     ),
 }
 

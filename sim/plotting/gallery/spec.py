@@ -177,6 +177,24 @@ class _TransactionFitParams(_Params):
         return models
 
 
+class _FittedBaseParams(_TransactionFitParams):
+    """The lifecycle fit of a bundled log and a policy comparison on its live customers."""
+
+    models: tuple[str, ...] = Field(("lifecycle",), min_length=1)
+    margin: float = Field(0.3, gt=0.0, le=1.0)
+    seed: int = Field(20261122, ge=0, le=2**63 - 1)
+
+    @field_validator("models")
+    @classmethod
+    def _with_lifecycle(cls, models):
+        if "lifecycle" not in models:
+            raise ValueError(
+                f"models must include 'lifecycle' (the fitted base is the lifecycle model's); "
+                f"got {list(models)}"
+            )
+        return models
+
+
 @dataclasses.dataclass(frozen=True)
 class _Kind:
     params: type[_Params]
