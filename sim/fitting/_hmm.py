@@ -33,12 +33,20 @@ alpha_hat_{t-1} A e(y_t) beta_hat_t / c_t`` (eq. 37) are posterior probabilities
 expected sufficient statistics of Baum-Welch (eqs. 40a-c) are their sums, weighted by the
 multiplicity of each distinct sequence.
 
+The body runs over the sequence's *purchase periods* only (:func:`event_lists`, computed
+once per data set): the zero runs between them are jumped with the matrix powers of
+:func:`run_tables`. Between the entry period and the last purchase a customer cannot have
+ended (a purchase follows), so the body's forward and backward messages live on the four
+live states, and the jumped matrices on the 13 pairs of live states between which they can
+be non-zero (:data:`PAIR_SRC`, :data:`PAIR_DST`: exploration is only reached from
+exploration) — exact, not an approximation; the ended state enters in the tail only.
+
 Determinism: the E-step (the only kernel run at every iteration, parallel over blocks of
 sequences with ``prange``) processes sequences in blocks of a fixed size; each block writes
 its own partial sums, added in block order afterwards, and no reduction is reassociated (no
-fastmath), so its results are bitwise identical for any number of threads. The filtering,
-smoothing and forecasting kernels run once per fit and are serial (they cost a fraction of
-one E-step; keeping them serial keeps the compile time down).
+fastmath), so its results are bitwise identical for any number of threads. The other
+kernels compute each sequence's values independently (parallel over blocks, or serial: they
+run once per fit).
 """
 
 from __future__ import annotations
@@ -48,11 +56,18 @@ from numba import njit, prange
 
 N_STATES = 5
 ENDED = 4
+#: Live states (exploration, formation, stability, decline).
+LIVE = 4
 #: Allowed moves (source, destination), stays included: exploration -> formation / ended,
 #: formation -> stability / decline, stability -> decline, decline -> formation / ended.
 SRC = np.array([0, 0, 0, 1, 1, 1, 2, 2, 3, 3, 3, 4], dtype=np.int64)
 DST = np.array([0, 1, 4, 1, 2, 3, 2, 3, 3, 1, 4, 4], dtype=np.int64)
 NE = 12
+#: The pairs (i, m) of live states with ``(M^R)[i, m]`` or ``(M^R A)[i, m]`` possibly non-zero
+#: (exploration is reached from exploration only); the tables of the body are kept on them.
+PAIR_SRC = np.array([0, 0, 0, 0, 1, 1, 1, 2, 2, 2, 3, 3, 3], dtype=np.int64)
+PAIR_DST = np.array([0, 1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3], dtype=np.int64)
+NP = 13
 
 
 def stats_layout(C, Q):
@@ -67,6 +82,50 @@ def stats_layout(C, Q):
     o_ysum = o_occ + N_STATES * CQ
     o_y0 = o_ysum + N_STATES * CQ
     return o_post, o_trans, o_occ, o_ysum, o_y0, o_y0 + CQ
+
+
+@njit(cache=True)
+def event_lists(entry, last, counts):
+    """The purchase periods of every sequence as flat lists (once per data set).
+
+    Parameters
+    ----------
+    entry, last : int64 (S,)
+        Entry period and last period with a purchase (``last >= entry``).
+    counts : int32 (S, T)
+        Purchases per period.
+
+    Returns
+    -------
+    ptr : int64 (S+1,)
+        The events of sequence ``s`` are ``ptr[s] .. ptr[s+1]-1``: its entry period first,
+        then every later period up to ``last[s]`` with a purchase.
+    gap : int64 (E,)
+        Zero periods between an event and the previous one (0 for the entry period).
+    count : int64 (E,)
+        Purchases in the event's period (the entry period's may be 0).
+    """
+    S = entry.shape[0]
+    ptr = np.zeros(S + 1, dtype=np.int64)
+    for s in range(S):
+        n = 1
+        for t in range(entry[s] + 1, last[s] + 1):
+            if counts[s, t] > 0:
+                n += 1
+        ptr[s + 1] = ptr[s] + n
+    gap = np.zeros(ptr[S], dtype=np.int64)
+    count = np.zeros(ptr[S], dtype=np.int64)
+    for s in range(S):
+        i = ptr[s]
+        count[i] = counts[s, entry[s]]
+        prev = entry[s]
+        for t in range(entry[s] + 1, last[s] + 1):
+            if counts[s, t] > 0:
+                i += 1
+                gap[i] = t - prev - 1
+                count[i] = counts[s, t]
+                prev = t
+    return ptr, gap, count
 
 
 @njit(cache=True)
@@ -127,76 +186,14 @@ def tail_tables(Aj, emis_zero, L_max):
 
 
 @njit(cache=True)
-def _forward_body(s, entry, last, counts, prior, Aj, emis, emis0, alpha, scale):
-    """Scaled forward pass over periods entry..last of sequence ``s``; fills ``alpha[t-entry]``
-    (normalised over all (k, j)) and ``scale``; returns the log of the product of scales.
-    """
-    CQ = prior.shape[0]
-    e0 = entry[s]
-    y = counts[s, e0]
-    for k in range(N_STATES):
-        for j in range(CQ):
-            alpha[0, k, j] = 0.0
-    for j in range(CQ):
-        alpha[0, 0, j] = prior[j] * emis0[y, j]
-    tot = 0.0
-    for j in range(CQ):
-        tot += alpha[0, 0, j]
-    scale[0] = tot
-    inv = 1.0 / tot
-    for j in range(CQ):
-        alpha[0, 0, j] *= inv
-    ll = np.log(tot)
-    n_body = last[s] - e0 + 1
-    part = np.empty(CQ)
-    for i in range(1, n_body):
-        y = counts[s, e0 + i]
-        ap = alpha[i - 1]
-        an = alpha[i]
-        em = emis[y]
-        for j in range(CQ):
-            a0 = ap[0, j]
-            a1 = ap[1, j]
-            a2 = ap[2, j]
-            a3 = ap[3, j]
-            a4 = ap[4, j]
-            an[0, j] = (a0 * Aj[0, j]) * em[0, j]
-            an[1, j] = (a0 * Aj[1, j] + a1 * Aj[3, j] + a3 * Aj[9, j]) * em[1, j]
-            an[2, j] = (a1 * Aj[4, j] + a2 * Aj[6, j]) * em[2, j]
-            an[3, j] = (a1 * Aj[5, j] + a2 * Aj[7, j] + a3 * Aj[8, j]) * em[3, j]
-            an[4, j] = (a0 * Aj[2, j] + a3 * Aj[10, j] + a4 * Aj[11, j]) * em[4, j]
-            part[j] = an[0, j] + an[1, j] + an[2, j] + an[3, j] + an[4, j]
-        tot = 0.0
-        for j in range(CQ):
-            tot += part[j]
-        scale[i] = tot
-        inv = 1.0 / tot
-        for k in range(N_STATES):
-            for j in range(CQ):
-                an[k, j] *= inv
-        ll += np.log(tot)
-    return ll
-
-
-@njit(cache=True)
-def _tail_factor(alpha_last, bz_L):
-    CQ = alpha_last.shape[1]
-    Z = 0.0
-    for k in range(N_STATES):
-        for j in range(CQ):
-            Z += alpha_last[k, j] * bz_L[k, j]
-    return Z
-
-
-@njit(cache=True)
 def run_tables(Aj, emis_zero, R_max):
     """Tables for the runs of zero-purchase periods between two purchase periods.
 
     With ``M = A diag(emis_zero)`` (one zero period) and ``R`` zero periods between a purchase
     period ``t_a`` and the next one ``t_b = t_a + R + 1``:
 
-    * ``Mpow[R] = M^R``; ``KR[R] = M^R A``: the forward message jumps the run,
-      ``alpha_b = (alpha_a KR[R]) * e(y_b)``;
+    * ``M^R``; ``M^R A``: the forward message jumps the run, ``alpha_b = (alpha_a M^R A) *
+      e(y_b)``; the backward one ``beta_a = M^R beta'``;
     * ``Occ[R, i, k, m] = sum_{l=1..R} (M^l)[i, k] (M^{R-l})[k, m]``: with ``beta'`` the
       backward message entering the run (``A e(y_b) beta_b / c_b``), the expected occupancy
       of state k over the run is ``sum_{i,m} alpha_a[i] Occ[R, i, k, m] beta'[m]``;
@@ -204,81 +201,102 @@ def run_tables(Aj, emis_zero, R_max):
       same for the moves along edge e that land inside the run.
 
     Recursions: ``Occ_R = M Occ_{R-1} + M[i, k] M^{R-1}[k, m]``, ``Xi_R = M Xi_{R-1} +
-    delta_{i, src} M[e] M^{R-1}[dst, m]``.
+    delta_{i, src} M[e] M^{R-1}[dst, m]``. Every table is returned on the pairs (i, m) of
+    live states of :data:`PAIR_SRC` / :data:`PAIR_DST` (the runs of the body start and end
+    alive, so no other pair is needed).
 
     Returns
     -------
-    Mpow, KR : float64 (R_max+1, 5, 5, J)
-    Occ : float64 (R_max+1, 5, 5, 5, J)
-    Xi : float64 (R_max+1, 5, NE, 5, J)
+    Mpow, KR : float64 (R_max+1, NP, J)
+        ``M^R`` and ``M^R A`` on the pairs.
+    Occ : float64 (R_max+1, NP, 5, J)
+    Xi : float64 (R_max+1, NP, NE, J)
     """
     J = Aj.shape[1]
-    Mpow = np.zeros((R_max + 1, N_STATES, N_STATES, J))
-    KR = np.zeros((R_max + 1, N_STATES, N_STATES, J))
-    Occ = np.zeros((R_max + 1, N_STATES, N_STATES, N_STATES, J))
-    Xi = np.zeros((R_max + 1, N_STATES, NE, N_STATES, J))
+    P = np.zeros((N_STATES, N_STATES, J))
+    Pn = np.zeros((N_STATES, N_STATES, J))
+    Oc = np.zeros((N_STATES, N_STATES, N_STATES, J))
+    On = np.zeros((N_STATES, N_STATES, N_STATES, J))
+    X = np.zeros((N_STATES, NE, N_STATES, J))
+    Xn = np.zeros((N_STATES, NE, N_STATES, J))
+    Mpow = np.zeros((R_max + 1, NP, J))
+    KR = np.zeros((R_max + 1, NP, J))
+    Occ = np.zeros((R_max + 1, NP, N_STATES, J))
+    Xi = np.zeros((R_max + 1, NP, NE, J))
     M = np.empty((NE, J))
     for e in range(NE):
         for j in range(J):
             M[e, j] = Aj[e, j] * emis_zero[DST[e], j]
     for k in range(N_STATES):
         for j in range(J):
-            Mpow[0, k, k, j] = 1.0
+            P[k, k, j] = 1.0
     for R in range(R_max + 1):
         if R > 0:
+            Pn[:] = 0.0
+            On[:] = 0.0
+            Xn[:] = 0.0
             for e in range(NE):
                 i = SRC[e]
                 n = DST[e]
                 for m in range(N_STATES):
                     for j in range(J):
-                        Mpow[R, i, m, j] += M[e, j] * Mpow[R - 1, n, m, j]
+                        Pn[i, m, j] += M[e, j] * P[n, m, j]
                 for k in range(N_STATES):
                     for m in range(N_STATES):
                         for j in range(J):
-                            Occ[R, i, k, m, j] += M[e, j] * Occ[R - 1, n, k, m, j]
+                            On[i, k, m, j] += M[e, j] * Oc[n, k, m, j]
                 for e2 in range(NE):
                     for m in range(N_STATES):
                         for j in range(J):
-                            Xi[R, i, e2, m, j] += M[e, j] * Xi[R - 1, n, e2, m, j]
+                            Xn[i, e2, m, j] += M[e, j] * X[n, e2, m, j]
                 # l = 1 term of Occ (k = n): M[i, n] M^{R-1}[n, m]
                 for m in range(N_STATES):
                     for j in range(J):
-                        Occ[R, i, n, m, j] += M[e, j] * Mpow[R - 1, n, m, j]
+                        On[i, n, m, j] += M[e, j] * P[n, m, j]
                 # l = 0 term of Xi (i = src of e): M[e] M^{R-1}[dst, m]
                 for m in range(N_STATES):
                     for j in range(J):
-                        Xi[R, i, e, m, j] += M[e, j] * Mpow[R - 1, n, m, j]
-        for e in range(NE):
-            for i in range(N_STATES):
+                        Xn[i, e, m, j] += M[e, j] * P[n, m, j]
+            P, Pn = Pn, P
+            Oc, On = On, Oc
+            X, Xn = Xn, X
+        for p in range(NP):
+            i = PAIR_SRC[p]
+            m = PAIR_DST[p]
+            for j in range(J):
+                Mpow[R, p, j] = P[i, m, j]
+            for e in range(NE):
+                if DST[e] == m:
+                    for j in range(J):
+                        KR[R, p, j] += P[i, SRC[e], j] * Aj[e, j]
+            for k in range(N_STATES):
                 for j in range(J):
-                    KR[R, i, DST[e], j] += Mpow[R, i, SRC[e], j] * Aj[e, j]
+                    Occ[R, p, k, j] = Oc[i, k, m, j]
+            for e in range(NE):
+                for j in range(J):
+                    Xi[R, p, e, j] = X[i, e, m, j]
     return Mpow, KR, Occ, Xi
 
 
-@njit(cache=True)
-def _forward_events(s, entry, last, counts, prior, emis, emis0, KR, alpha, scale, events):
-    """Scaled forward pass over the purchase periods of sequence ``s`` (the entry period and
-    every later period with a purchase, up to ``last``), jumping the zero runs between them
-    with ``KR``. Fills ``events`` (their periods), ``alpha`` (normalised over (k, j)) and
-    ``scale``; returns (log of the product of scales, number of events).
+@njit(cache=True, error_model="numpy")
+def _forward_live(s, ptr, gap, count, prior, emis, emis0, KR, alpha, scale):
+    """Scaled forward pass of sequence ``s`` over its purchase periods (:func:`event_lists`),
+    on the live states, the zero runs jumped with ``KR`` (``M^R A`` on the pairs). Fills
+    ``alpha[q]`` (normalised over (k, j)) and ``scale[q]`` for the events q; returns (log of
+    the product of scales, number of events).
     """
     J = prior.shape[0]
-    e0 = entry[s]
-    n_ev = 0
-    events[n_ev] = e0
-    n_ev += 1
-    for t in range(e0 + 1, last[s] + 1):
-        if counts[s, t] > 0:
-            events[n_ev] = t
-            n_ev += 1
-    y = counts[s, e0]
-    for k in range(N_STATES):
+    p0 = ptr[s]
+    n_ev = ptr[s + 1] - p0
+    y0 = count[p0]
+    for k in range(LIVE):
         for j in range(J):
             alpha[0, k, j] = 0.0
     tot = 0.0
     for j in range(J):
-        alpha[0, 0, j] = prior[j] * emis0[y, j]
-        tot += alpha[0, 0, j]
+        v = prior[j] * emis0[y0, j]
+        alpha[0, 0, j] = v
+        tot += v
     scale[0] = tot
     inv = 1.0 / tot
     for j in range(J):
@@ -286,55 +304,67 @@ def _forward_events(s, entry, last, counts, prior, emis, emis0, KR, alpha, scale
     ll = np.log(tot)
     part = np.empty(J)
     for q in range(1, n_ev):
-        R = events[q] - events[q - 1] - 1
-        em = emis[counts[s, events[q]]]
+        K = KR[gap[p0 + q]]
+        em = emis[count[p0 + q]]
         ap = alpha[q - 1]
         an = alpha[q]
-        K = KR[R]
-        for m in range(N_STATES):
-            for j in range(J):
-                an[m, j] = (
-                    ap[0, j] * K[0, m, j]
-                    + ap[1, j] * K[1, m, j]
-                    + ap[2, j] * K[2, m, j]
-                    + ap[3, j] * K[3, m, j]
-                    + ap[4, j] * K[4, m, j]
-                ) * em[m, j]
         for j in range(J):
-            part[j] = an[0, j] + an[1, j] + an[2, j] + an[3, j] + an[4, j]
+            a0 = ap[0, j]
+            a1 = ap[1, j]
+            a2 = ap[2, j]
+            a3 = ap[3, j]
+            n0 = a0 * K[0, j] * em[0, j]
+            n1 = (a0 * K[1, j] + a1 * K[4, j] + a2 * K[7, j] + a3 * K[10, j]) * em[1, j]
+            n2 = (a0 * K[2, j] + a1 * K[5, j] + a2 * K[8, j] + a3 * K[11, j]) * em[2, j]
+            n3 = (a0 * K[3, j] + a1 * K[6, j] + a2 * K[9, j] + a3 * K[12, j]) * em[3, j]
+            an[0, j] = n0
+            an[1, j] = n1
+            an[2, j] = n2
+            an[3, j] = n3
+            part[j] = (n0 + n1) + (n2 + n3)
         tot = 0.0
         for j in range(J):
             tot += part[j]
         scale[q] = tot
         inv = 1.0 / tot
-        for k in range(N_STATES):
+        for k in range(LIVE):
             for j in range(J):
                 an[k, j] *= inv
         ll += np.log(tot)
     return ll, n_ev
 
 
-@njit(cache=True, parallel=True)
-def estep(entry, last, counts, weight, T, prior, Aj, emis, emis0, bz, G, H, Mpow, KR, Occ, Xi, block):
+@njit(cache=True)
+def _tail_factor(alpha_last, bz_L):
+    """``sum_{k,j} alpha_last[k, j] bz_L[k, j]`` over the states of ``alpha_last``."""
+    J = alpha_last.shape[1]
+    Z = 0.0
+    for k in range(alpha_last.shape[0]):
+        for j in range(J):
+            Z += alpha_last[k, j] * bz_L[k, j]
+    return Z
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow, KR, Occ, Xi, block):
     """E-step of Baum-Welch over weighted distinct sequences.
 
-    The forward-backward runs over the purchase periods of each sequence only: the zero runs
-    between them are jumped with :func:`run_tables` (their occupancies and moves are
-    accumulated as outer products ``alpha_a beta'`` per run length and contracted with the
-    tables once, after the reduction), and the zero tail after the last purchase is
-    summarised by :func:`tail_tables`. Exact, not an approximation.
+    The forward-backward runs over the purchase periods of each sequence only, on the live
+    states: the zero runs between them are jumped with :func:`run_tables` (their occupancies
+    and moves are accumulated as outer products ``alpha_a beta'`` per run length and pair of
+    live states, and contracted with the tables once, after the reduction), and the zero
+    tail after the last purchase is summarised by :func:`tail_tables`. Exact, not an
+    approximation. Each sequence's backward messages carry its multiplicity, so its
+    statistics are added pre-weighted.
 
     Parameters
     ----------
-    entry, last : int64 (S,)
-        Entry period and last period with a purchase (``last >= entry``; ``entry`` if none).
-    counts : int32 (S, T)
-        Purchases per period (only ``entry .. last`` are read; the entry period's count
-        excludes the first purchase).
+    ptr, gap, count : int64
+        The purchase periods of the sequences (:func:`event_lists`).
+    tail : int64 (S,)
+        Periods after each sequence's last purchase (``T - 1 - last``).
     weight : float64 (S,)
         Multiplicity of each distinct sequence.
-    T : int
-        Number of calibration periods (every sequence ends at period T-1).
     prior : float64 (J,)
         ``pi_c w_q omega_m`` of each block.
     Aj : float64 (NE, J)
@@ -342,9 +372,9 @@ def estep(entry, last, counts, weight, T, prior, Aj, emis, emis0, bz, G, H, Mpow
     emis0 : float64 (Y, J)
         Emission table of the entry period (the state there is exploration).
     bz, G, H
-        Tail tables from :func:`tail_tables` (``L_max >= T - 1``).
+        Tail tables from :func:`tail_tables` (``L_max >= max(tail)``).
     Mpow, KR, Occ, Xi
-        Run tables from :func:`run_tables` (``R_max >= T - 2``).
+        Run tables from :func:`run_tables` (``R_max >= max(gap)``).
     block : int
         Sequences per block (fixes the order of the reduction).
 
@@ -357,7 +387,7 @@ def estep(entry, last, counts, weight, T, prior, Aj, emis, emis0, bz, G, H, Mpow
         entry-period purchases per j (``ysum0``). The entry period enters ``post`` (its
         exposure) and ``ysum0`` only.
     """
-    S = entry.shape[0]
+    S = tail.shape[0]
     J = prior.shape[0]
     o_post = 1
     o_trans = o_post + J
@@ -366,144 +396,186 @@ def estep(entry, last, counts, weight, T, prior, Aj, emis, emis0, bz, G, H, Mpow
     o_y0 = o_ysum + N_STATES * J
     size = o_y0 + J
     R_max = KR.shape[0] - 1
-    n_run = (R_max + 1) * N_STATES * N_STATES * J
+    n_max = 1
+    for s in range(S):
+        n_max = max(n_max, ptr[s + 1] - ptr[s])
     n_blocks = (S + block - 1) // block
-    partial = np.zeros((n_blocks, size + n_run))
+    partial = np.zeros((n_blocks, size))
+    runs = np.zeros((n_blocks, R_max + 1, NP, J))
     for b in prange(n_blocks):
-        alpha = np.empty((T, N_STATES, J))
-        beta = np.empty((N_STATES, J))
-        bprime = np.empty((N_STATES, J))
-        u = np.empty((N_STATES, J))
-        wgt = np.empty((N_STATES, J))
-        scale = np.empty(T)
-        events = np.empty(T, dtype=np.int64)
-        acc = np.zeros(size + n_run)
-        loc = np.zeros(size)
+        alpha = np.empty((n_max, LIVE, J))
+        scale = np.empty(n_max)
+        beta = np.empty((LIVE, J))
+        bprime = np.empty((LIVE, J))
+        wgt = np.empty((LIVE, J))
+        part = np.empty(J)
+        post = np.zeros(J)
+        y0sum = np.zeros(J)
+        occ = np.zeros((N_STATES, J))
+        ysum = np.zeros((LIVE, J))
+        trans = np.zeros((NE, J))
+        run = runs[b]
+        ll_sum = 0.0
         for s in range(b * block, min(S, (b + 1) * block)):
-            for r in range(size):
-                loc[r] = 0.0
             w_s = weight[s]
-            ll, n_ev = _forward_events(s, entry, last, counts, prior, emis, emis0, KR, alpha, scale, events)
-            L = T - 1 - last[s]
-            q_last = n_ev - 1
-            Z = _tail_factor(alpha[q_last], bz[L])
-            ll += np.log(Z)
-            invZ = 1.0 / Z
-            for k in range(N_STATES):
+            p0 = ptr[s]
+            ll, n_ev = _forward_live(s, ptr, gap, count, prior, emis, emis0, KR, alpha, scale)
+            L = tail[s]
+            ql = n_ev - 1
+            al = alpha[ql]
+            bzL = bz[L]
+            for j in range(J):
+                part[j] = (al[0, j] * bzL[0, j] + al[1, j] * bzL[1, j]) + (
+                    al[2, j] * bzL[2, j] + al[3, j] * bzL[3, j]
+                )
+            Z = 0.0
+            for j in range(J):
+                Z += part[j]
+            ll_sum += w_s * (ll + np.log(Z))
+            f = w_s / Z
+            for k in range(LIVE):
                 for j in range(J):
-                    beta[k, j] = bz[L, k, j] * invZ
+                    beta[k, j] = bzL[k, j] * f
             # tail: occupancies and moves over periods last+1 .. T-1 (linear in alpha_last)
             if L > 0:
-                for i in range(N_STATES):
+                GL = G[L]
+                HL = H[L]
+                for i in range(LIVE):
                     for j in range(J):
-                        wgt[i, j] = alpha[q_last, i, j] * invZ
-                for i in range(N_STATES):
-                    for k in range(N_STATES):
-                        o = o_occ + k * J
-                        for j in range(J):
-                            loc[o + j] += wgt[i, j] * G[L, i, k, j]
-                    for e in range(NE):
-                        o = o_trans + e * J
-                        for j in range(J):
-                            loc[o + j] += wgt[i, j] * H[L, i, e, j]
+                        wgt[i, j] = al[i, j] * f
+                for k in range(N_STATES):
+                    for j in range(J):
+                        occ[k, j] += (wgt[0, j] * GL[0, k, j] + wgt[1, j] * GL[1, k, j]) + (
+                            wgt[2, j] * GL[2, k, j] + wgt[3, j] * GL[3, k, j]
+                        )
+                for e in range(NE):
+                    for j in range(J):
+                        trans[e, j] += (wgt[0, j] * HL[0, e, j] + wgt[1, j] * HL[1, e, j]) + (
+                            wgt[2, j] * HL[2, e, j] + wgt[3, j] * HL[3, e, j]
+                        )
             # backward over the purchase periods (Rabiner eqs. 27, 37 across jumps)
-            for q in range(q_last, 0, -1):
-                y = counts[s, events[q]]
-                R = events[q] - events[q - 1] - 1
+            for q in range(ql, 0, -1):
+                y = count[p0 + q]
+                R = gap[p0 + q]
                 aq = alpha[q]
                 ap = alpha[q - 1]
                 em = emis[y]
+                Mp = Mpow[R]
                 inv_s = 1.0 / scale[q]
-                for k in range(N_STATES):
-                    oo = o_occ + k * J
-                    oy = o_ysum + k * J
+                fy = float(y)
+                for k in range(LIVE):
                     for j in range(J):
                         g = aq[k, j] * beta[k, j]
-                        loc[oo + j] += g
-                        loc[oy + j] += g * y
-                for k in range(N_STATES):
+                        occ[k, j] += g
+                        ysum[k, j] += g * fy
+                for k in range(LIVE):
                     for j in range(J):
                         wgt[k, j] = em[k, j] * beta[k, j] * inv_s
-                # u = alpha_{q-1} M^R: the state distribution entering the last step
-                Mp = Mpow[R]
-                for m in range(N_STATES):
-                    for j in range(J):
-                        u[m, j] = (
-                            ap[0, j] * Mp[0, m, j]
-                            + ap[1, j] * Mp[1, m, j]
-                            + ap[2, j] * Mp[2, m, j]
-                            + ap[3, j] * Mp[3, m, j]
-                            + ap[4, j] * Mp[4, m, j]
-                        )
-                for e in range(NE):
-                    o = o_trans + e * J
-                    src = SRC[e]
-                    dst = DST[e]
-                    for j in range(J):
-                        loc[o + j] += u[src, j] * Aj[e, j] * wgt[dst, j]
-                # beta' = A w: the backward message entering the last step
+                # u = alpha_{q-1} M^R (the state entering the last step), the moves of the
+                # last step (u A w) and beta' = A w (the backward message entering it)
                 for j in range(J):
+                    a0 = ap[0, j]
+                    a1 = ap[1, j]
+                    a2 = ap[2, j]
+                    a3 = ap[3, j]
+                    u0 = a0 * Mp[0, j]
+                    u1 = a0 * Mp[1, j] + a1 * Mp[4, j] + a2 * Mp[7, j] + a3 * Mp[10, j]
+                    u2 = a0 * Mp[2, j] + a1 * Mp[5, j] + a2 * Mp[8, j] + a3 * Mp[11, j]
+                    u3 = a0 * Mp[3, j] + a1 * Mp[6, j] + a2 * Mp[9, j] + a3 * Mp[12, j]
                     w0 = wgt[0, j]
                     w1 = wgt[1, j]
                     w2 = wgt[2, j]
                     w3 = wgt[3, j]
-                    w4 = wgt[4, j]
-                    bprime[0, j] = Aj[0, j] * w0 + Aj[1, j] * w1 + Aj[2, j] * w4
+                    trans[0, j] += u0 * Aj[0, j] * w0
+                    trans[1, j] += u0 * Aj[1, j] * w1
+                    trans[3, j] += u1 * Aj[3, j] * w1
+                    trans[4, j] += u1 * Aj[4, j] * w2
+                    trans[5, j] += u1 * Aj[5, j] * w3
+                    trans[6, j] += u2 * Aj[6, j] * w2
+                    trans[7, j] += u2 * Aj[7, j] * w3
+                    trans[8, j] += u3 * Aj[8, j] * w3
+                    trans[9, j] += u3 * Aj[9, j] * w1
+                    bprime[0, j] = Aj[0, j] * w0 + Aj[1, j] * w1
                     bprime[1, j] = Aj[3, j] * w1 + Aj[4, j] * w2 + Aj[5, j] * w3
                     bprime[2, j] = Aj[6, j] * w2 + Aj[7, j] * w3
-                    bprime[3, j] = Aj[8, j] * w3 + Aj[9, j] * w1 + Aj[10, j] * w4
-                    bprime[4, j] = Aj[11, j] * w4
+                    bprime[3, j] = Aj[8, j] * w3 + Aj[9, j] * w1
                 if R > 0:  # the run's statistics: outer product alpha_{q-1} beta', by R
-                    base = size + R * N_STATES * N_STATES * J
-                    for i in range(N_STATES):
-                        for m in range(N_STATES):
-                            o = base + (i * N_STATES + m) * J
-                            for j in range(J):
-                                acc[o + j] += w_s * ap[i, j] * bprime[m, j]
-                # beta at the previous purchase period: M^R beta'
-                for i in range(N_STATES):
+                    rr = run[R]
                     for j in range(J):
-                        beta[i, j] = (
-                            Mp[i, 0, j] * bprime[0, j]
-                            + Mp[i, 1, j] * bprime[1, j]
-                            + Mp[i, 2, j] * bprime[2, j]
-                            + Mp[i, 3, j] * bprime[3, j]
-                            + Mp[i, 4, j] * bprime[4, j]
-                        )
-            y = counts[s, entry[s]]
+                        a0 = ap[0, j]
+                        a1 = ap[1, j]
+                        a2 = ap[2, j]
+                        a3 = ap[3, j]
+                        b1 = bprime[1, j]
+                        b2 = bprime[2, j]
+                        b3 = bprime[3, j]
+                        rr[0, j] += a0 * bprime[0, j]
+                        rr[1, j] += a0 * b1
+                        rr[2, j] += a0 * b2
+                        rr[3, j] += a0 * b3
+                        rr[4, j] += a1 * b1
+                        rr[5, j] += a1 * b2
+                        rr[6, j] += a1 * b3
+                        rr[7, j] += a2 * b1
+                        rr[8, j] += a2 * b2
+                        rr[9, j] += a2 * b3
+                        rr[10, j] += a3 * b1
+                        rr[11, j] += a3 * b2
+                        rr[12, j] += a3 * b3
+                # beta at the previous purchase period: M^R beta'
+                for j in range(J):
+                    b0 = bprime[0, j]
+                    b1 = bprime[1, j]
+                    b2 = bprime[2, j]
+                    b3 = bprime[3, j]
+                    beta[0, j] = Mp[0, j] * b0 + Mp[1, j] * b1 + Mp[2, j] * b2 + Mp[3, j] * b3
+                    beta[1, j] = Mp[4, j] * b1 + Mp[5, j] * b2 + Mp[6, j] * b3
+                    beta[2, j] = Mp[7, j] * b1 + Mp[8, j] * b2 + Mp[9, j] * b3
+                    beta[3, j] = Mp[10, j] * b1 + Mp[11, j] * b2 + Mp[12, j] * b3
+            fy0 = float(count[p0])
             for j in range(J):
                 g = alpha[0, 0, j] * beta[0, j]
-                loc[o_post + j] += g
-                loc[o_y0 + j] += g * y
-            loc[0] = ll
-            for r in range(size):
-                acc[r] += w_s * loc[r]
-        for r in range(size + n_run):
-            partial[b, r] = acc[r]
-    tot = np.zeros(size + n_run)
+                post[j] += g
+                y0sum[j] += g * fy0
+        out = partial[b]
+        out[0] = ll_sum
+        for j in range(J):
+            out[o_post + j] = post[j]
+            out[o_y0 + j] = y0sum[j]
+        for e in range(NE):
+            for j in range(J):
+                out[o_trans + e * J + j] = trans[e, j]
+        for k in range(N_STATES):
+            for j in range(J):
+                out[o_occ + k * J + j] = occ[k, j]
+        for k in range(LIVE):
+            for j in range(J):
+                out[o_ysum + k * J + j] = ysum[k, j]
+    tot = np.zeros(size)
+    run = np.zeros((R_max + 1, NP, J))
     for b in range(n_blocks):
-        for r in range(size + n_run):
+        for r in range(size):
             tot[r] += partial[b, r]
-    out = tot[:size].copy()
+        for R in range(1, R_max + 1):
+            for p in range(NP):
+                for j in range(J):
+                    run[R, p, j] += runs[b, R, p, j]
     # contract the runs' outer products with the run tables
     for R in range(1, R_max + 1):
-        base = size + R * N_STATES * N_STATES * J
-        for i in range(N_STATES):
-            for m in range(N_STATES):
-                o = base + (i * N_STATES + m) * J
-                for j in range(J):
-                    c = tot[o + j]
-                    if c == 0.0:
-                        continue
-                    for k in range(N_STATES):
-                        out[o_occ + k * J + j] += c * Occ[R, i, k, m, j]
-                    for e in range(NE):
-                        out[o_trans + e * J + j] += c * Xi[R, i, e, m, j]
-    return out
+        for p in range(NP):
+            for j in range(J):
+                c = run[R, p, j]
+                if c == 0.0:
+                    continue
+                for k in range(N_STATES):
+                    tot[o_occ + k * J + j] += c * Occ[R, p, k, j]
+                for e in range(NE):
+                    tot[o_trans + e * J + j] += c * Xi[R, p, e, j]
+    return tot
 
 
-@njit(cache=True)
-def filter_end(entry, last, counts, T, prior, Aj, emis, emis0, bz, KR):
+@njit(cache=True, parallel=True, error_model="numpy")
+def filter_end(entry, last, counts, ptr, gap, count, T, prior, Aj, emis, emis0, bz, KR):
     """Filtered joint probabilities of (state, block) at the end of period T-1.
 
     Returns
@@ -517,164 +589,54 @@ def filter_end(entry, last, counts, T, prior, Aj, emis, emis0, bz, KR):
     J = prior.shape[0]
     p_end = np.zeros((S, N_STATES, J))
     loglik = np.zeros(S)
-    for s in range(S):
-        alpha = np.empty((T, N_STATES, J))
+    n_blocks = (S + 63) // 64
+    for b in prange(n_blocks):
+        alpha = np.empty((T, LIVE, J))
         scale = np.empty(T)
-        events = np.empty(T, dtype=np.int64)
-        ll, n_ev = _forward_events(s, entry, last, counts, prior, emis, emis0, KR, alpha, scale, events)
-        L = T - 1 - last[s]
-        loglik[s] = ll + np.log(_tail_factor(alpha[n_ev - 1], bz[L]))
-        # propagate the filtered distribution through the L zero periods of the tail
-        cur = alpha[n_ev - 1].copy()
+        cur = np.empty((N_STATES, J))
         nxt = np.empty((N_STATES, J))
         em = emis[0]
-        for _ in range(L):
+        for s in range(b * 64, min(S, (b + 1) * 64)):
+            ll, n_ev = _forward_live(s, ptr, gap, count, prior, emis, emis0, KR, alpha, scale)
+            L = T - 1 - last[s]
+            loglik[s] = ll + np.log(_tail_factor(alpha[n_ev - 1], bz[L]))
+            # propagate the filtered distribution through the L zero periods of the tail
             for k in range(N_STATES):
                 for j in range(J):
-                    nxt[k, j] = 0.0
-            for e in range(NE):
-                for j in range(J):
-                    nxt[DST[e], j] += cur[SRC[e], j] * Aj[e, j]
-            tot = 0.0
-            for k in range(N_STATES):
-                for j in range(J):
-                    nxt[k, j] *= em[k, j]
-                    tot += nxt[k, j]
-            for k in range(N_STATES):
-                for j in range(J):
-                    cur[k, j] = nxt[k, j] / tot
-        p_end[s] = cur
+                    cur[k, j] = alpha[n_ev - 1, k, j] if k < LIVE else 0.0
+            for _ in range(L):
+                for k in range(N_STATES):
+                    for j in range(J):
+                        nxt[k, j] = 0.0
+                for e in range(NE):
+                    for j in range(J):
+                        nxt[DST[e], j] += cur[SRC[e], j] * Aj[e, j]
+                tot = 0.0
+                for k in range(N_STATES):
+                    for j in range(J):
+                        nxt[k, j] *= em[k, j]
+                        tot += nxt[k, j]
+                for k in range(N_STATES):
+                    for j in range(J):
+                        cur[k, j] = nxt[k, j] / tot
+            p_end[s] = cur
     return p_end, loglik
 
 
-@njit(cache=True)
-def loglik_sequences(entry, last, counts, T, prior, Aj, emis, emis0, bz, KR):
+@njit(cache=True, parallel=True, error_model="numpy")
+def loglik_sequences(entry, last, counts, ptr, gap, count, T, prior, Aj, emis, emis0, bz, KR):
     """Log-likelihood of each sequence (forward pass over the purchase periods, zero runs
-    jumped with ``KR``, the tail by ``bz``).
+    jumped with ``KR``, the tail by ``bz``); each sequence's value is computed on its own, so
+    the result does not depend on the number of threads.
     """
     S = entry.shape[0]
     J = prior.shape[0]
     out = np.zeros(S)
-    for s in range(S):
-        alpha = np.empty((T, N_STATES, J))
+    n_blocks = (S + 63) // 64
+    for b in prange(n_blocks):
+        alpha = np.empty((T, LIVE, J))
         scale = np.empty(T)
-        events = np.empty(T, dtype=np.int64)
-        ll, n_ev = _forward_events(s, entry, last, counts, prior, emis, emis0, KR, alpha, scale, events)
-        out[s] = ll + np.log(_tail_factor(alpha[n_ev - 1], bz[T - 1 - last[s]]))
-    return out
-
-
-@njit(cache=True)
-def posterior_states(entry, last, counts, T, prior, Aj, emis, emis0, bz, KR):
-    """Smoothed state probabilities ``P(state at t | y_{entry..T-1})``, marginal over (c, q).
-
-    Returns
-    -------
-    gamma : float64 (S, T, 5)
-        Zero before the entry period. Used for the stage occupancy over calendar time and
-        for the spend model.
-    """
-    S = entry.shape[0]
-    CQ = prior.shape[0]
-    out = np.zeros((S, T, N_STATES))
-    for s in range(S):
-        e0 = entry[s]
-        n_body = last[s] - e0 + 1
-        alpha = np.empty((n_body, N_STATES, CQ))
-        scale = np.empty(n_body)
-        _forward_body(s, entry, last, counts, prior, Aj, emis, emis0, alpha, scale)
-        L = T - 1 - last[s]
-        i_last = n_body - 1
-        Z = _tail_factor(alpha[i_last], bz[L])
-        beta = np.empty((N_STATES, CQ))
-        bn = np.empty((N_STATES, CQ))
-        for k in range(N_STATES):
-            for j in range(CQ):
-                beta[k, j] = bz[L, k, j] / Z
-        # tail: propagate the unnormalised state forward, combine with bz of the rest
-        cur = np.empty((N_STATES, CQ))
-        nxt = np.empty((N_STATES, CQ))
-        for k in range(N_STATES):
-            for j in range(CQ):
-                cur[k, j] = alpha[i_last, k, j] / Z
-        em0 = emis[0]
-        for h in range(1, L + 1):
-            for k in range(N_STATES):
-                for j in range(CQ):
-                    nxt[k, j] = 0.0
-            for e in range(NE):
-                for j in range(CQ):
-                    nxt[DST[e], j] += cur[SRC[e], j] * Aj[e, j]
-            for k in range(N_STATES):
-                acc = 0.0
-                for j in range(CQ):
-                    cur[k, j] = nxt[k, j] * em0[k, j]
-                    acc += cur[k, j] * bz[L - h, k, j]
-                out[s, last[s] + h, k] = acc
-        for i in range(i_last, -1, -1):
-            t = e0 + i
-            for k in range(N_STATES):
-                acc = 0.0
-                for j in range(CQ):
-                    acc += alpha[i, k, j] * beta[k, j]
-                out[s, t, k] = acc
-            if i > 0:
-                y = counts[s, t]
-                inv_s = 1.0 / scale[i]
-                em = emis[y]
-                for k in range(N_STATES):
-                    for j in range(CQ):
-                        bn[k, j] = 0.0
-                for e in range(NE):
-                    for j in range(CQ):
-                        bn[SRC[e], j] += Aj[e, j] * em[DST[e], j] * beta[DST[e], j] * inv_s
-                for k in range(N_STATES):
-                    for j in range(CQ):
-                        beta[k, j] = bn[k, j]
-    return out
-
-
-@njit(cache=True)
-def forecast_tables(Aj, rates, H):
-    """``W[h, k, j]`` = expected purchases in the (h+1)-th period ahead (h = 0..H-1) of a
-    customer in state k of block j now: ``(A_j^{h+1} m_j)_k`` with ``m_j[k] = rates[k, j]``
-    (0 when ended); ``P[h, k, j]`` = P(not ended after h+1 periods | state k).
-    """
-    CQ = Aj.shape[1]
-    W = np.zeros((H, N_STATES, CQ))
-    P = np.zeros((H, N_STATES, CQ))
-    v = np.empty((N_STATES, CQ))
-    a = np.empty((N_STATES, CQ))
-    for k in range(N_STATES):
-        for j in range(CQ):
-            v[k, j] = rates[k, j]
-            a[k, j] = 1.0 if k != ENDED else 0.0
-    for h in range(H):
-        for e in range(NE):
-            for j in range(CQ):
-                W[h, SRC[e], j] += Aj[e, j] * v[DST[e], j]
-                P[h, SRC[e], j] += Aj[e, j] * a[DST[e], j]
-        for k in range(N_STATES):
-            for j in range(CQ):
-                v[k, j] = W[h, k, j]
-                a[k, j] = P[h, k, j]
-    return W, P
-
-
-@njit(cache=True)
-def forecast_counts(p_end, W):
-    """Expected purchases in each of the next H periods per sequence:
-    ``E[s, h] = sum_{k,j} p_end[s, k, j] W[h, k, j]``.
-    """
-    S = p_end.shape[0]
-    CQ = p_end.shape[2]
-    H = W.shape[0]
-    out = np.zeros((S, H))
-    for s in range(S):
-        for h in range(H):
-            acc = 0.0
-            for k in range(N_STATES):
-                for j in range(CQ):
-                    acc += p_end[s, k, j] * W[h, k, j]
-            out[s, h] = acc
+        for s in range(b * 64, min(S, (b + 1) * 64)):
+            ll, n_ev = _forward_live(s, ptr, gap, count, prior, emis, emis0, KR, alpha, scale)
+            out[s] = ll + np.log(_tail_factor(alpha[n_ev - 1], bz[T - 1 - last[s]]))
     return out

@@ -27,6 +27,7 @@ from sim.fitting.lifecycle import (
     group_sequences,
     isotonic_rates,
     simulate_lifecycle,
+    smoothing,
 )
 from sim.fitting.lifecycle.coords import Coords
 
@@ -133,10 +134,11 @@ def test_forward_backward_equals_enumeration(C, rate, K, T):
     filt, ll = _hmm.filter_end(*m._kernel_args(a))
     np.testing.assert_allclose(ll, ref_ll, rtol=RTOL, atol=0)
     np.testing.assert_allclose(filt, ref_filt, rtol=RTOL, atol=1e-300)
-    np.testing.assert_allclose(_hmm.posterior_states(*m._kernel_args(a)), ref_smooth, rtol=RTOL, atol=1e-300)
+    smooth = smoothing.posterior_states(*m._kernel_args(a))
+    np.testing.assert_allclose(smooth, ref_smooth, rtol=RTOL, atol=1e-300)
     # forecasts: expected purchases h periods ahead from the filtered joint state
     H = 3
-    W, _ = _hmm.forecast_tables(a["Aj"], a["rates"], H)
+    W, _ = smoothing.forecast_tables(a["Aj"], a["rates"], H)
     A = _edges_matrix(a["Aj"])
     ref_fc = np.zeros((len(d.entry), H))
     for s in range(len(d.entry)):
@@ -145,7 +147,7 @@ def test_forward_backward_equals_enumeration(C, rate, K, T):
             for h in range(H):
                 dist = dist @ A[j]
                 ref_fc[s, h] += dist @ a["rates"][:, j]
-    np.testing.assert_allclose(_hmm.forecast_counts(filt, W), ref_fc, rtol=RTOL, atol=1e-300)
+    np.testing.assert_allclose(smoothing.forecast_counts(filt, W), ref_fc, rtol=RTOL, atol=1e-300)
 
 
 def test_entry_convention():
@@ -339,7 +341,7 @@ def test_kernels_bitwise_identical_for_1_and_2_threads():
             raw, a = m._estep_raw(TWO_CLASS)
             m._filter_cache = None  # recompute the filter with this thread count
             results.append(
-                (raw, m.filter()["joint"], _hmm.posterior_states(*m._kernel_args(a)), m.predict(10))
+                (raw, m.filter()["joint"], smoothing.posterior_states(*m._kernel_args(a)), m.predict(10))
             )
     finally:
         numba.set_num_threads(before)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim.fitting import _hmm
+from sim.fitting.lifecycle import smoothing
 from sim.fitting.lifecycle.params import ENDED, EXPLORATION
 
 __all__ = ["ForecastMixin"]
@@ -87,8 +88,8 @@ class ForecastMixin:
         ndarray, float64 (n, horizon)
         """
         joint, _, a = self._filtered()
-        W, _ = _hmm.forecast_tables(a["Aj"], a["rates"], int(horizon))
-        return _hmm.forecast_counts(joint, W)[self.data_.customer_sequence]
+        W, _ = smoothing.forecast_tables(a["Aj"], a["rates"], int(horizon))
+        return smoothing.forecast_counts(joint, W)[self.data_.customer_sequence]
 
     def weighted_forecast(self, weights):
         """Weighted sum of the expected repeat purchases of the periods ahead, per customer.
@@ -109,7 +110,7 @@ class ForecastMixin:
         joint, _, a = self._filtered()
         if weights.size == 0:
             return np.zeros(len(self.data_.customer_sequence))
-        W, _ = _hmm.forecast_tables(a["Aj"], a["rates"], int(weights.size))
+        W, _ = smoothing.forecast_tables(a["Aj"], a["rates"], int(weights.size))
         Wd = np.tensordot(weights, W, axes=(0, 0))  # (5, J)
         per_sequence = np.einsum("skj,kj->s", joint, Wd)
         return per_sequence[self.data_.customer_sequence]
@@ -150,7 +151,7 @@ class ForecastMixin:
             return curve
         curve[0] = np.sum(p.class_probs * p.entry_rates)  # E[u] = 1 (exact quadrature)
         if n_periods > 1:
-            W, _ = _hmm.forecast_tables(a["Aj"], a["rates"], n_periods - 1)
+            W, _ = smoothing.forecast_tables(a["Aj"], a["rates"], n_periods - 1)
             curve[1:] = (a["prior"][None, :] * W[:, EXPLORATION, :]).sum(axis=1)
         return curve
 
@@ -198,7 +199,7 @@ class ForecastMixin:
         self._check_fitted()
         d = self.data_
         joint, _, a = self._filtered()
-        g = _hmm.posterior_states(*self._kernel_args(a))
+        g = smoothing.posterior_states(*self._kernel_args(a))
         occ = np.einsum("s,stk->tk", d.weight, g)
         if horizon <= 0:
             return occ

@@ -34,7 +34,9 @@ __all__ = ["LifecycleHMM", "StartRecord"]
 
 @dataclass
 class SequenceData:
-    """Calibration data of the kernels: distinct sequences and their multiplicities."""
+    """Calibration data of the kernels: distinct sequences and their multiplicities, and each
+    sequence's purchase periods as flat lists (:func:`sim.fitting._hmm.event_lists`).
+    """
 
     entry: np.ndarray  # int64 (S,)
     last: np.ndarray  # int64 (S,)
@@ -43,6 +45,14 @@ class SequenceData:
     customer_sequence: np.ndarray  # int64 (n,)
     T: int
     y_max: int
+    ptr: np.ndarray = field(init=False, repr=False)  # int64 (S+1,)
+    gap: np.ndarray = field(init=False, repr=False)  # int64 (E,)
+    count: np.ndarray = field(init=False, repr=False)  # int64 (E,)
+    tail: np.ndarray = field(init=False, repr=False)  # int64 (S,)
+
+    def __post_init__(self):
+        self.ptr, self.gap, self.count = _hmm.event_lists(self.entry, self.last, self.counts)
+        self.tail = (self.T - 1 - self.last).astype(np.int64)
 
     @property
     def n_customers(self):
@@ -338,27 +348,43 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
             dims=(C, Qu, Qv),
         )
 
-    def _block(self, n_sequences):
-        """Sequences per block of the E-step: ``block``, raised so that there are at most
-        256 blocks (each keeps its own partial sums); depends on the data only, never on the
-        number of threads.
+    def _block(self, n_sequences, n_table=0):
+        """Sequences per block of the E-step: ``block``, raised so that there are at most 64
+        blocks, and fewer when each block's run accumulator (``n_table`` doubles) is large
+        (at most about 8 million doubles in all); depends on the data and the quadrature
+        only, never on the number of threads.
         """
-        return max(self.block, -(-n_sequences // 256))
+        n_blocks = int(min(64, max(1, 8_000_000 // max(n_table, 1))))
+        return max(self.block, -(-n_sequences // n_blocks))
 
     def _kernel_args(self, a, data=None):
         d = self.data_ if data is None else data
-        return (d.entry, d.last, d.counts, d.T, a["prior"], a["Aj"], a["emis"], a["emis0"], a["bz"], a["KR"])
+        return (
+            d.entry,
+            d.last,
+            d.counts,
+            d.ptr,
+            d.gap,
+            d.count,
+            d.T,
+            a["prior"],
+            a["Aj"],
+            a["emis"],
+            a["emis0"],
+            a["bz"],
+            a["KR"],
+        )
 
     def _estep_raw(self, p, data=None):
         """The E-step's flat statistics vector (layout of the kernels' ``stats_layout``) and the arrays."""
         d = self.data_ if data is None else data
         a = self._arrays(p, d)
         out = _hmm.estep(
-            d.entry,
-            d.last,
-            d.counts,
+            d.ptr,
+            d.gap,
+            d.count,
+            d.tail,
             d.weight,
-            d.T,
             a["prior"],
             a["Aj"],
             a["emis"],
@@ -370,7 +396,7 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
             a["KR"],
             a["Occ"],
             a["Xi"],
-            self._block(len(d.entry)),
+            self._block(len(d.entry), a["KR"].size),
         )
         return out, a
 

@@ -9,7 +9,7 @@ import math
 
 import numpy as np
 
-from sim.fitting import _hmm
+from sim.fitting.lifecycle import smoothing
 from sim.fitting.lifecycle.params import ORDER, PARTITIONS
 
 __all__ = ["SpendMixin", "isotonic_means"]
@@ -95,7 +95,7 @@ class SpendMixin:
         if np.any(txn_period >= d.T) or np.any(txn_period < d.entry[seq]):
             raise ValueError("transaction periods must be in entry..T-1 of their customer")
         x = np.log(amount)
-        g = _hmm.posterior_states(*self._kernel_args(self._arrays(p)))
+        g = smoothing.posterior_states(*self._kernel_args(self._arrays(p)))
         # customer-periods with purchases: their prior stage probabilities and sums of x
         cp, inverse = np.unique(np.stack([txn_customer, txn_period]), axis=1, return_inverse=True)
         inverse = inverse.ravel()
