@@ -25,6 +25,9 @@ def _handle(args) -> int:
     if args.json is not None and args.json.exists() and args.json.is_dir():
         print(f"sim: --json {args.json} is a folder; give a file name", file=sys.stderr)
         return EXIT_BAD_INPUT
+    if args.lifecycle and not args.fit:
+        print("sim: --lifecycle is a part of --fit: give both (sim bench --fit --lifecycle)", file=sys.stderr)
+        return EXIT_BAD_INPUT
     if args.fit:
         return _handle_fit(args)
     report = run_benchmarks(
@@ -45,7 +48,7 @@ def _handle_fit(args) -> int:
 
     sizes = "quick" if args.quick else "full"
     print(f"sim bench --fit: the customer-base models on transaction logs ({sizes} sizes)")
-    report = run_fit_benchmark(args.quick, repeats=args.repeats, log=print)
+    report = run_fit_benchmark(args.quick, repeats=args.repeats, log=print, lifecycle=args.lifecycle)
     written = write_fit_report(report, args.json)
     print()
     print(format_fit_table(report))
@@ -73,6 +76,12 @@ def register(subparsers) -> None:
         action="store_true",
         help="instead: read, summarise, fit and predict BG/NBD, Pareto/NBD and Gamma-Gamma on a CDNOW-sized "
         "and a 10^6-customer log (results/benchmarks/fit-*.json)",
+    )
+    parser.add_argument(
+        "--lifecycle",
+        action="store_true",
+        help="with --fit: also time the lifecycle HMM (one EM iteration and the whole fit) on a CDNOW-sized "
+        "and a 10^6-customer simulated cohort (about half an hour in full sizes)",
     )
     parser.set_defaults(handler=_handle)
 

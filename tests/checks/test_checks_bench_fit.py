@@ -113,8 +113,8 @@ def test_table_and_files(report, tmp_path, monkeypatch):
 def test_sim_bench_fit_runs_only_the_fit_benchmark(tmp_path, monkeypatch, capsys):
     calls = []
 
-    def fake(quick, *, repeats=None, log=None):
-        calls.append((quick, repeats))
+    def fake(quick, *, repeats=None, log=None, lifecycle=False):
+        calls.append((quick, repeats, lifecycle))
         return {"created": "2026-01-01T00:00:00+00:00", "cases": []}
 
     monkeypatch.setattr(bench_fit, "run_fit_benchmark", fake)
@@ -124,7 +124,18 @@ def test_sim_bench_fit_runs_only_the_fit_benchmark(tmp_path, monkeypatch, capsys
     )
     monkeypatch.chdir(tmp_path)
     assert main(["bench", "--fit", "--quick", "--repeats", "2"]) == 0
-    assert calls == [(True, 2)]
+    assert calls == [(True, 2, False)]
     printed = capsys.readouterr().out
     assert "TABLE" in printed and "fit-latest.json" in printed
     assert (tmp_path / "results" / "benchmarks" / "fit-2026-01-01.json").is_file()
+    assert main(["bench", "--fit", "--lifecycle", "--quick"]) == 0
+    assert calls[-1] == (True, None, True)
+
+
+def test_sim_bench_lifecycle_without_fit_is_refused(capsys, monkeypatch):
+    monkeypatch.setattr(
+        "sim.checks.bench.run_benchmarks", lambda *a, **k: pytest.fail("ran the engine benchmark")
+    )
+    assert main(["bench", "--lifecycle"]) == 2
+    error = capsys.readouterr().err
+    assert "--lifecycle" in error and "--fit" in error and "Traceback" not in error
