@@ -23,11 +23,12 @@ import pandas as pd
 
 from sim.cli._common import EXIT_BAD_INPUT, command_line, non_negative_int, use_file_backend
 from sim.data.transactions import DEFAULT_MAX_BYTES
-from sim.exceptions import DataError, ResultExistsError
+from sim.exceptions import DataError, ExecutorError, ResultExistsError
 from sim.fitting.base import model_names
 from sim.fitting.evaluation import DEFAULT_MODELS, FitResult, fit_transactions
 from sim.io.paths import check_output_dir, default_result_dir
 from sim.io.results import MANIFEST
+from sim.runs.executors import make_executor
 
 __all__ = ["register", "cli_message", "parse_size", "margin_rate"]
 
@@ -310,6 +311,23 @@ def _bridge_options(args, models: list[str]):
     return None if args.base_config is None else load_config(args.base_config)
 
 
+def _executor_options(args, models: list[str]) -> None:
+    """Check --executor / --scheduler before any work."""
+    if args.scheduler and args.executor != "dask":
+        raise _BadInput(f"--scheduler {args.scheduler} needs --executor dask")
+    if args.executor == "dask":
+        if "lifecycle" not in models:
+            raise _BadInput(
+                "--executor dask runs the lifecycle model's E-steps on a Dask cluster; the other models "
+                "fit in this process: add lifecycle to --models (e.g. --models lifecycle,bgnbd,pnbd) "
+                "or leave --executor out"
+            )
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise _BadInput('the Dask executor needs dask.distributed: pip install -e ".[dask]"') from None
+
+
 def _fitted_base(result: FitResult, args, base):
     """The fitted config and snapshot (sim.fitting.bridge), or None with the reason printed."""
     from sim.fitting.bridge import fitted_customer_base
@@ -329,6 +347,7 @@ def _fit_command(args) -> int:
     try:
         models = _parse_models(args.models)
         base = _bridge_options(args, models)
+        _executor_options(args, models)
         calibration_end = _parse_day(args.calibration_end, "--calibration-end")
         holdout_end = _parse_day(args.holdout_end, "--holdout-end") if args.holdout_end is not None else None
         if holdout_end is not None and holdout_end <= calibration_end:
@@ -342,19 +361,18 @@ def _fit_command(args) -> int:
         print(f"sim fit: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
     started = time.perf_counter()
+    executor = make_executor(args.executor, args.scheduler) if args.executor == "dask" else None
     try:
-        result = fit_transactions(
-            args.log,
-            calibration_end.isoformat(),
-            holdout_end.isoformat() if holdout_end is not None else None,
-            unit=args.unit,
-            models=models,
-            customer_column=args.customer_column,
-            date_column=args.date_column,
-            amount_column=None if args.no_amount else args.amount_column,
-            date_format=args.date_format,
-            max_bytes=args.max_size if args.max_size is not None else DEFAULT_MAX_BYTES,
-        )
+        if executor is not None:
+            with executor:
+                result = _fit(args, calibration_end, holdout_end, models, executor)
+                executor_record = executor.describe()
+        else:
+            result = _fit(args, calibration_end, holdout_end, models, None)
+            executor_record = {"executor": "local"}
+    except ExecutorError as error:  # the cluster could not be reached or lost every worker
+        print(f"sim fit: {error}", file=sys.stderr)
+        return 1
     except (DataError, ValueError) as error:
         text = cli_message(error)
         if "Gamma-Gamma" in text and "ggamma" in models and len(models) > 1:
@@ -380,10 +398,10 @@ def _fit_command(args) -> int:
         use_file_backend()
         figures = _figures(result)
     result.timings["total_seconds"] = time.perf_counter() - started
-    extra_files, extra_manifest = {}, {}
+    extra_files, extra_manifest = {}, {"executor": executor_record}
     if fitted is not None:
         extra_files = fitted.files()
-        extra_manifest = {"fitted_config": _fitted_record(fitted)}
+        extra_manifest["fitted_config"] = _fitted_record(fitted)
     try:
         result.save(
             out,
@@ -408,6 +426,23 @@ def _fit_command(args) -> int:
     files = [f"{name}.csv" for name in result.tables()] + list(figures) + list(extra_files) + [MANIFEST]
     print(f"\nwrote {out}/ ({', '.join(files)}) in {time.perf_counter() - started:.1f} s")
     return 0
+
+
+def _fit(args, calibration_end, holdout_end, models, executor) -> FitResult:
+    """``fit_transactions`` with the command's options (the lifecycle E-steps on ``executor``)."""
+    return fit_transactions(
+        args.log,
+        calibration_end.isoformat(),
+        holdout_end.isoformat() if holdout_end is not None else None,
+        unit=args.unit,
+        models=models,
+        customer_column=args.customer_column,
+        date_column=args.date_column,
+        amount_column=None if args.no_amount else args.amount_column,
+        date_format=args.date_format,
+        max_bytes=args.max_size if args.max_size is not None else DEFAULT_MAX_BYTES,
+        fit_options={"lifecycle": {"executor": executor}} if executor is not None else None,
+    )
 
 
 def _fitted_record(fitted) -> dict:
@@ -511,6 +546,19 @@ def register(subparsers) -> None:
         help="overwrite a complete result folder, or write beside other files (rules in sim.io.paths)",
     )
     parser.add_argument("--no-figure", action="store_true", help="skip the figures")
+    parser.add_argument(
+        "--executor",
+        choices=("local", "dask"),
+        default="local",
+        help="where the lifecycle model's E-steps run: this process, or a Dask cluster (never changes "
+        "results)",
+    )
+    parser.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Dask scheduler address (tcp://host:8786) or scheduler file; default: a LocalCluster",
+    )
     bridge = parser.add_argument_group(
         "fitted config (with --models lifecycle,...)",
         "sim fit also writes fitted_config.toml and snapshot.csv: the fitted stage dynamics and cash "

@@ -345,9 +345,47 @@ def _tail_factor(alpha_last, bz_L):
     return Z
 
 
-@njit(cache=True, parallel=True, error_model="numpy")
 def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow, KR, Occ, Xi, block):
-    """E-step of Baum-Welch over weighted distinct sequences.
+    """E-step of Baum-Welch over weighted distinct sequences: :func:`estep_blocks` over every
+    block, reduced by :func:`estep_reduce`.
+
+    The blocks may as well be computed in pieces elsewhere (a Dask cluster: see
+    :mod:`sim.fitting.lifecycle.distributed`) and their partial sums concatenated in block
+    order before the reduction: the result is the same bits.
+
+    Parameters and returns as :func:`estep_blocks` (without the block range) and
+    :func:`estep_reduce`.
+    """
+    n_blocks = (tail.shape[0] + block - 1) // block
+    partial, runs = estep_blocks(
+        ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow, KR, Occ, Xi, block, 0, n_blocks
+    )
+    return estep_reduce(partial, runs, Occ, Xi)
+
+
+@njit(cache=True, parallel=True, error_model="numpy")
+def estep_blocks(
+    ptr,
+    gap,
+    count,
+    tail,
+    weight,
+    prior,
+    Aj,
+    emis,
+    emis0,
+    bz,
+    G,
+    H,
+    Mpow,
+    KR,
+    Occ,
+    Xi,
+    block,
+    first_block,
+    end_block,
+):
+    """The E-step's partial sums of the blocks ``first_block .. end_block - 1`` of sequences.
 
     The forward-backward runs over the purchase periods of each sequence only, on the live
     states: the zero runs between them are jumped with :func:`run_tables` (their occupancies
@@ -377,17 +415,21 @@ def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow,
         Run tables from :func:`run_tables` (``R_max >= max(gap)``).
     block : int
         Sequences per block (fixes the order of the reduction).
+    first_block, end_block : int
+        The blocks computed: sequences ``first_block * block`` to ``end_block * block - 1``
+        (the last block may be shorter).
 
     Returns
     -------
-    stats : float64 (size,)
-        Weighted sums, laid out by :func:`stats_layout`: log-likelihood; posterior mass of
-        each block j; expected moves along each edge per block; expected post-entry periods
-        in each (state, j) (``occ``) and expected purchases there (``ysum``); expected
-        entry-period purchases per j (``ysum0``). The entry period enters ``post`` (its
-        exposure) and ``ysum0`` only.
+    partial : float64 (end_block - first_block, size)
+        Each block's weighted sums, laid out by :func:`stats_layout`.
+    runs : float64 (end_block - first_block, R_max + 1, NP, J)
+        Each block's outer products ``alpha_a beta'`` of its zero runs, by run length and pair
+        of live states (contracted with the run tables by :func:`estep_reduce`).
     """
     S = tail.shape[0]
+    first_sequence = first_block * block
+    end_sequence = min(S, end_block * block)
     J = prior.shape[0]
     o_post = 1
     o_trans = o_post + J
@@ -397,12 +439,13 @@ def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow,
     size = o_y0 + J
     R_max = KR.shape[0] - 1
     n_max = 1
-    for s in range(S):
+    for s in range(first_sequence, end_sequence):
         n_max = max(n_max, ptr[s + 1] - ptr[s])
-    n_blocks = (S + block - 1) // block
+    n_blocks = end_block - first_block
     partial = np.zeros((n_blocks, size))
     runs = np.zeros((n_blocks, R_max + 1, NP, J))
-    for b in prange(n_blocks):
+    for ib in prange(n_blocks):
+        b = first_block + ib
         alpha = np.empty((n_max, LIVE, J))
         scale = np.empty(n_max)
         beta = np.empty((LIVE, J))
@@ -414,7 +457,7 @@ def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow,
         occ = np.zeros((N_STATES, J))
         ysum = np.zeros((LIVE, J))
         trans = np.zeros((NE, J))
-        run = runs[b]
+        run = runs[ib]
         ll_sum = 0.0
         for s in range(b * block, min(S, (b + 1) * block)):
             w_s = weight[s]
@@ -537,7 +580,7 @@ def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow,
                 g = alpha[0, 0, j] * beta[0, j]
                 post[j] += g
                 y0sum[j] += g * fy0
-        out = partial[b]
+        out = partial[ib]
         out[0] = ll_sum
         for j in range(J):
             out[o_post + j] = post[j]
@@ -551,6 +594,28 @@ def estep(ptr, gap, count, tail, weight, prior, Aj, emis, emis0, bz, G, H, Mpow,
         for k in range(LIVE):
             for j in range(J):
                 out[o_ysum + k * J + j] = ysum[k, j]
+    return partial, runs
+
+
+@njit(cache=True, error_model="numpy")
+def estep_reduce(partial, runs, Occ, Xi):
+    """The E-step's statistics from the blocks' partial sums (:func:`estep_blocks`), added in
+    block order, the zero runs contracted with the run tables once, after the sum.
+
+    Returns
+    -------
+    stats : float64 (size,)
+        Weighted sums, laid out by :func:`stats_layout`: log-likelihood; posterior mass of
+        each block j; expected moves along each edge per block; expected post-entry periods
+        in each (state, j) (``occ``) and expected purchases there (``ysum``); expected
+        entry-period purchases per j (``ysum0``). The entry period enters ``post`` (its
+        exposure) and ``ysum0`` only.
+    """
+    n_blocks, size = partial.shape
+    R_max = runs.shape[1] - 1
+    J = runs.shape[3]
+    o_trans = 1 + J
+    o_occ = o_trans + NE * J
     tot = np.zeros(size)
     run = np.zeros((R_max + 1, NP, J))
     for b in range(n_blocks):

@@ -150,6 +150,18 @@ BAD_INPUTS = [
         ["--calibration-end '1997-02-30' is not a calendar date"],
     ),
     ("unknown model", GOOD, ["--models", "bgnbd,hmm2"], ["--models: unknown model(s) 'hmm2'"]),
+    (
+        "scheduler without the Dask executor",
+        GOOD,
+        ["--scheduler", "tcp://127.0.0.1:8786"],
+        ["--scheduler tcp://127.0.0.1:8786 needs --executor dask"],
+    ),
+    (
+        "Dask executor without the lifecycle model",
+        GOOD,
+        ["--executor", "dask", "--models", "bgnbd,pnbd"],
+        ["--executor dask runs the lifecycle model's E-steps", "add lifecycle to --models"],
+    ),
     ("empty model name", GOOD, ["--models", "bgnbd,"], ["--models 'bgnbd,': an empty model name"]),
     (
         "file larger than --max-size",

@@ -62,17 +62,21 @@ the scaled forward-backward kernels of :mod:`sim.fitting._hmm`; a generalised M-
 (:mod:`~sim.fitting.lifecycle.em`), SQUAREM acceleration, many random starts screened and
 the best run to convergence and polished by direct maximisation; standard errors from the
 observed information (:mod:`~sim.fitting.lifecycle.inference`). The specification is chosen
-by BIC on the calibration data (:func:`select_lifecycle`).
+by BIC on the calibration data (:func:`select_lifecycle`). The E-step runs on numba's threads,
+or as tasks on a Dask cluster (``LifecycleHMM(executor=...)``, :class:`DaskEStep`) with the
+same bits.
 
 Modules
 -------
 :mod:`~sim.fitting.lifecycle.params` (parameters, quadratures, simulation),
 :mod:`~sim.fitting.lifecycle.model` (:class:`LifecycleHMM`), ``em``, ``inference``,
-``coords``, ``forecast``, ``spend``, :mod:`~sim.fitting.lifecycle.select`, and
+``coords``, ``forecast``, ``smoothing``, ``spend``, ``distributed`` (:class:`DaskEStep`),
+:mod:`~sim.fitting.lifecycle.select`, and
 :mod:`~sim.fitting.lifecycle.registry` (the registry model :class:`LifecycleModel` and its
 fitted form :class:`LifecycleFit`, with the stage tables).
 """
 
+from sim.fitting.lifecycle.distributed import DaskEStep
 from sim.fitting.lifecycle.model import LifecycleHMM, StartRecord
 from sim.fitting.lifecycle.params import (
     EXIT_EDGES,
@@ -96,6 +100,7 @@ __all__ = [
     "MOVES",
     "ORDER",
     "STATES",
+    "DaskEStep",
     "LifecycleFit",
     "LifecycleHMM",
     "LifecycleModel",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from sim.fitting import _hmm
+from sim.fitting.lifecycle.distributed import DaskEStep
 from sim.fitting.lifecycle.em import EMMixin
 from sim.fitting.lifecycle.forecast import ForecastMixin
 from sim.fitting.lifecycle.inference import InferenceMixin
@@ -127,6 +128,10 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
         Seed of the starting values.
     block : int
         Sequences per block of the E-step's fixed-order reduction (changes the last bits only).
+    executor : sim.runs.executors.DaskExecutor, optional
+        An entered Dask executor: the E-steps on the whole calibration data run as its tasks
+        (:class:`sim.fitting.lifecycle.distributed.DaskEStep`), with bitwise the same results
+        as in this process. Not part of :meth:`settings` (it does not change the fit).
     """
 
     def __init__(
@@ -149,6 +154,7 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
         polish=200,
         seed=0,
         block=64,
+        executor=None,
     ):
         if int(n_classes) < 1:
             raise ValueError(f"n_classes = {n_classes}: must be >= 1")
@@ -196,6 +202,8 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
         self.polish_fit = int(200 if polish is True else polish)
         self.seed = int(seed)
         self.block = int(block)
+        self.executor = executor
+        self._remote = None
         self.params_ = None
 
     @property
@@ -294,6 +302,9 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
         t_idx = np.where(counts > 0, np.arange(T)[None, :], -1).max(axis=1)
         last = np.maximum(t_idx, entry).astype(np.int64)
         self.data_ = SequenceData(entry, last, counts, weight, cs.astype(np.int64), T, int(counts.max()))
+        self._remote = None  # the E-step on the executor's cluster, for these data (not a sample)
+        if self.executor is not None:
+            self._remote = DaskEStep(self.executor, self.data_)
         return self
 
     # ---------------- parameter <-> kernel arrays ----------------
@@ -379,6 +390,9 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
         """The E-step's flat statistics vector (layout of the kernels' ``stats_layout``) and the arrays."""
         d = self.data_ if data is None else data
         a = self._arrays(p, d)
+        block = self._block(len(d.entry), a["KR"].size)
+        if self._remote is not None and self._remote.data is d and self._remote.active():
+            return self._remote(a, block), a
         out = _hmm.estep(
             d.ptr,
             d.gap,
@@ -396,7 +410,7 @@ class LifecycleHMM(EMMixin, InferenceMixin, ForecastMixin, SpendMixin):
             a["KR"],
             a["Occ"],
             a["Xi"],
-            self._block(len(d.entry), a["KR"].size),
+            block,
         )
         return out, a
 
