@@ -175,3 +175,16 @@ def test_round_trip_recovers_a_gamma_exit_frailty_within_4_se():
     for lo, hi in ORDER:
         assert p.rates[0, lo] <= p.rates[0, hi]
     assert abs(m.quadrature_check()["exit"]) < 0.1
+
+
+@pytest.mark.parametrize("shape", [150.0, 171.0, 172.0, 500.0, 1e4])
+def test_rate_quadrature_stays_exact_at_large_shapes(shape):
+    # SciPy's generalised Gauss-Laguerre weights overflow above a shape of about 170; the
+    # quadrature must still integrate x and x^2 of Gamma(shape, shape) exactly: mean 1,
+    # variance 1/shape (degree < 2 n_nodes)
+    nodes, weights = gamma_quadrature(shape, 8)
+    assert np.all(np.isfinite(nodes)) and np.all(weights > 0)
+    assert weights.sum() == pytest.approx(1.0, abs=1e-14)
+    assert np.dot(weights, nodes) == pytest.approx(1.0, abs=1e-13)
+    assert np.dot(weights, nodes**2) - 1.0 == pytest.approx(1.0 / shape, rel=1e-9)
+    assert np.dot(weights, nodes**3) == pytest.approx((1 + 1 / shape) * (1 + 2 / shape), rel=1e-12)
