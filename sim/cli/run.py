@@ -99,7 +99,7 @@ def _print_summary(result) -> None:
 
 
 def _run(args) -> int:
-    from sim.exceptions import ConfigError, ResultExistsError
+    from sim.exceptions import ConfigError, ExecutorError, ResultExistsError
     from sim.io.results import prepare_result_dir
     from sim.model.config import load_config
     from sim.runs.projection import project
@@ -198,6 +198,9 @@ def _run(args) -> int:
     except ConfigError as error:  # checked above; available memory can still shrink before a chunk starts
         print(f"sim: {error}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except ExecutorError as error:  # the Dask scheduler could not be reached, or a chunk never completed
+        print(f"sim: {error}", file=sys.stderr)
+        return 1
     rejected = result.timings.get("chunk_files_rejected") or []
     if result.timings.get("chunks_resumed") or rejected:
         print(

@@ -361,3 +361,19 @@ def test_a_missing_snapshot_file_names_the_field(tmp_path, capsys):
     assert "population.snapshot = 'live.csv': no such file" in capsys.readouterr().err
     with pytest.raises(sim.ConfigError, match="population.snapshot"):
         sim.project(sim.config_from_dict({"population": {"snapshot": "x.csv"}}))
+
+
+def test_an_unreachable_dask_scheduler_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    from sim.exceptions import ExecutorError
+    from sim.runs.executors import DaskExecutor
+
+    def unreachable(self):
+        raise ExecutorError("cannot reach the Dask scheduler 'tcp://10.0.0.5:8786': timed out")
+
+    monkeypatch.setattr(DaskExecutor, "__enter__", unreachable)
+    config = _write_config(tmp_path)
+    argv = ["run", str(config), "--out", str(tmp_path / "o"), "--no-figure", "--no-progress"]
+    assert main([*argv, "--executor", "dask", "--scheduler", "tcp://10.0.0.5:8786"]) == 1
+    error = capsys.readouterr().err
+    assert "cannot reach the Dask scheduler 'tcp://10.0.0.5:8786'" in error and "Traceback" not in error
+    assert not (tmp_path / "o" / MANIFEST).exists()
