@@ -21,8 +21,6 @@ cost is paid at period 0 undiscounted.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from sim.model.arrays import model_arrays
@@ -137,7 +135,7 @@ def lifecycle_chain(
     policy = next(p for p in config.policies if p.name == policy_name)
     spend, _ = spend_table(policy, config)
     tiers = _tier_probabilities(config, arrays)
-    mean_wallet = config.population.wallet_median * math.exp(0.5 * config.population.wallet_sigma**2)
+    mean_wallet = config.population.mean_wallet
     R = np.zeros(5)
     for stage in (EXPLORATION, FORMATION, STABILITY, DECLINE):
         R[stage] = (

@@ -178,15 +178,11 @@ def constant_retention_clv(
 # --------------------------------------------------------------------------- scenarios
 
 
-def _mean_wallet(config: ExperimentConfig) -> float:
-    return config.population.wallet_median * math.exp(0.5 * config.population.wallet_sigma**2)
-
-
 def _exploration_reward(config: ExperimentConfig, spend: float) -> float:
     """Expected cash per active period of a customer who stays in exploration (constant)."""
     eco = config.economics
     return (
-        _mean_wallet(config) * eco.share_of_wallet.exploration * eco.margin.exploration
+        config.population.mean_wallet * eco.share_of_wallet.exploration * eco.margin.exploration
         - eco.cost_to_serve
         - spend
     )

@@ -71,6 +71,7 @@ import numpy as np
 import pandas as pd
 
 from sim.data.customers import CustomerData, unit_length
+from sim.model.arrays import ROW_MARGIN, ROW_SOW, model_arrays
 from sim.model.config import ExperimentConfig, config_from_dict, config_to_toml
 from sim.model.names import STAGES
 from sim.model.streams import stream_uniforms
@@ -349,19 +350,15 @@ def _scaled_policy(policy: dict, factor: float) -> dict:
 
 
 def _base_margin_per_period(base: ExperimentConfig) -> float:
-    """The base config's mean margin per period over the four stages, at the mean wallet."""
-    population, economics = base.population, base.economics
-    mean_wallet = population.wallet_median * math.exp(0.5 * population.wallet_sigma**2)
-    margin = np.asarray(economics.margin.as_tuple())
-    if economics.share_of_wallet_by_segment is not None:
-        by_segment = [np.asarray(s.as_tuple()) for s in economics.share_of_wallet_by_segment.segments()]
-        share = (
-            population.relationship_share * by_segment[0]
-            + (1 - population.relationship_share) * by_segment[1]
-        )
-    else:
-        share = np.asarray(economics.share_of_wallet.as_tuple())
-    return float(mean_wallet * np.mean(share * margin))
+    """The base config's mean margin per period over the four stages, at the mean wallet
+    (share of wallet and margin by stage and segment from :func:`sim.model.arrays.model_arrays`,
+    the segments weighted by their shares).
+    """
+    arrays = model_arrays(base)
+    share = base.population.relationship_share
+    per_segment = arrays.stage[ROW_SOW, :4, :] * arrays.stage[ROW_MARGIN, :4, :]  # (stage, segment)
+    mixed = share * per_segment[:, 0] + (1 - share) * per_segment[:, 1]
+    return float(base.population.mean_wallet * np.mean(mixed))
 
 
 # --------------------------------------------------------------------------- the bridge

@@ -9,6 +9,7 @@ unknown keys. :class:`sim.model.config.ExperimentConfig` assembles them.
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -183,6 +184,13 @@ class PopulationConfig(_Frozen):
         "config file: sim run then projects them with sim.project_from instead of a new cohort of "
         "`customers` (sim fit writes one with a fitted config)",
     )
+
+    @property
+    def mean_wallet(self) -> float:
+        """Mean wallet per period, ``wallet_median * exp(wallet_sigma**2 / 2)`` (the lognormal's
+        mean; docs/model.md §4).
+        """
+        return self.wallet_median * math.exp(0.5 * self.wallet_sigma**2)
 
 
 class DynamicsConfig(_Frozen):
