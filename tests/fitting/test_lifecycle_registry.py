@@ -244,3 +244,22 @@ def test_split_log_units(result: FitResult):
     ).fit(data)
     assert fitted.hmm.data_.T == data.n_calibration_periods
     assert np.all(fitted.expected_holdout_transactions(data) >= 0)
+
+
+def test_decline_outcomes_are_the_chain_absorption_probabilities(result: FitResult):
+    fit = result.fits["lifecycle"]
+    table = fit.decline_outcomes()
+    assert list(table["class"]) == list(range(1, len(fit.class_shares) + 1))
+    for c, row in table.iterrows():
+        A = fit.transition_matrices[c].copy()
+        # make formation and ended absorbing and run the chain from decline to the end
+        A[1] = np.eye(5)[1]
+        state = np.eye(5)[3]
+        expected_stay = 0.0
+        for _ in range(20_000):
+            expected_stay += state[3]
+            state = state @ A
+        assert row["eventually_won_back"] == pytest.approx(state[1], rel=1e-9)
+        assert 1 - row["eventually_won_back"] == pytest.approx(state[4], rel=1e-9)
+        assert row["periods_in_decline"] == pytest.approx(expected_stay, rel=1e-9)
+        assert row["class_share"] == pytest.approx(fit.class_shares[c], rel=0)

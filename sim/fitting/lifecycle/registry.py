@@ -25,7 +25,7 @@ from sim.exceptions import DataError
 from sim.fitting import _hmm
 from sim.fitting.base import CustomerBaseModel, TransactionModelFit, _check_rate, _horizon, register_model
 from sim.fitting.lifecycle.model import LifecycleHMM
-from sim.fitting.lifecycle.params import ALLOWED, ENDED, ROW_EDGES, STATES
+from sim.fitting.lifecycle.params import ALLOWED, DECLINE, ENDED, FORMATION, ROW_EDGES, STATES
 from sim.fitting.lifecycle.select import DEFAULT_CANDIDATES, select_lifecycle
 
 __all__ = ["LifecycleFit", "LifecycleModel", "panel_sequences"]
@@ -190,6 +190,35 @@ class LifecycleFit(TransactionModelFit):
     def rate_shape(self) -> float | None:
         """Shape r of the gamma purchase-rate multiplier (None: no multiplier)."""
         return self.hmm.params_.shape
+
+    def decline_outcomes(self) -> pd.DataFrame:
+        """How a visit to decline ends, per class, for a customer of exit frailty 1.
+
+        Decline is left only by a win-back (decline -> formation) or by churn (decline ->
+        ended), so a visit lasts ``1 / (win_back + churn)`` periods on average and ends in a
+        win-back with probability ``win_back / (win_back + churn)`` (the absorption
+        probability of the chain with formation and ended absorbing).
+
+        Returns
+        -------
+        DataFrame
+            ``class``, ``class_share``, ``win_back`` and ``churn`` (per period),
+            ``eventually_won_back`` and ``periods_in_decline``.
+        """
+        p = self.hmm.params_
+        win_back = p.transitions[:, DECLINE, FORMATION]
+        churn = p.transitions[:, DECLINE, ENDED]
+        leave = win_back + churn
+        return pd.DataFrame(
+            {
+                "class": np.arange(1, len(win_back) + 1),
+                "class_share": p.class_probs,
+                "win_back": win_back,
+                "churn": churn,
+                "eventually_won_back": win_back / leave,
+                "periods_in_decline": p.mean_stay()[:, DECLINE],
+            }
+        )
 
     @property
     def spend_per_purchase(self) -> np.ndarray | None:
