@@ -141,6 +141,16 @@ def test_lifecycle_figure_csv_is_the_fit_and_the_fitted_base(figures_run, fit):
         np.testing.assert_allclose(rows["fitted_margin"], base.fitted_margin_by_period, rtol=1e-12)
     comparison = csv[csv["panel"] == "comparison"]
     assert set(comparison["reference"]) == {"none"} and len(comparison) == len(base.config.policies) - 1
+    # the policy panels are the projection of that snapshot with the fitted config
+    projection = sim.project_from(base.snapshot, base.config, replications=sizes["replications"])
+    expected_margin = _round_trip(base.margin_table(projection))
+    for column in ("simulated_margin", "fitted_margin"):
+        np.testing.assert_allclose(margin[column], expected_margin[column], rtol=1e-12, err_msg=column)
+    expected_comparison = _round_trip(projection.comparison)
+    for column in ("delta_clv", "ci_low", "ci_high", "p_better"):
+        np.testing.assert_allclose(
+            comparison[column], expected_comparison[column], rtol=1e-12, err_msg=column
+        )
     caption = (figures_run / "cdnow_lifecycle.txt").read_text()
     assert (
         fit.fits["lifecycle"].hmm.name in caption

@@ -271,10 +271,11 @@ def _build_cdnow_lifecycle(spec: FigureSpec, quick: bool, threads: int | None) -
     )
     fit = result.fits["lifecycle"]
     facts = _facts(result, params)
-    decline = fit.transition_matrices[:, 3]  # (C, 5): decline -> ...
-    shares = fit.class_shares
-    win_back = float(np.dot(shares, decline[:, 1]))
-    churn = float(np.dot(shares, decline[:, 4]))
+    outcomes = fit.decline_outcomes()  # per class; the caption gives the class-share averages
+    win_back, churn, eventually = (
+        float(np.dot(outcomes["class_share"], outcomes[column]))
+        for column in ("win_back", "churn", "eventually_won_back")
+    )
     snapshot = base.snapshot
     comparison = projection.comparison.set_index("policy")
     summary = projection.summary.set_index("policy")
@@ -287,7 +288,7 @@ def _build_cdnow_lifecycle(spec: FigureSpec, quick: bool, threads: int | None) -
             "decline_share": float((snapshot["stage"] == 3).mean()),
             "win_back": win_back,
             "churn": churn,
-            "win_back_eventually": win_back / (win_back + churn),
+            "win_back_eventually": eventually,
             "residual_clv_none": float(summary.loc["none", "clv_mean"]),
             "replications": sizes["replications"],
             "horizon": base.config.run.horizon,
